@@ -1,0 +1,1 @@
+"""DSL primitives: arithmetic (see codeit_jax.dsl for the module order)."""

@@ -1,0 +1,1 @@
+"""DSL primitives: containers (see codeit_jax.dsl for the module order)."""

@@ -1,0 +1,1 @@
+"""DSL primitives: functional (see codeit_jax.dsl for the module order)."""

@@ -1,0 +1,1 @@
+"""DSL primitives: objects (see codeit_jax.dsl for the module order)."""

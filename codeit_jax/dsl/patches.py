@@ -1,0 +1,1 @@
+"""DSL primitives: patches (see codeit_jax.dsl for the module order)."""

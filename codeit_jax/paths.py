@@ -1,0 +1,17 @@
+"""Where the official CodeIt data lives (read, never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable naming the CodeIt data directory (training/, evaluation/, ...).
+DATA_ENV = "CODEIT_DATA"
+
+
+def codeit_data_dir() -> Path:
+    """The CodeIt data directory: $CODEIT_DATA, else ../shared/codeit-data next to the repo."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "codeit-data"
