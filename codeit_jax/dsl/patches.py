@@ -10,10 +10,9 @@ from the same Python operations as in the reference, so the exception classes ma
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from codeit_jax.dsl.types import Boolean, Grid, Indices, Integer, IntegerTuple, Object, Patch
+from codeit_jax.dsl.types import Boolean, Grid, Indices, Integer, IntegerTuple, Object, Patch
 
 
 def toindices(patch: Patch) -> Indices:
