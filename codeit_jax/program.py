@@ -104,10 +104,10 @@ def _describe_bad_name(name: str) -> str:
             "subscripts, keywords, star-args or nested calls)"
         )
     if name.startswith("__"):
-        return f"the dunder name {name!r}"
+        return f"the dunder name {_show(name)}"
     if name in _PYTHON_KEYWORDS:
         return f"the Python keyword {name!r}"
-    return f"the unknown name {name!r}"
+    return f"the unknown name {_show(name)}"
 
 
 class _LineError(Exception):
@@ -209,7 +209,10 @@ def parse(text: str) -> Program:
         try:
             lines.append(_parse_line(raw.strip(), targets, calls, index == last_index))
         except _LineError as error:
-            raise ProgramError(f"line {first_number + index} {_show(raw)}: {error}") from None
+            reason = str(error)
+            if len(reason) > 4 * _MAX_SHOWN:  # names quoted in the reason can be long, too
+                reason = reason[: 4 * _MAX_SHOWN - 3] + "..."
+            raise ProgramError(f"line {first_number + index} {_show(raw)}: {reason}") from None
     return Program(tuple(lines))
 
 
