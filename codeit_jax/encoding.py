@@ -1,0 +1,183 @@
+"""Grids as sparse text, tasks as model input, programs as model targets.
+
+Grid text (CodeIt's sparse idea, made deterministic and compact)::
+
+    <height>x<width> bg=<background> <colour>=<i>,<j> <i>,<j> ... <colour>=<i>,<j> ...
+
+e.g. ``3x4 bg=0 2=0,1 1,1 7=2,3``. The background is the most common colour; on a tie the
+*smallest* such colour wins, which is also what the DSL's ``mostcolor`` picks. Every other
+colour present follows in ascending order with its cells in row-major order (the official
+encoder iterates Python sets, so its text depends on hashing). Every piece is a word of the
+built-in tokenizer's vocabulary, so a cell costs three tokens (`` i``, ``,``, ``j``).
+
+Model input for a task: the first ``n_examples`` demonstration inputs joined by ``|``, a
+newline, their outputs joined by ``|``. Truncation is done in *tokens*, per side: each side is
+cut to ``input_state_max`` ids, so the newline between them always survives and the model always
+sees the start of both the inputs and the outputs. The encoded input is therefore at most
+``2 * input_state_max + len(newline ids) + 1`` (eos) ids long.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from codeit_jax.tasks import Grid, Task, is_grid
+
+if TYPE_CHECKING:
+    from codeit_jax.tokenizer import Tokenizer
+
+#: Separates the grids of one side of the model input.
+GRID_SEPARATOR = "|"
+#: Separates the inputs side from the outputs side.
+SIDE_SEPARATOR = "\n"
+
+_HEADER = re.compile(r"([0-9]+)x([0-9]+) bg=([0-9])")
+_COLOUR_START = re.compile(r"([0-9])=([0-9]+),([0-9]+)")
+_CELL = re.compile(r"([0-9]+),([0-9]+)")
+
+
+class GridTextError(ValueError):
+    """A grid text is not in the canonical sparse format."""
+
+
+def background_colour(grid: Grid) -> int:
+    """Most common colour of the grid; the smallest one among equally common colours."""
+    counts = [0] * 10
+    for row in grid:
+        for cell in row:
+            counts[cell] += 1
+    return max(range(10), key=lambda c: (counts[c], -c))
+
+
+def grid_to_text(grid: Grid) -> str:
+    """A valid ARC grid -> its canonical sparse text (see the module docstring)."""
+    if not is_grid(grid):
+        raise ValueError(f"not a valid ARC grid (1..30 x 1..30, ints 0-9): {_short(grid)}")
+    background = background_colour(grid)
+    cells: dict[int, list[str]] = {}
+    for i, row in enumerate(grid):
+        for j, colour in enumerate(row):
+            if colour != background:
+                cells.setdefault(colour, []).append(f"{i},{j}")
+    parts = [f"{len(grid)}x{len(grid[0])} bg={background}"]
+    for colour in sorted(cells):
+        parts.append(f"{colour}=" + " ".join(cells[colour]))
+    return " ".join(parts)
+
+
+def text_to_grid(text: str) -> Grid:
+    """Canonical sparse text -> grid; raises `GridTextError` saying what is wrong."""
+    words = text.split(" ")
+    header = " ".join(words[:2])
+    match = _HEADER.fullmatch(header)
+    if match is None:
+        raise GridTextError(f"grid text must start with '<h>x<w> bg=<colour>': {_short(text)}")
+    height, width, background = (int(g) for g in match.groups())
+    if not (1 <= height <= 30 and 1 <= width <= 30):
+        raise GridTextError(f"grid size {height}x{width} is outside 1..30 x 1..30")
+    rows = [[background] * width for _ in range(height)]
+    seen_colours: set[int] = set()
+    seen_cells: set[tuple[int, int]] = set()
+    colour: int | None = None
+    for word in words[2:]:
+        start = _COLOUR_START.fullmatch(word)
+        if start is not None:
+            colour = int(start.group(1))
+            if colour == background or colour in seen_colours:
+                raise GridTextError(f"colour {colour} listed twice or equal to the background")
+            seen_colours.add(colour)
+            i, j = int(start.group(2)), int(start.group(3))
+        else:
+            cell = _CELL.fullmatch(word)
+            if cell is None or colour is None:
+                raise GridTextError(f"unexpected word {word!r} in grid text {_short(text)}")
+            i, j = int(cell.group(1)), int(cell.group(2))
+        if not (i < height and j < width) or (i, j) in seen_cells:
+            raise GridTextError(f"cell {i},{j} is outside the {height}x{width} grid or repeated")
+        seen_cells.add((i, j))
+        rows[i][j] = colour
+    return tuple(tuple(row) for row in rows)
+
+
+def task_sides(task: Task, n_examples: int) -> tuple[str, str]:
+    """The untruncated inputs side and outputs side of a task's model input."""
+    if n_examples < 1:
+        raise ValueError(f"n_examples must be at least 1, got {n_examples}")
+    if not task.train:
+        raise ValueError(f"task {task.key!r} has no demonstration examples")
+    examples = task.train[:n_examples]
+    inputs = GRID_SEPARATOR.join(grid_to_text(x) for x, _ in examples)
+    outputs = GRID_SEPARATOR.join(grid_to_text(y) for _, y in examples)
+    return inputs, outputs
+
+
+def task_to_text(task: Task, n_examples: int) -> str:
+    """The full (untruncated) model input text of a task."""
+    inputs, outputs = task_sides(task, n_examples)
+    return inputs + SIDE_SEPARATOR + outputs
+
+
+def encode_task(
+    task: Task, tokenizer: Tokenizer, n_examples: int, input_state_max: int
+) -> list[int]:
+    """Model input ids: each side cut to ``input_state_max`` ids, newline between, then eos."""
+    if input_state_max < 1:
+        raise ValueError(f"input_state_max must be at least 1, got {input_state_max}")
+    inputs, outputs = task_sides(task, n_examples)
+    return (
+        tokenizer.encode(inputs)[:input_state_max]
+        + tokenizer.encode(SIDE_SEPARATOR)
+        + tokenizer.encode(outputs)[:input_state_max]
+        + [tokenizer.eos_id]
+    )
+
+
+def encode_program(program: str, tokenizer: Tokenizer) -> list[int]:
+    """Target ids of a bare-lines program text, ending with eos (never truncated here: a cut
+    program teaches nothing, so callers drop programs over their length limit instead)."""
+    return tokenizer.encode(program) + [tokenizer.eos_id]
+
+
+def bare_program(text: str) -> str:
+    """A stored ``def solve_...(I):`` function text -> the normalised bare-lines form.
+
+    Already bare text is returned unchanged (trailing blank lines removed). The result is the
+    ``x1 = f(a, b)`` ... ``O = g(x1)`` lines without indentation, def or return line.
+    """
+    lines = text.strip("\n").split("\n")
+    if not lines or not lines[0].startswith("def "):
+        return "\n".join(line.rstrip() for line in lines)
+    if not lines[0].rstrip().endswith(":"):
+        raise ValueError(f"program's def line does not end with ':': {lines[0]!r}")
+    body = lines[1:]
+    if not body or body[-1].strip() != "return O":
+        raise ValueError("program function must end with 'return O'")
+    bare = []
+    for line in body[:-1]:
+        if not line.startswith("    "):
+            raise ValueError(f"program line is not indented by 4 spaces: {line!r}")
+        bare.append(line[4:].rstrip())
+    if not bare:
+        raise ValueError("program function has no statements")
+    return "\n".join(bare)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+__all__ = [
+    "GRID_SEPARATOR",
+    "SIDE_SEPARATOR",
+    "GridTextError",
+    "background_colour",
+    "bare_program",
+    "encode_program",
+    "encode_task",
+    "grid_to_text",
+    "task_sides",
+    "task_to_text",
+    "text_to_grid",
+]
