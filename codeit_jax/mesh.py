@@ -1,0 +1,59 @@
+"""The device mesh shared by the trainer and the sampler.
+
+Both stages are data parallel only: one mesh axis, ``data``, over every device (of every host),
+parameters replicated, batches split along their leading axis. Keeping the mesh and the two
+shardings in one place means the trainer and the sampler agree on what "the batch axis" is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+#: Name of the single mesh axis; batches are split along it.
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``data`` over ``devices`` (default: all global devices)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("make_mesh needs at least one device")
+    return Mesh(np.asarray(devices, dtype=object), (DATA_AXIS,))
+
+
+def batch_spec() -> PartitionSpec:
+    """Leading (batch) axis split over ``data``; other axes whole."""
+    return PartitionSpec(DATA_AXIS)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding for arrays whose leading axis is the batch (size a multiple of the mesh)."""
+    return NamedSharding(mesh, batch_spec())
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding for arrays every device holds whole: parameters, PRNG keys, masks."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+    """Number of shards along ``data``: batch sizes must be a multiple of it."""
+    return int(mesh.shape[DATA_AXIS])
+
+
+def padded_batch_size(batch_size: int, mesh: Mesh) -> int:
+    """The smallest multiple of the data-parallel size that holds ``batch_size`` rows (>= 1)."""
+    n = data_parallel_size(mesh)
+    return max(1, -(-batch_size // n)) * n
+
+
+def pad_batch(array: np.ndarray, size: int, fill: int | float = 0) -> np.ndarray:
+    """``array`` with its leading axis padded to ``size`` rows of ``fill``."""
+    if array.shape[0] > size:
+        raise ValueError(f"batch of {array.shape[0]} rows does not fit in {size}")
+    pad = [(0, size - array.shape[0])] + [(0, 0)] * (array.ndim - 1)
+    return np.pad(array, pad, constant_values=fill)

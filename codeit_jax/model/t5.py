@@ -1,0 +1,543 @@
+"""T5 encoder-decoder (v1.0 and v1.1) in Flax Linen.
+
+One module tree serves training (``T5.__call__``, teacher forcing) and sampling (``encode``,
+``cross_kv``, ``decode`` with an explicit key/value cache), so the sampler runs exactly the
+weights and arithmetic the trainer optimises.
+
+Conventions that matter when checking against other implementations:
+
+* Attention logits are *not* scaled by ``d_kv ** -0.5``; T5 folds that into the query init.
+* Relative position buckets: bidirectional in the encoder, causal in the decoder. One bias table
+  per stack, computed once and added in every layer (Hugging Face stores it in block 0; here it
+  is the stack's ``relative_position_bias``). Cross-attention has no position bias.
+* v1.0 (``feed_forward_proj="relu"``, ``tie_word_embeddings=True``): the LM head is the shared
+  embedding, applied to the decoder output scaled by ``d_model ** -0.5``. v1.1
+  (``"gated-gelu"``, untied): a separate ``lm_head`` and no scaling.
+* Masks are additive biases of ``-1e9`` rather than ``-inf``, so a fully padded row (a padding
+  task in a sharded batch) gives finite numbers instead of NaN.
+* Parameters are ``param_dtype`` (float32); compute runs in ``compute_dtype``; norms, softmax
+  and logits are float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Additive attention bias for masked positions (finite, see module docstring).
+MASK_BIAS = -1e9
+
+#: One decoder layer's self-attention cache: (keys, values), each [batch, max_length, heads, d_kv].
+LayerCache = tuple[jax.Array, jax.Array]
+#: Cross-attention keys/values of one decoder layer, each [tasks, source_length, heads, d_kv].
+LayerKV = tuple[jax.Array, jax.Array]
+
+_FEED_FORWARD_KINDS = ("relu", "gated-gelu")
+
+
+def default_compute_dtype(backend: str | None = None) -> str:
+    """float32 on CPU (no fast bf16 matmuls there), bfloat16 on GPU/TPU."""
+    backend = jax.default_backend() if backend is None else backend
+    return "float32" if backend == "cpu" else "bfloat16"
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+    """Shape and numerics of a T5. Field names follow Hugging Face's ``T5Config``."""
+
+    vocab_size: int = 32100
+    d_model: int = 512
+    d_kv: int = 64
+    d_ff: int = 2048
+    num_layers: int = 6
+    num_decoder_layers: int = 6
+    num_heads: int = 8
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    dropout_rate: float = 0.1
+    layer_norm_epsilon: float = 1e-6
+    feed_forward_proj: str = "relu"
+    tie_word_embeddings: bool = True
+    pad_token_id: int = 0
+    eos_token_id: int = 1
+    decoder_start_token_id: int = 0
+    #: Compute dtype name; ``None`` picks by backend (see ``default_compute_dtype``).
+    dtype: str | None = None
+    param_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.feed_forward_proj not in _FEED_FORWARD_KINDS:
+            raise ValueError(
+                f"feed_forward_proj must be one of {_FEED_FORWARD_KINDS}, "
+                f"got {self.feed_forward_proj!r}"
+            )
+        sizes = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads")
+        for name in (*sizes, "num_decoder_layers", "relative_attention_num_buckets"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"T5Config.{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.dtype or default_compute_dtype())
+
+    @property
+    def gated(self) -> bool:
+        return self.feed_forward_proj.startswith("gated")
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.d_kv
+
+    def replace(self, **changes) -> T5Config:
+        return dataclasses.replace(self, **changes)
+
+
+#: Named shapes. codet5-small / codet5p-220m / codet5p-770m are the Salesforce checkpoints'
+#: shapes (T5 v1.0); ``small_cpu`` (~15M parameters) is for CPU experiments; ``tiny`` for tests.
+CONFIGS: dict[str, T5Config] = {
+    "tiny": T5Config(
+        vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+        num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=20,
+    ),
+    "small_cpu": T5Config(
+        d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=8
+    ),
+    "codet5_small": T5Config(),
+    "codet5p_220m": T5Config(
+        d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12
+    ),
+    "codet5p_770m": T5Config(
+        d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_decoder_layers=24, num_heads=16
+    ),
+}  # fmt: skip
+
+
+def named_config(name: str, **overrides) -> T5Config:
+    """One of ``CONFIGS`` with field overrides, e.g. ``named_config("tiny", dtype="float32")``."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown T5 config {name!r}; known: {sorted(CONFIGS)}")
+    return CONFIGS[name].replace(**overrides)
+
+
+# --------------------------------------------------------------------------- positions
+
+
+@lru_cache(maxsize=32)
+def relative_position_bucket_table(
+    bidirectional: bool, num_buckets: int, max_distance: int
+) -> np.ndarray:
+    """Bucket of every relative position ``key - query`` in ``[-max_distance, max_distance]``.
+
+    Half the buckets (per direction when bidirectional) are exact small distances, the rest
+    grow logarithmically up to ``max_distance``; anything farther shares the last bucket, so
+    clipping a relative position to this range never changes its bucket. Computed on the host
+    in float64 once, which makes the buckets exact (no float32 log rounding at the boundaries).
+    """
+    table = np.zeros(2 * max_distance + 1, dtype=np.int32)
+    per_direction = num_buckets // 2 if bidirectional else num_buckets
+    exact = per_direction // 2
+    for i, relative in enumerate(range(-max_distance, max_distance + 1)):
+        if bidirectional:
+            offset = per_direction if relative > 0 else 0
+            distance = abs(relative)
+        else:
+            offset = 0
+            distance = max(-relative, 0)
+        if distance < exact:
+            bucket = distance
+        else:
+            scaled = math.log(distance / exact) / math.log(max_distance / exact)
+            bucket = min(exact + int(scaled * (per_direction - exact)), per_direction - 1)
+        table[i] = offset + bucket
+    return table
+
+
+def relative_position_buckets(
+    relative_position: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int
+) -> jax.Array:
+    """Buckets of an int array of relative positions (``key - query``), any shape."""
+    table = jnp.asarray(relative_position_bucket_table(bidirectional, num_buckets, max_distance))
+    return table[jnp.clip(relative_position, -max_distance, max_distance) + max_distance]
+
+
+def padding_bias(mask: jax.Array) -> jax.Array:
+    """[batch, length] bool/int key mask -> additive float32 bias [batch, 1, 1, length]."""
+    return jnp.where(mask.astype(bool), 0.0, MASK_BIAS).astype(jnp.float32)[:, None, None, :]
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def _normal(stddev: float) -> nn.initializers.Initializer:
+    return nn.initializers.normal(stddev=stddev)
+
+
+class RMSNorm(nn.Module):
+    """T5's layer norm: scale only, no mean subtraction, statistics in float32."""
+
+    epsilon: float
+    dtype: jnp.dtype
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.epsilon)
+        return (normed * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+class RelativePositionBias(nn.Module):
+    """Learned per-head bias for each relative-position bucket."""
+
+    config: T5Config
+    bidirectional: bool
+
+    @nn.compact
+    def __call__(self, query_positions: jax.Array, key_positions: jax.Array) -> jax.Array:
+        """[Tq], [Tk] int positions -> float32 bias [1, heads, Tq, Tk]."""
+        c = self.config
+        table = self.param(
+            "embedding",
+            _normal(c.d_model**-0.5),
+            (c.relative_attention_num_buckets, c.num_heads),
+            jnp.dtype(c.param_dtype),
+        )
+        relative = key_positions[None, :] - query_positions[:, None]
+        buckets = relative_position_buckets(
+            relative,
+            self.bidirectional,
+            c.relative_attention_num_buckets,
+            c.relative_attention_max_distance,
+        )
+        return jnp.take(table.astype(jnp.float32), buckets, axis=0).transpose(2, 0, 1)[None]
+
+
+class Attention(nn.Module):
+    """Multi-head attention without biases or logit scaling.
+
+    Keys/values are projected separately (``project_kv``) so that callers can cache them: the
+    decoder's self-attention appends to a cache, cross-attention projects the encoder output
+    once per task. Queries may outnumber key/value rows by an integer factor G (G samples per
+    task, sequences ordered task-major): they are grouped onto their task's keys instead of
+    copying the keys G times.
+    """
+
+    config: T5Config
+
+    def setup(self) -> None:
+        c = self.config
+        dense = dict(use_bias=False, dtype=c.compute_dtype, param_dtype=jnp.dtype(c.param_dtype))
+        self.q = nn.Dense(c.inner_dim, kernel_init=_normal((c.d_model * c.d_kv) ** -0.5), **dense)
+        self.k = nn.Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
+        self.v = nn.Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
+        self.o = nn.Dense(c.d_model, kernel_init=_normal(c.inner_dim**-0.5), **dense)
+        self.dropout = nn.Dropout(c.dropout_rate)
+
+    def _heads(self, x: jax.Array) -> jax.Array:
+        return x.reshape(*x.shape[:-1], self.config.num_heads, self.config.d_kv)
+
+    def project_kv(self, x: jax.Array) -> LayerKV:
+        """[B, S, d_model] -> keys, values [B, S, heads, d_kv]."""
+        return self._heads(self.k(x)), self._heads(self.v(x))
+
+    def __call__(
+        self, x: jax.Array, kv: LayerKV, bias: jax.Array, deterministic: bool = True
+    ) -> jax.Array:
+        """Queries from ``x`` [N, Tq, d_model] attend to ``kv`` ([B, Tk, H, d_kv], N = G*B).
+
+        ``bias`` is additive float32, broadcastable to [B, H, G*Tq, Tk].
+        """
+        keys, values = kv
+        n, tq = x.shape[:2]
+        b = keys.shape[0]
+        if n % b:
+            raise ValueError(f"{n} query rows cannot be grouped onto {b} key/value rows")
+        q = self._heads(self.q(x)).reshape(b, (n // b) * tq, self.config.num_heads, -1)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, keys.astype(q.dtype)).astype(jnp.float32)
+        weights = jax.nn.softmax(scores + bias, axis=-1).astype(q.dtype)
+        weights = self.dropout(weights, deterministic=deterministic)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, values.astype(q.dtype))
+        return self.o(out.reshape(n, tq, self.config.inner_dim))
+
+
+class FeedForward(nn.Module):
+    """ReLU MLP (v1.0) or gated-GELU MLP with tanh-approximate GELU (v1.1)."""
+
+    config: T5Config
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        c = self.config
+        dense = dict(use_bias=False, dtype=c.compute_dtype, param_dtype=jnp.dtype(c.param_dtype))
+        wi_init = _normal(c.d_model**-0.5)
+        if c.gated:
+            gate = nn.Dense(c.d_ff, kernel_init=wi_init, name="wi_0", **dense)(x)
+            linear = nn.Dense(c.d_ff, kernel_init=wi_init, name="wi_1", **dense)(x)
+            hidden = jax.nn.gelu(gate, approximate=True) * linear
+        else:
+            hidden = jax.nn.relu(nn.Dense(c.d_ff, kernel_init=wi_init, name="wi", **dense)(x))
+        hidden = nn.Dropout(c.dropout_rate)(hidden, deterministic=deterministic)
+        return nn.Dense(c.d_model, kernel_init=_normal(c.d_ff**-0.5), name="wo", **dense)(hidden)
+
+
+def _norm(c: T5Config) -> RMSNorm:
+    return RMSNorm(c.layer_norm_epsilon, c.compute_dtype, jnp.dtype(c.param_dtype))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm self-attention + feed-forward, each added back through dropout."""
+
+    config: T5Config
+
+    def setup(self) -> None:
+        self.attention_norm = _norm(self.config)
+        self.attention = Attention(self.config)
+        self.mlp_norm = _norm(self.config)
+        self.mlp = FeedForward(self.config)
+        self.dropout = nn.Dropout(self.config.dropout_rate)
+
+    def __call__(self, x: jax.Array, bias: jax.Array, deterministic: bool = True) -> jax.Array:
+        h = self.attention_norm(x)
+        h = self.attention(h, self.attention.project_kv(h), bias, deterministic)
+        x = x + self.dropout(h, deterministic=deterministic)
+        h = self.mlp(self.mlp_norm(x), deterministic)
+        return x + self.dropout(h, deterministic=deterministic)
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention (optionally cached), cross-attention, feed-forward."""
+
+    config: T5Config
+
+    def setup(self) -> None:
+        self.self_attention_norm = _norm(self.config)
+        self.self_attention = Attention(self.config)
+        self.cross_attention_norm = _norm(self.config)
+        self.cross_attention = Attention(self.config)
+        self.mlp_norm = _norm(self.config)
+        self.mlp = FeedForward(self.config)
+        self.dropout = nn.Dropout(self.config.dropout_rate)
+
+    def cross_kv(self, encoded: jax.Array) -> LayerKV:
+        return self.cross_attention.project_kv(encoded)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        self_bias: jax.Array,
+        cross_kv: LayerKV,
+        cross_bias: jax.Array,
+        cache: LayerCache | None = None,
+        cache_index: jax.Array | int | None = None,
+        deterministic: bool = True,
+    ) -> tuple[jax.Array, LayerCache | None]:
+        h = self.self_attention_norm(x)
+        keys, values = self.self_attention.project_kv(h)
+        if cache is not None:
+            start = (0, cache_index, 0, 0)
+            keys = jax.lax.dynamic_update_slice(cache[0], keys.astype(cache[0].dtype), start)
+            values = jax.lax.dynamic_update_slice(cache[1], values.astype(cache[1].dtype), start)
+            cache = (keys, values)
+        h = self.self_attention(h, (keys, values), self_bias, deterministic)
+        x = x + self.dropout(h, deterministic=deterministic)
+        h = self.cross_attention(self.cross_attention_norm(x), cross_kv, cross_bias, deterministic)
+        x = x + self.dropout(h, deterministic=deterministic)
+        h = self.mlp(self.mlp_norm(x), deterministic)
+        return x + self.dropout(h, deterministic=deterministic), cache
+
+
+class Encoder(nn.Module):
+    config: T5Config
+
+    def setup(self) -> None:
+        c = self.config
+        self.relative_position_bias = RelativePositionBias(c, bidirectional=True)
+        self.layers = [EncoderLayer(c) for _ in range(c.num_layers)]
+        self.final_norm = _norm(c)
+        self.dropout = nn.Dropout(c.dropout_rate)
+
+    def __call__(
+        self, embedded: jax.Array, attention_mask: jax.Array, deterministic: bool = True
+    ) -> jax.Array:
+        positions = jnp.arange(embedded.shape[1])
+        bias = self.relative_position_bias(positions, positions) + padding_bias(attention_mask)
+        x = self.dropout(embedded, deterministic=deterministic)
+        for layer in self.layers:
+            x = layer(x, bias, deterministic)
+        return self.dropout(self.final_norm(x), deterministic=deterministic)
+
+
+class Decoder(nn.Module):
+    config: T5Config
+
+    def setup(self) -> None:
+        c = self.config
+        self.relative_position_bias = RelativePositionBias(c, bidirectional=False)
+        self.layers = [DecoderLayer(c) for _ in range(c.num_decoder_layers)]
+        self.final_norm = _norm(c)
+        self.dropout = nn.Dropout(c.dropout_rate)
+
+    def cross_kv(self, encoded: jax.Array) -> tuple[LayerKV, ...]:
+        return tuple(layer.cross_kv(encoded) for layer in self.layers)
+
+    def __call__(
+        self,
+        embedded: jax.Array,
+        cross_kv: Sequence[LayerKV],
+        encoder_mask: jax.Array,
+        cache: Sequence[LayerCache] | None = None,
+        cache_index: jax.Array | int | None = None,
+        deterministic: bool = True,
+    ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
+        length = embedded.shape[1]
+        if cache is None:
+            query_positions = key_positions = jnp.arange(length)
+        else:
+            query_positions = cache_index + jnp.arange(length)
+            key_positions = jnp.arange(cache[0][0].shape[1])
+        causal = key_positions[None, :] <= query_positions[:, None]
+        self_bias = self.relative_position_bias(query_positions, key_positions)
+        self_bias = self_bias + jnp.where(causal, 0.0, MASK_BIAS)
+        cross_bias = padding_bias(encoder_mask)
+        x = self.dropout(embedded, deterministic=deterministic)
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            layer_cache = None if cache is None else cache[i]
+            x, layer_cache = layer(
+                x, self_bias, cross_kv[i], cross_bias, layer_cache, cache_index, deterministic
+            )
+            new_cache.append(layer_cache)
+        x = self.dropout(self.final_norm(x), deterministic=deterministic)
+        return x, (None if cache is None else tuple(new_cache))
+
+
+class T5(nn.Module):
+    """T5 encoder-decoder returning float32 logits.
+
+    ``__call__`` is teacher forcing (decoder inputs are the right-shifted labels). For sampling:
+    ``encode`` once per task, ``cross_kv`` once per task, then ``decode`` one token at a time
+    with a cache from ``init_cache``; ``decode`` accepts G times more decoder rows than tasks
+    (task-major order) and shares each task's cross-attention keys/values among them.
+    """
+
+    config: T5Config
+
+    def setup(self) -> None:
+        c = self.config
+        self.shared = nn.Embed(
+            c.vocab_size,
+            c.d_model,
+            embedding_init=_normal(1.0),
+            dtype=c.compute_dtype,
+            param_dtype=jnp.dtype(c.param_dtype),
+        )
+        self.encoder = Encoder(c)
+        self.decoder = Decoder(c)
+        if not c.tie_word_embeddings:
+            self.lm_head = nn.Dense(
+                c.vocab_size,
+                use_bias=False,
+                kernel_init=_normal(c.d_model**-0.5),
+                dtype=c.compute_dtype,
+                param_dtype=jnp.dtype(c.param_dtype),
+            )
+
+    def encode(
+        self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True
+    ) -> jax.Array:
+        """[B, S] ids and mask -> encoder output [B, S, d_model]."""
+        return self.encoder(self.shared(input_ids), attention_mask, deterministic)
+
+    def cross_kv(self, encoded: jax.Array) -> tuple[LayerKV, ...]:
+        """Every decoder layer's cross-attention keys/values, [B, S, heads, d_kv] each."""
+        return self.decoder.cross_kv(encoded)
+
+    def decode(
+        self,
+        decoder_input_ids: jax.Array,
+        cross_kv: Sequence[LayerKV],
+        encoder_mask: jax.Array,
+        cache: Sequence[LayerCache] | None = None,
+        cache_index: jax.Array | int | None = None,
+        deterministic: bool = True,
+    ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
+        """Decoder ids [N, T] -> (float32 logits [N, T, V], updated cache or None).
+
+        Without a cache the T tokens are positions 0..T-1. With one, they are positions
+        ``cache_index .. cache_index+T-1`` and their keys/values are written there first.
+        """
+        hidden, cache = self.decoder(
+            self.shared(decoder_input_ids),
+            cross_kv,
+            encoder_mask,
+            cache,
+            cache_index,
+            deterministic,
+        )
+        if self.config.tie_word_embeddings:
+            logits = self.shared.attend(hidden * self.config.d_model**-0.5)
+        else:
+            logits = self.lm_head(hidden)
+        return logits.astype(jnp.float32), cache
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        decoder_input_ids: jax.Array,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        """Teacher-forced logits [B, T, V]."""
+        encoded = self.encode(input_ids, attention_mask, deterministic)
+        logits, _ = self.decode(
+            decoder_input_ids,
+            self.cross_kv(encoded),
+            attention_mask,
+            deterministic=deterministic,
+        )
+        return logits
+
+
+def init_cache(
+    config: T5Config, batch_size: int, max_length: int, dtype: jnp.dtype | None = None
+) -> tuple[LayerCache, ...]:
+    """Zeroed self-attention cache for ``batch_size`` decoder rows and ``max_length`` tokens."""
+    dtype = config.compute_dtype if dtype is None else dtype
+    shape = (batch_size, max_length, config.num_heads, config.d_kv)
+    return tuple(
+        (jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.num_decoder_layers)
+    )
+
+
+def init_params(config: T5Config, rng: jax.Array) -> dict:
+    """Freshly initialised parameters (jitted: eager init of a large T5 is slow)."""
+    model = T5(config)
+    ids = jnp.zeros((1, 1), jnp.int32)
+
+    @jax.jit
+    def _init(key: jax.Array) -> dict:
+        return model.init(key, ids, jnp.ones((1, 1), jnp.int32), ids)["params"]
+
+    return _init(rng)
+
+
+def count_params(params) -> int:
+    """Number of scalars in a parameter pytree."""
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+
+
+def shift_right(labels: jax.Array, decoder_start_token_id: int = 0, pad_id: int = 0) -> jax.Array:
+    """Decoder inputs from labels: start token prepended, last dropped, -100 -> pad."""
+    labels = jnp.where(labels == -100, pad_id, labels)
+    start = jnp.full((*labels.shape[:-1], 1), decoder_start_token_id, labels.dtype)
+    return jnp.concatenate([start, labels[..., :-1]], axis=-1)

@@ -1,0 +1,44 @@
+"""The shared data-parallel mesh helper."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from codeit_jax.mesh import (
+    DATA_AXIS,
+    batch_sharding,
+    data_parallel_size,
+    make_mesh,
+    pad_batch,
+    padded_batch_size,
+    replicated_sharding,
+)
+
+
+def test_mesh_spans_all_devices_or_a_subset():
+    assert data_parallel_size(make_mesh()) == jax.device_count() == 8
+    subset = make_mesh(jax.devices()[:2])
+    assert subset.axis_names == (DATA_AXIS,)
+    assert data_parallel_size(subset) == 2
+    with pytest.raises(ValueError, match="at least one device"):
+        make_mesh([])
+
+
+def test_batch_sharding_splits_rows_and_replicated_does_not():
+    mesh = make_mesh()
+    x = jax.device_put(np.arange(16 * 3).reshape(16, 3), batch_sharding(mesh))
+    assert {s.data.shape for s in x.addressable_shards} == {(2, 3)}
+    y = jax.device_put(np.arange(5), replicated_sharding(mesh))
+    assert {s.data.shape for s in y.addressable_shards} == {(5,)}
+
+
+def test_padding_to_the_mesh():
+    mesh = make_mesh()
+    assert [padded_batch_size(n, mesh) for n in (0, 1, 8, 9)] == [8, 8, 8, 16]
+    assert padded_batch_size(3, make_mesh(jax.devices()[:1])) == 3
+    padded = pad_batch(np.ones((3, 2), int), 8, fill=-1)
+    assert padded.shape == (8, 2) and (padded[3:] == -1).all() and (padded[:3] == 1).all()
+    with pytest.raises(ValueError, match="does not fit"):
+        pad_batch(np.ones((9, 2)), 8)

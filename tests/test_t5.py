@@ -1,0 +1,210 @@
+"""Behaviour of the Flax T5: shapes, dtypes, caching, grouping, masking, causality, dropout.
+
+Parity with transformers lives in test_convert.py; these tests need only JAX.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from codeit_jax.model import T5, T5Config, init_cache, init_params, named_config, shift_right
+from codeit_jax.model.t5 import default_compute_dtype, relative_position_bucket_table
+
+VARIANTS = {
+    "v1.0": named_config("tiny", dtype="float32"),
+    "v1.1": named_config(
+        "tiny", dtype="float32", feed_forward_proj="gated-gelu", tie_word_embeddings=False
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def model_and_params(request) -> tuple[T5Config, T5, dict]:
+    config = VARIANTS[request.param]
+    return config, T5(config), init_params(config, jax.random.key(0))
+
+
+def _batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(2, 64, size=(3, 12))
+    lengths = np.array([12, 7, 3])
+    mask = np.arange(12)[None, :] < lengths[:, None]
+    ids = np.where(mask, ids, 0)
+    decoder_ids = np.concatenate([np.zeros((3, 1), int), rng.integers(2, 64, size=(3, 5))], 1)
+    return ids, mask.astype(np.int32), decoder_ids
+
+
+def test_named_configs_have_the_published_sizes():
+    from codeit_jax.model import count_params
+
+    def n_params(name: str) -> float:
+        shapes = jax.eval_shape(lambda k: init_params(named_config(name), k), jax.random.key(0))
+        return count_params(shapes) / 1e6
+
+    assert 60 < n_params("codet5_small") < 61  # Salesforce/codet5-small: 60.5M
+    assert 222 < n_params("codet5p_220m") < 224
+    assert 10 < n_params("small_cpu") < 20
+
+
+def test_logits_shape_and_dtypes(model_and_params):
+    config, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    logits = model.apply({"params": params}, ids, mask, decoder_ids)
+    assert logits.shape == (3, decoder_ids.shape[1], config.vocab_size)
+    assert logits.dtype == jnp.float32
+    assert np.isfinite(np.asarray(logits)).all()
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+    assert ("lm_head" in params) == (not config.tie_word_embeddings)
+    assert "relative_position_bias" in params["encoder"]
+    assert "relative_position_bias" in params["decoder"]
+
+
+def test_cached_decoding_matches_teacher_forcing(model_and_params):
+    config, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    full = model.apply({"params": params}, ids, mask, decoder_ids)
+    variables = {"params": params}
+    encoded = model.apply(variables, ids, mask, method=T5.encode)
+    cross = model.apply(variables, encoded, method=T5.cross_kv)
+    cache = init_cache(config, 3, 8)
+    steps = []
+    for t in range(decoder_ids.shape[1]):
+        logits, cache = model.apply(
+            variables, decoder_ids[:, t : t + 1], cross, mask, cache, t, method=T5.decode
+        )
+        steps.append(logits[:, 0])
+    np.testing.assert_allclose(np.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_grouped_cross_attention_equals_repeating_the_encoder(model_and_params):
+    """G decoder rows per task over one task's keys/values == the task repeated G times."""
+    config, model, params = model_and_params
+    ids, mask, decoder_ids = _batch(1)
+    variables = {"params": params}
+    group = 4
+    encoded = model.apply(variables, ids, mask, method=T5.encode)
+    rows = np.random.default_rng(2).integers(2, 64, size=(3 * group, 4))
+    grouped, _ = model.apply(
+        variables, rows, model.apply(variables, encoded, method=T5.cross_kv), mask,
+        method=T5.decode,
+    )  # fmt: skip
+    repeated_encoded = jnp.repeat(encoded, group, axis=0)
+    repeated, _ = model.apply(
+        variables,
+        rows,
+        model.apply(variables, repeated_encoded, method=T5.cross_kv),
+        np.repeat(mask, group, axis=0),
+        method=T5.decode,
+    )
+    np.testing.assert_allclose(grouped, repeated, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_does_not_change_real_positions(model_and_params):
+    _, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    short = model.apply({"params": params}, ids[1:2, :7], mask[1:2, :7], decoder_ids[1:2])
+    padded = model.apply({"params": params}, ids[1:2], mask[1:2], decoder_ids[1:2])
+    np.testing.assert_allclose(short, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_is_causal(model_and_params):
+    _, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    changed = decoder_ids.copy()
+    changed[:, 3:] = (changed[:, 3:] + 7) % 64
+    a = model.apply({"params": params}, ids, mask, decoder_ids)
+    b = model.apply({"params": params}, ids, mask, changed)
+    np.testing.assert_allclose(a[:, :3], b[:, :3], atol=1e-6)
+    assert not np.allclose(a[:, 3:], b[:, 3:])
+
+
+def test_fully_padded_row_stays_finite(model_and_params):
+    _, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    mask = mask.copy()
+    mask[2] = 0
+    logits = model.apply({"params": params}, ids, mask, decoder_ids)
+    assert np.isfinite(np.asarray(logits)).all()
+
+
+def test_dropout_only_when_not_deterministic(model_and_params):
+    _, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    base = model.apply({"params": params}, ids, mask, decoder_ids)
+    again = model.apply({"params": params}, ids, mask, decoder_ids, deterministic=True)
+    np.testing.assert_array_equal(base, again)
+
+    def train(key: jax.Array) -> jax.Array:
+        return model.apply(
+            {"params": params}, ids, mask, decoder_ids, deterministic=False,
+            rngs={"dropout": key},
+        )  # fmt: skip
+
+    a, b = train(jax.random.key(1)), train(jax.random.key(2))
+    assert not np.allclose(a, base)
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(a, train(jax.random.key(1)))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+    config = named_config("tiny", dtype="bfloat16")
+    params = init_params(config, jax.random.key(0))
+    ids, mask, decoder_ids = _batch()
+    logits = T5(config).apply({"params": params}, ids, mask, decoder_ids)
+    reference = T5(config.replace(dtype="float32")).apply(
+        {"params": params}, ids, mask, decoder_ids
+    )
+    assert logits.dtype == jnp.float32
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+    # Same weights: bf16 arithmetic stays close to float32 (loose: ~3 significant digits).
+    np.testing.assert_allclose(logits, reference, atol=0.3, rtol=0.1)
+
+
+def test_default_compute_dtype_by_backend():
+    assert default_compute_dtype("cpu") == "float32"
+    assert default_compute_dtype("gpu") == "bfloat16"
+    assert default_compute_dtype("tpu") == "bfloat16"
+    assert named_config("tiny").compute_dtype == jnp.dtype(default_compute_dtype())
+
+
+def test_bad_configs_are_rejected_with_the_field_named():
+    with pytest.raises(ValueError, match="feed_forward_proj"):
+        T5Config(feed_forward_proj="swish")
+    with pytest.raises(ValueError, match="num_heads"):
+        T5Config(num_heads=0)
+    with pytest.raises(KeyError, match="codet5_small"):
+        named_config("nope")
+
+
+def test_relative_position_buckets_small_distances_are_exact():
+    table = relative_position_bucket_table(True, 32, 128)
+    at = lambda rel: table[rel + 128]  # noqa: E731
+    assert [at(r) for r in range(0, -8, -1)] == list(range(8))
+    assert [at(r) for r in range(1, 8)] == [16 + r for r in range(1, 8)]
+    assert at(-128) == 15 and at(128) == 31
+    causal = relative_position_bucket_table(False, 32, 128)
+    assert (causal[128:] == 0).all()  # future keys (masked anyway) share bucket 0
+    assert causal[128 - 15] == 15 and causal[0] == 31
+    assert (np.diff(causal[::-1][128:]) >= 0).all()  # monotone in distance
+
+
+def test_relative_position_buckets_match_transformers():
+    torch = pytest.importorskip("torch")
+    t5_modeling = pytest.importorskip("transformers.models.t5.modeling_t5")
+    relative = torch.arange(-300, 301)
+    for bidirectional in (True, False):
+        for buckets, distance in ((32, 128), (8, 20), (16, 64)):
+            expected = t5_modeling.T5Attention._relative_position_bucket(
+                relative, bidirectional, buckets, distance
+            ).numpy()
+            table = relative_position_bucket_table(bidirectional, buckets, distance)
+            ours = table[np.clip(relative.numpy(), -distance, distance) + distance]
+            np.testing.assert_array_equal(ours, expected)
+
+
+def test_shift_right():
+    labels = jnp.array([[5, 6, 1, -100], [7, 1, -100, -100]])
+    np.testing.assert_array_equal(shift_right(labels), [[0, 5, 6, 1], [0, 7, 1, 0]])
