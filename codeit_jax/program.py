@@ -220,7 +220,9 @@ class _Compiled(NamedTuple):
     """Pre-resolved program: a value template and steps over slot indices."""
 
     template: list[Any]  # slot 0 is I; then constants/primitive values; then targets
-    steps: tuple[tuple[Any, ...], ...]  # (callee function or None, callee slot, arg0, getter, t)
+    # (callee function or None, callee slot, the single arg slot or -1, getter of several args,
+    #  target slot, slots the line reads: the callee variable's and the args')
+    steps: tuple[tuple[Any, ...], ...]
     output: int
     names: tuple[str, ...]  # slot -> name, for error messages
 
@@ -261,15 +263,13 @@ def _compile(lines: Sequence[Line]) -> _Compiled:
         names.append(line.target)
         single = arg_slots[0] if len(arg_slots) == 1 else -1
         getter = itemgetter(*arg_slots) if len(arg_slots) > 1 else None
-        steps.append((function, callee_slot, single, getter, target, arg_slots))
+        reads = arg_slots if function is not None else (callee_slot, *arg_slots)
+        steps.append((function, callee_slot, single, getter, target, reads))
     return _Compiled(template, tuple(steps), slots["O"], tuple(names))
 
 
-_DROPPED = object()
-
-
 class Program:
-    """A validated DSL program; compile-on-first-run, then :meth:`run` is a tight loop.
+    """A validated DSL program; names bound on first run, then :meth:`run` is a tight loop.
 
     Equality and hashing are by the normalised text, which the replay buffer uses as the key.
     """
@@ -310,9 +310,11 @@ class Program:
         body = "".join(f"    {line.text}\n" for line in self.lines)
         return f"def {name}(I):\n{body}    return O\n"
 
-    @property
-    def compiled(self) -> _Compiled:
-        """The slot-resolved form, built on first use (parsing alone never needs primitives)."""
+    def bind(self) -> _Compiled:
+        """Resolve every name to its primitive, constant or slot now (else on the first run).
+
+        Parsing alone never needs the primitives; binding is done once per program.
+        """
         compiled = self._compiled
         if compiled is None:
             compiled = self._compiled = _compile(self.lines)
@@ -325,7 +327,7 @@ class Program:
         is not stored (CodeIt's executor rule, which CodeIt runs with 1000), and a later line, or
         the output, that needs it raises :class:`StateSizeError`.
         """
-        compiled = self._compiled or self.compiled
+        compiled = self._compiled or self.bind()
         values = compiled.template.copy()
         values[0] = grid
         if max_state_size is None:
@@ -345,32 +347,33 @@ class Program:
 
     @staticmethod
     def _run_limited(compiled: _Compiled, values: list[Any], max_state_size: int) -> Any:
-        """The run loop with CodeIt's state-size rule; kept apart so the plain loop stays lean."""
-        names = compiled.names
-        lengths: dict[int, int] = {}
+        """The run loop with CodeIt's state-size rule; kept apart so the plain loop stays lean.
 
-        def missing(slot: int) -> StateSizeError:
-            return StateSizeError(
-                f"{names[slot]} was not stored: its length {lengths[slot]} is at least "
-                f"max_state_size={max_state_size}"
-            )
-
-        for function, callee_slot, _, _, target, arg_slots in compiled.steps:
+        A too-long value stays in its slot but is recorded as dropped; the names a line reads
+        are checked against the dropped ones only once something has been dropped (rare).
+        """
+        dropped: dict[int, int] = {}  # slot -> length of the value that was not stored
+        for function, callee_slot, single, getter, target, reads in compiled.steps:
+            if dropped:
+                for slot in reads:
+                    if slot in dropped:
+                        raise _not_stored(compiled, slot, dropped[slot], max_state_size)
             if function is None:
                 function = values[callee_slot]
-                if function is _DROPPED:
-                    raise missing(callee_slot)
-            args = [values[slot] for slot in arg_slots]
-            for slot, value in zip(arg_slots, args):
-                if value is _DROPPED:
-                    raise missing(slot)
-            value = function(*args)
+            value = function(values[single]) if single >= 0 else function(*getter(values))
+            values[target] = value
             if hasattr(value, "__len__"):
                 length = len(value)
                 if length >= max_state_size:
-                    lengths[target] = length
-                    value = _DROPPED
-            values[target] = value
-        if values[compiled.output] is _DROPPED:
-            raise missing(compiled.output)
+                    dropped[target] = length
+        if compiled.output in dropped:
+            raise _not_stored(compiled, compiled.output, dropped[compiled.output], max_state_size)
         return values[compiled.output]
+
+
+def _not_stored(compiled: _Compiled, slot: int, length: int, max_state_size: int) -> StateSizeError:
+    """The error for a line (or the output) that needs a value the state-size rule dropped."""
+    return StateSizeError(
+        f"{compiled.names[slot]} was not stored: its length {length} is at least "
+        f"max_state_size={max_state_size}"
+    )
