@@ -285,8 +285,15 @@ class Program:
     @classmethod
     def from_lines(cls, lines: Iterable[tuple[str, str, Sequence[str]]]) -> Program:
         """Build a program from (target, callee, args) tuples, validated like text."""
-        text = "\n".join(Line(t, c, tuple(a)).text for t, c, a in lines)
-        return parse(text)
+        wanted = tuple(Line(t, c, tuple(a)) for t, c, a in lines)
+        program = parse("\n".join(line.text for line in wanted))
+        if program.lines != wanted:  # e.g. a newline smuggled into a name
+            raise ProgramError(f"lines do not round-trip through the program text: {wanted!r}")
+        return program
+
+    def __reduce__(self) -> tuple[type[Program], tuple[tuple[Line, ...]]]:
+        # Ship only the lines to sandbox processes; each binds its own primitives on first run.
+        return (Program, (self.lines,))
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -325,7 +332,8 @@ class Program:
 
         With an integer ``max_state_size``, a value with a length of at least ``max_state_size``
         is not stored (CodeIt's executor rule, which CodeIt runs with 1000), and a later line, or
-        the output, that needs it raises :class:`StateSizeError`.
+        the output, that needs it raises :class:`StateSizeError`. (CodeIt's executor treats 0
+        as "no limit"; here it must be None for that, and 0 or less raises ``ValueError``.)
         """
         compiled = self._compiled or self.bind()
         values = compiled.template.copy()

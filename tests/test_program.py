@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import pickle
+import random
 import sys
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 import codeit_jax.program as program_module
 from codeit_jax import dsl
 from codeit_jax.program import Line, Program, ProgramError, StateSizeError, parse
+from codeit_jax.tasks import load_codeit_dir
 
 GRID = ((1, 2, 3), (4, 5, 6))
 SENTINEL_NAME = "pwned"
@@ -276,6 +279,16 @@ def test_from_lines_validates_like_text() -> None:
     assert program.text == "x1 = vmirror(I)\nO = hmirror(x1)"
     with pytest.raises(ProgramError):
         Program.from_lines([("O", "vmirror", ["I[0]"])])
+    with pytest.raises(ProgramError, match="round-trip"):
+        Program.from_lines([("x1", "vmirror", ["I)\nO = hmirror(x1"])])
+
+
+def test_pickle_round_trip_runs_the_same() -> None:
+    program = parse("x1 = vmirror(I)\nO = hmirror(x1)")
+    program.run(GRID)
+    copy = pickle.loads(pickle.dumps(program))
+    assert copy == program and copy.lines == program.lines
+    assert copy.run(GRID) == program.run(GRID)
 
 
 def test_run_returns_the_value_of_o() -> None:
@@ -378,3 +391,90 @@ def test_every_primitive_and_constant_name_is_accepted_as_an_argument() -> None:
     lines = [f"x{k} = identity({name})" for k, name in enumerate(names, start=1)]
     program = parse("\n".join(lines) + "\nO = identity(I)")
     assert len(program) == len(names) + 1
+
+
+def _reference_check(text: str) -> bool:
+    """CodeIt's seven syntax rules as SPEC.md states them, restated independently for the test."""
+    names_so_far: set[str] = set()
+    calls_so_far: set[str] = set()
+    primitives = set(dsl.PRIMITIVE_NAMES)
+    lines = text.rstrip("\n").split("\n")
+    for index, line in enumerate(lines):
+        halves = line.lstrip().split(" = ")
+        if len(halves) != 2:
+            return False
+        target, call = halves
+        pieces = call.rstrip().split("(")
+        if len(pieces) != 2:
+            return False
+        callee, rest = pieces
+        if index == len(lines) - 1 and target != "O":
+            return False
+        if target in primitives or target in names_so_far or call in calls_so_far:
+            return False
+        names_so_far.add(target)
+        calls_so_far.add(call)
+        if callee not in primitives and callee not in names_so_far:
+            return False
+        if not rest.endswith(")"):
+            return False
+        for arg in rest[:-1].split(", "):
+            if not (arg in names_so_far or arg in primitives or arg in dsl.CONSTANTS or arg == "I"):
+                return False
+    return True
+
+
+# Reasons parse() may give for text the reference check accepts (the docstring's extra refusals).
+_DOCUMENTED_EXTRA = ("on the line that defines it", "is not x<k> or O", "repeats an earlier line")
+
+
+def _variants(lines: list[str], rng: random.Random) -> list[str]:
+    """Small perturbations of a valid program: reordered, dropped, renamed and respaced lines."""
+    pool = ["I", "x1", "x2", "x5", "O", "ZERO", "T", "identity", "size", "y", "I ", "1", "x1.a"]
+    out = []
+    for _ in range(8):
+        edited = list(lines)
+        k = rng.randrange(len(edited))
+        choice = rng.randrange(6)
+        if choice == 0 and len(edited) > 1:
+            del edited[k]
+        elif choice == 1:
+            j = rng.randrange(len(edited))
+            edited[k], edited[j] = edited[j], edited[k]
+        elif choice == 2:
+            target, call = edited[k].split(" = ")
+            callee, rest = call.split("(")
+            args = rest[:-1].split(", ")
+            args[rng.randrange(len(args))] = rng.choice(pool)
+            edited[k] = f"{target} = {callee}({', '.join(args)})"
+        elif choice == 3:
+            target, call = edited[k].split(" = ")
+            edited[k] = f"{rng.choice(pool)} = {call}"
+        elif choice == 4:
+            edited.insert(k, edited[k] + rng.choice(["", " "]))  # a repeated line
+        else:
+            target, call = edited[k].split(" = ")
+            edited[k] = f"{target} = {rng.choice(pool)}({call.split('(')[1]}"
+        out.append("\n".join(edited))
+    return out
+
+
+def test_accepts_only_what_the_reference_check_accepts(codeit_data: Path) -> None:
+    """Over perturbed training programs: parse() never accepts what CodeIt's check rejects, and
+    rejects what it accepts only for the reasons the module docstring documents."""
+    rng = random.Random(0)
+    accepted = extra_refusals = 0
+    for task in load_codeit_dir(codeit_data / "training"):
+        lines = parse(task.program).text.split("\n")
+        for text in _variants(lines, rng):
+            reference = _reference_check(text)
+            try:
+                parse(text)
+            except ProgramError as error:
+                if reference:
+                    extra_refusals += 1
+                    assert any(reason in str(error) for reason in _DOCUMENTED_EXTRA), text
+            else:
+                accepted += 1
+                assert reference, text
+    assert accepted > 100 and extra_refusals > 10  # both sides of the comparison exercised
