@@ -1,0 +1,564 @@
+"""A process pool that runs DSL programs on grids fast, bounded and isolated.
+
+CodeIt runs every sampled program on every demonstration input of its task: tens of thousands
+of runs per meta-iteration, most of them broken and some pathological (huge upscales, enormous
+intervals, functions composed with themselves a billion times). ::
+
+    with Sandbox(workers=None, timeout_s=0.25, memory_mb=2048, max_state_size=1000) as sb:
+        outcomes = sb.run([(program_text, [grid, grid, ...]), ...])
+    # outcomes[i][j]: Outcome of program i on input j
+
+Design, and why:
+
+* Workers are fresh interpreters (``python -c``, see :mod:`codeit_jax.sandbox_worker`), not
+  forks: the parent usually holds JAX/XLA threads and forking such a process is unsafe, and
+  ``multiprocessing``'s spawn/forkserver would re-import the parent's ``__main__`` (and with it
+  JAX) in every worker. A worker imports only the program parser and the DSL and is ready in
+  about 0.1 s, so a pool is started once per run and a killed worker is replaced quickly.
+* Work goes out in chunks of runs (guided: big chunks first, smaller ones near the end to keep
+  the workers evenly busy), one chunk in flight per worker so that the parent never blocks
+  writing to a busy worker. Identical (text, input) pairs in a batch run once. Each worker
+  parses and compiles each distinct text once (bounded cache).
+* Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
+  function replaced by :data:`FUNCTION`, and refused past ``max_output_bytes`` (default 1 MiB,
+  ``state_size`` error) so a pathological value cannot flood the parent.
+* Time: a per-run budget of ``timeout_s * len(program)`` (CodeIt's 0.25 s per line, summed),
+  enforced inside the worker by an interval timer on its CPU time by default (``clock="wall"``
+  for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.sandbox_exec`). A run stuck in C code
+  never sees the timer signal, so the parent also runs a wall-clock watchdog: past
+  ``hard_factor * budget + hard_grace_s`` the worker is SIGKILLed, that run reports
+  ``timeout``, and the rest of its chunk goes to other workers.
+* Memory: ``RLIMIT_AS`` of ``memory_mb`` per worker, so a huge allocation raises MemoryError
+  (``memory``) in the worker instead of exhausting the machine. A worker that dies (segfault,
+  abort) reports ``crash`` for the run it was in and is replaced.
+* No leftovers: ``close()`` (also the context manager, a finaliser at garbage collection or
+  interpreter exit, and any exception escaping :meth:`Sandbox.run`, e.g. KeyboardInterrupt)
+  kills and reaps its workers; a worker whose parent is killed outright exits by itself
+  (see :mod:`codeit_jax.sandbox_worker`).
+* Determinism: outcomes do not depend on the number of workers or the chunking, except for runs
+  that finish close to their time limit.
+
+This is a resource sandbox, not a security boundary: program text is never evaluated as Python
+(see :mod:`codeit_jax.program`), and values are returned with pickle from our own workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import mmap
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, NamedTuple
+
+from codeit_jax.sandbox_exec import (
+    CRASH,
+    DEFAULT_COMPILER,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    ERROR_KINDS,
+    FUNCTION,
+    MEMORY,
+    RUNTIME,
+    STATE_SIZE,
+    SYNTAX,
+    TIMEOUT,
+    Executor,
+    FunctionValue,
+    Record,
+    decode_value,
+    load_compiler,
+)
+from codeit_jax.sandbox_worker import BOOTSTRAP, DEADLINE, IDLE, INDEX, SLOT_BYTES
+from codeit_jax.tasks import is_grid
+
+__all__ = [
+    "CRASH",
+    "ERROR_KINDS",
+    "FUNCTION",
+    "MEMORY",
+    "RUNTIME",
+    "STATE_SIZE",
+    "SYNTAX",
+    "TIMEOUT",
+    "FunctionValue",
+    "Outcome",
+    "Sandbox",
+    "SandboxError",
+    "is_grid",
+    "run_in_process",
+]
+
+Batch = Sequence[tuple[str, Sequence[Any]]]
+
+_MAX_CHUNK = 128  # runs per chunk at most: bounds the work redone when a worker is killed
+_POLL_S = 0.05  # how often the watchdog looks at busy workers
+_START_TIMEOUT_S = 60.0  # a worker not ready by then counts as a failed start
+_MAX_START_FAILURES = 3  # consecutive failed starts before the sandbox gives up
+_MAX_UNBLAMED_DEATHS = 2  # deaths outside any run a run may see before it is blamed
+
+
+class Outcome(NamedTuple):
+    """The result of one program on one input.
+
+    ``ok`` is True when the run finished and ``value`` holds the value bound to ``O`` (data, or
+    :data:`FUNCTION` for a function). Otherwise ``error`` is one of :data:`ERROR_KINDS` and
+    ``detail`` says more: the parser's message for ``syntax``, the exception type name for
+    ``runtime``. Use :func:`is_grid` to check that a value is a valid ARC grid.
+    """
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    detail: str = ""
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (workers cannot start, or it was used after close)."""
+
+
+def _outcome(record: Record) -> Outcome:
+    kind, payload = record
+    if kind is None:
+        return Outcome(True, decode_value(payload))
+    return Outcome(False, None, kind, payload)
+
+
+class _Runs(NamedTuple):
+    """A validated batch flattened to distinct runs, and where each run's outcome goes."""
+
+    runs: list[tuple[str, Any]]  # distinct (text, grid) pairs
+    shape: list[list[int]]  # shape[i][j]: index into runs of program i on input j
+
+
+def _flatten(batch: Batch) -> _Runs:
+    """Validate the batch and list its distinct (text, grid) runs, keyed by grid identity."""
+    if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence):
+        raise TypeError(
+            f"batch must be a list of (program_text, inputs) pairs, got {type(batch).__name__}"
+        )
+    runs: list[tuple[str, Any]] = []
+    index_of: dict[tuple[str, int], int] = {}
+    checked: set[int] = set()
+    keep_alive: list[Any] = []  # ids are only unique while the objects live
+    shape: list[list[int]] = []
+    for i, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"batch[{i}] must be a (program_text, inputs) pair, got {item!r:.80}")
+        text, inputs = item
+        if not isinstance(text, str):
+            raise TypeError(f"batch[{i}]: program text must be a str, got {type(text).__name__}")
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise TypeError(
+                f"batch[{i}]: inputs must be a list of grids, got {type(inputs).__name__}"
+            )
+        row = []
+        for j, grid in enumerate(inputs):
+            key = id(grid)
+            if key not in checked:
+                if not is_grid(grid):
+                    raise ValueError(
+                        f"batch[{i}] input {j} is not a valid grid (a tuple of 1..30 equal-length "
+                        f"tuples of 1..30 ints in 0..9): {grid!r:.80}"
+                    )
+                checked.add(key)
+                keep_alive.append(grid)
+            run_key = (text, key)
+            index = index_of.get(run_key)
+            if index is None:
+                index = index_of[run_key] = len(runs)
+                runs.append((text, grid))
+            row.append(index)
+        shape.append(row)
+    return _Runs(runs, shape)
+
+
+def _check_settings(
+    timeout_s: float, max_state_size: int | None, max_output_bytes: int, clock: str
+) -> None:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise TypeError(f"timeout_s must be a number, got {timeout_s!r}")
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise ValueError(f"timeout_s must be positive and finite, got {timeout_s!r}")
+    if max_state_size is not None and (
+        isinstance(max_state_size, bool) or not isinstance(max_state_size, int)
+    ):
+        raise TypeError(f"max_state_size must be an int or None, got {max_state_size!r}")
+    if max_state_size is not None and max_state_size < 1:
+        raise ValueError(f"max_state_size must be positive, got {max_state_size}")
+    if isinstance(max_output_bytes, bool) or not isinstance(max_output_bytes, int):
+        raise TypeError(f"max_output_bytes must be an int, got {max_output_bytes!r}")
+    if max_output_bytes < 1:
+        raise ValueError(f"max_output_bytes must be positive, got {max_output_bytes}")
+    if clock not in ("cpu", "wall"):
+        raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
+
+
+def _positive_int_or_none(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_in_process(
+    batch: Batch,
+    *,
+    timeout_s: float = 0.25,
+    max_state_size: int | None = 1000,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    clock: str = "cpu",
+) -> list[list[Outcome]]:
+    """Run a batch in this process with the sandbox's outcome semantics, for debugging.
+
+    Same parsing, time budget, state-size rule and value export as a worker, but without
+    isolation: no memory limit, no watchdog (a run stuck in C code hangs the caller), a crash
+    takes the caller down, and the time budget applies only when called from the main thread.
+    """
+    _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
+    flat = _flatten(batch)
+    executor = Executor(
+        timeout_s=timeout_s,
+        max_state_size=max_state_size,
+        max_output_bytes=max_output_bytes,
+        clock=clock,
+    )
+    try:
+        outcomes = [_outcome(executor.execute(executor.compile(t), g)) for t, g in flat.runs]
+    finally:
+        executor.close()
+    return [[outcomes[k] for k in row] for row in flat.shape]
+
+
+class _Worker:
+    """Parent-side handle of one worker process and its channels."""
+
+    def __init__(self, config: dict[str, Any], pdeathsig: bool) -> None:
+        command_r, command_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        lifeline_r, lifeline_w = os.pipe()
+        slot_fd = _shared_file()
+        child_fds = (command_r, reply_w, lifeline_r, slot_fd)
+        try:
+            os.ftruncate(slot_fd, SLOT_BYTES)
+            self.slot = mmap.mmap(slot_fd, SLOT_BYTES)
+            INDEX.pack_into(self.slot, 0, IDLE)
+            config = dict(
+                config,
+                command_fd=command_r,
+                reply_fd=reply_w,
+                lifeline_fd=lifeline_r,
+                slot_fd=slot_fd,
+                pdeathsig=pdeathsig,
+                parent_pid=os.getpid(),
+            )
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", BOOTSTRAP, json.dumps(config)],
+                pass_fds=child_fds,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (command_w, reply_r, lifeline_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        self.commands = Connection(command_w, readable=False)
+        self.replies = Connection(reply_r, writable=False)
+        self.lifeline = lifeline_w
+        self.state = "starting"
+        self.started_at = time.monotonic()
+        self.chunk: list[int] = []
+        self.killed_in: int | None = None  # run index the watchdog killed it in
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def progress(self) -> tuple[int, float]:
+        """(index of the run in progress or IDLE, its hard deadline), read consistently."""
+        while True:
+            index = INDEX.unpack_from(self.slot, 0)[0]
+            deadline = DEADLINE.unpack_from(self.slot, 8)[0]
+            if INDEX.unpack_from(self.slot, 0)[0] == index:
+                return index, deadline
+
+    def kill(self) -> None:
+        """SIGKILL and reap the process, and release every channel (idempotent)."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            self.process.wait()
+        for channel in (self.commands, self.replies):
+            channel.close()
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        if not self.slot.closed:
+            self.slot.close()
+
+
+def _shared_file() -> int:
+    """A file descriptor of an anonymous file for the worker's progress slot."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("codeit-sandbox-slot")
+    with tempfile.TemporaryFile() as handle:
+        return os.dup(handle.fileno())
+
+
+def _kill_all(workers: list[_Worker]) -> None:
+    """Finaliser: kill and reap every worker; also run at garbage collection and exit."""
+    while workers:
+        workers.pop().kill()
+
+
+def _death_detail(worker: _Worker) -> str:
+    code = worker.process.returncode
+    if code is not None and code < 0:
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with status {code}"
+
+
+class Sandbox:
+    """A pool of worker processes that run (program text, inputs) batches under limits.
+
+    Args:
+        workers: number of worker processes; None for one per available core.
+        timeout_s: time budget per program line; a run may use ``timeout_s * len(program)``.
+        memory_mb: address-space limit per worker in MiB (None: unlimited).
+        max_state_size: CodeIt's rule: values of this length or more are not kept (None: off).
+        chunk_size: runs per message to a worker; None picks sizes that balance the load.
+        max_output_bytes: cap on the pickled size of a returned value.
+        clock: "cpu" (default) or "wall": what the in-worker time budget counts.
+        hard_factor, hard_grace_s: the parent's watchdog kills a worker whose run has taken
+            ``hard_factor * budget + hard_grace_s`` seconds of wall-clock time.
+        _compiler: "module:function" turning text into a program; tests substitute one with
+            fault-injecting programs. Not reachable from program text.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout_s: float = 0.25,
+        memory_mb: int | None = 2048,
+        max_state_size: int | None = 1000,
+        *,
+        chunk_size: int | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        clock: str = "cpu",
+        hard_factor: float = 3.0,
+        hard_grace_s: float = 1.0,
+        _compiler: str = DEFAULT_COMPILER,
+    ) -> None:
+        _positive_int_or_none("workers", workers)
+        _positive_int_or_none("memory_mb", memory_mb)
+        _positive_int_or_none("chunk_size", chunk_size)
+        _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
+        if not (hard_factor >= 1 and hard_grace_s >= 0):
+            raise ValueError("hard_factor must be >= 1 and hard_grace_s >= 0")
+        load_compiler(_compiler)  # fail here, not in every worker, on a bad spec
+        self.n_workers = workers if workers is not None else default_workers()
+        self.timeout_s = float(timeout_s)
+        self.chunk_size = chunk_size
+        self.restarts = 0  # workers replaced after a kill or a crash
+        self._config = {
+            "sys_path": list(sys.path),
+            "timeout_s": float(timeout_s),
+            "memory_mb": memory_mb,
+            "max_state_size": max_state_size,
+            "max_output_bytes": max_output_bytes,
+            "clock": clock,
+            "hard_factor": float(hard_factor),
+            "hard_grace_s": float(hard_grace_s),
+            "compiler": _compiler,
+        }
+        self._workers: list[_Worker] = []
+        self._finalizer = weakref.finalize(self, _kill_all, self._workers)
+        self._lock = threading.Lock()
+        self._start_failures = 0
+        self._unblamed: dict[int, int] = {}
+        try:
+            self._fill()
+            while any(w.state == "starting" for w in self._workers):
+                self._step(deque(), [])
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ public interface
+
+    def run(self, batch: Batch) -> list[list[Outcome]]:
+        """Run every program on each of its inputs; ``result[i][j]`` is program i on input j."""
+        flat = _flatten(batch)
+        with self._lock:
+            if not self._finalizer.alive:
+                raise SandboxError("the sandbox is closed")
+            outcomes = self._execute(flat.runs)
+        return [[outcomes[k] for k in row] for row in flat.shape]
+
+    def close(self) -> None:
+        """Kill and reap all workers; the sandbox cannot be used afterwards."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the current workers (for monitoring and tests)."""
+        return [w.pid for w in self._workers]
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the scheduling loop
+
+    def _execute(self, runs: list[tuple[str, Any]]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(runs)
+        pending = deque(range(len(runs)))
+        self._unblamed.clear()
+        try:
+            while pending or any(w.state == "busy" for w in self._workers):
+                self._fill()
+                for worker in self._workers:
+                    if worker.state == "idle" and pending:
+                        self._send(worker, pending, runs)
+                self._step(pending, outcomes)
+        except BaseException:
+            # Replies still in flight would answer the wrong batch: drop those workers.
+            for worker in [w for w in self._workers if w.state != "idle"]:
+                self._remove(worker)
+            raise
+        self._fill()  # replacements start now, while the caller works on the outcomes
+        return outcomes  # type: ignore[return-value]
+
+    def _fill(self) -> None:
+        """Start workers until the pool is full again."""
+        pdeathsig = threading.current_thread() is threading.main_thread()
+        while len(self._workers) < self.n_workers:
+            self._workers.append(_Worker(self._config, pdeathsig))
+
+    def _chunk_length(self, n_pending: int) -> int:
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return max(1, min(_MAX_CHUNK, math.ceil(n_pending / (2 * self.n_workers))))
+
+    def _send(self, worker: _Worker, pending: deque[int], runs: list[tuple[str, Any]]) -> None:
+        chunk = [
+            pending.popleft() for _ in range(min(len(pending), self._chunk_length(len(pending))))
+        ]
+        worker.chunk = chunk
+        worker.state = "busy"
+        message = pickle.dumps([runs[k] for k in chunk], protocol=pickle.HIGHEST_PROTOCOL)
+        # If it died since its last reply, the send fails and _step handles the death.
+        with contextlib.suppress(OSError):
+            worker.commands.send_bytes(message)
+
+    def _step(self, pending: deque[int], outcomes: list[Outcome | None]) -> None:
+        """Wait briefly for replies, handle them and any deaths, then run the watchdog."""
+        by_channel = {w.replies: w for w in self._workers if w.state != "idle"}
+        for channel in wait(list(by_channel), timeout=_POLL_S):
+            worker = by_channel[channel]
+            try:
+                message = pickle.loads(worker.replies.recv_bytes())
+            except (EOFError, OSError):
+                self._on_death(worker, pending, outcomes)
+                continue
+            if worker.state == "starting":
+                worker.state = "idle"
+                self._start_failures = 0
+            else:
+                for run, record in zip(worker.chunk, message):
+                    outcomes[run] = _outcome(record)
+                worker.chunk = []
+                worker.state = "idle"
+        self._watchdog(pending, outcomes)
+
+    def _watchdog(self, pending: deque[int], outcomes: list[Outcome | None]) -> None:
+        """Kill workers stuck past a run's hard deadline, or that never finished starting."""
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if worker.state == "busy":
+                index, deadline = worker.progress()
+                if index != IDLE and now > deadline:
+                    worker.killed_in = index
+                    worker.kill()
+                    self._on_death(worker, pending, outcomes)
+            elif worker.state == "starting" and now - worker.started_at > _START_TIMEOUT_S:
+                worker.kill()
+                self._on_death(worker, pending, outcomes)
+
+    def _on_death(
+        self, worker: _Worker, pending: deque[int], outcomes: list[Outcome | None]
+    ) -> None:
+        """Record the run a dead worker was in, requeue the rest of its chunk, replace it."""
+        state, chunk = worker.state, worker.chunk
+        killed_by_watchdog = worker.killed_in is not None
+        if killed_by_watchdog:
+            index = worker.killed_in
+        elif state == "busy":
+            index = worker.progress()[0]
+        else:
+            index = IDLE
+        worker.kill()
+        self._remove(worker)
+        if state == "starting":
+            self._start_failures += 1
+            if self._start_failures >= _MAX_START_FAILURES:
+                raise SandboxError(
+                    f"{self._start_failures} sandbox workers in a row failed to start "
+                    f"(last: {_death_detail(worker)}); see its stderr above"
+                )
+            return
+        self.restarts += 1
+        if 0 <= index < len(chunk):
+            if killed_by_watchdog:
+                outcomes[chunk[index]] = Outcome(
+                    False, None, TIMEOUT, "killed by the watchdog: stuck past its hard deadline"
+                )
+            else:
+                outcomes[chunk[index]] = Outcome(False, None, CRASH, _death_detail(worker))
+            requeue = chunk[:index] + chunk[index + 1 :]
+        else:  # died between runs: retry the chunk, but not forever
+            requeue = []
+            for run in chunk:
+                deaths = self._unblamed.get(run, 0) + 1
+                self._unblamed[run] = deaths
+                if deaths > _MAX_UNBLAMED_DEATHS:
+                    outcomes[run] = Outcome(False, None, CRASH, _death_detail(worker))
+                else:
+                    requeue.append(run)
+        pending.extendleft(reversed(requeue))
+
+    def _remove(self, worker: _Worker) -> None:
+        worker.kill()
+        if worker in self._workers:
+            self._workers.remove(worker)

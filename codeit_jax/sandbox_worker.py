@@ -1,0 +1,148 @@
+"""The sandbox worker process: receives chunks of runs, returns their records.
+
+Started by :class:`codeit_jax.sandbox.Sandbox` as a fresh interpreter (``python -c`` with
+:data:`BOOTSTRAP`), never forked from the parent: the parent may hold JAX/XLA threads, which a
+``fork`` would copy in a broken state, and a fresh interpreter that imports only this module,
+the program parser and the DSL starts in about 0.1 s.
+
+Channels, all inherited file descriptors:
+
+* commands (parent -> worker): pickled lists of ``(text, grid)`` runs, or ``None`` to stop;
+* replies (worker -> parent): ``("ready", pid)`` once, then one pickled list of records per
+  chunk (see :mod:`codeit_jax.sandbox_exec`);
+* lifeline: a pipe the parent never writes; end-of-file means the parent is gone;
+* progress slot: 16 shared bytes, ``int64`` index of the run in progress (-1 when idle) and
+  ``float64`` monotonic deadline after which the parent's watchdog kills this worker.
+
+Parent death is detected three ways so that no worker outlives its parent by more than a few
+seconds: ``PR_SET_PDEATHSIG`` (Linux; immediate even while stuck in C code, but tied to the
+thread that started the worker, so the parent asks for it only from its main thread), a thread
+blocked reading the lifeline, and end-of-file on the command pipe while idle.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import mmap
+import os
+import pickle
+import resource
+import signal
+import struct
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from codeit_jax.sandbox_exec import Executor, load_compiler
+
+#: Code run by ``python -c``; argv[1] is the JSON config. The parent's sys.path is installed
+#: first so the worker imports the same codeit_jax (and test modules) as the parent.
+BOOTSTRAP = (
+    "import json, sys; config = json.loads(sys.argv[1]); sys.path[:] = config['sys_path']; "
+    "from codeit_jax.sandbox_worker import main; main(config)"
+)
+
+INDEX = struct.Struct("q")
+DEADLINE = struct.Struct("d")
+SLOT_BYTES = 16
+IDLE = -1
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent thread exits (best effort)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # the lifeline thread still covers parent death
+
+
+def _watch_lifeline(fd: int) -> None:
+    """Exit the whole process as soon as the parent's end of the lifeline closes."""
+    try:
+        while os.read(fd, 1):
+            pass
+    finally:
+        os._exit(0)
+
+
+def _start_lifeline(fd: int) -> None:
+    threading.stack_size(256 * 1024)  # keep the thread's reserved address space small
+    thread = threading.Thread(target=_watch_lifeline, args=(fd,), name="lifeline", daemon=True)
+    thread.start()
+
+
+def _limit_memory(memory_mb: int | None) -> None:
+    """Cap the address space so that a huge allocation raises MemoryError in this worker."""
+    if memory_mb is None:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = memory_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _publish(slot: mmap.mmap, index: int, deadline: float) -> None:
+    """Tell the watchdog which run is in progress and when to give up on it."""
+    DEADLINE.pack_into(slot, 8, deadline)
+    INDEX.pack_into(slot, 0, index)
+
+
+def _serve(config: dict[str, Any], commands: Connection, replies: Connection, slot: Any) -> None:
+    executor = Executor(
+        timeout_s=config["timeout_s"],
+        max_state_size=config["max_state_size"],
+        max_output_bytes=config["max_output_bytes"],
+        clock=config["clock"],
+        compiler=load_compiler(config["compiler"]),
+    )
+    hard_factor = config["hard_factor"]
+    hard_grace = config["hard_grace_s"]
+    _limit_memory(config["memory_mb"])
+    replies.send_bytes(pickle.dumps(("ready", os.getpid())))
+    while True:
+        try:
+            message = commands.recv_bytes()
+        except (EOFError, OSError):
+            return  # parent gone
+        runs = pickle.loads(message)
+        if runs is None:
+            return
+        records = []
+        for index, (text, grid) in enumerate(runs):
+            _publish(slot, index, time.monotonic() + hard_grace)
+            program = executor.compile(text)
+            if not isinstance(program, tuple):
+                deadline = hard_factor * executor.budget(program) + hard_grace
+                _publish(slot, index, time.monotonic() + deadline)
+            records.append(executor.execute(program, grid))
+        _publish(slot, IDLE, float("inf"))
+        replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def main(config: dict[str, Any]) -> None:
+    """Worker entry point (called by :data:`BOOTSTRAP`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if config["pdeathsig"]:
+        _die_with_parent()
+    if os.getppid() != config["parent_pid"]:
+        os._exit(0)  # the parent died before we could watch it
+    _start_lifeline(config["lifeline_fd"])
+    commands = Connection(config["command_fd"], writable=False)
+    replies = Connection(config["reply_fd"], readable=False)
+    slot = mmap.mmap(config["slot_fd"], SLOT_BYTES)
+    _serve(config, commands, replies, slot)
+    os._exit(0)
+
+
+if __name__ == "__main__":  # manual debugging: python -m codeit_jax.sandbox_worker '<json>'
+    main(json.loads(sys.argv[1]))

@@ -1,0 +1,103 @@
+"""Test-only compiler for the sandbox: real DSL programs plus fault-injecting ones.
+
+Passed to ``Sandbox(_compiler="sandbox_hooks:compile_with_hooks")`` by the sandbox tests only;
+the production compiler (``codeit_jax.program:parse``) has no way to reach these. A text
+``hook:<name>[:<arg>]`` becomes a one-line program whose run misbehaves in a specific way;
+any other text is parsed as a normal DSL program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from codeit_jax.program import Program, ProgramError, parse
+
+
+def _block_signals_and_sleep(grid: Any, arg: str) -> Any:
+    """Stands for a C call that ignores signals: the timer signals cannot get through."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPROF, signal.SIGALRM})
+    time.sleep(float(arg or 3600))
+    return grid
+
+
+def _segfault(grid: Any, arg: str) -> Any:
+    return ctypes.string_at(0)
+
+
+def _exit(grid: Any, arg: str) -> Any:
+    os._exit(int(arg or 3))
+
+
+def _allocate(grid: Any, arg: str) -> Any:
+    """Allocate ``arg`` MiB at once (MemoryError under the worker's address-space limit)."""
+    return bytearray(int(arg) * 1024 * 1024)
+
+
+def _spin(grid: Any, arg: str) -> Any:
+    """Busy Python loop for ``arg`` seconds of CPU time (interruptible by the timer)."""
+    end = time.process_time() + float(arg or 3600)
+    while time.process_time() < end:
+        pass
+    return grid
+
+
+def _swallow_timeouts(grid: Any, arg: str) -> Any:
+    """A spin that catches everything once: the timer must fire again and still stop it."""
+    with contextlib.suppress(BaseException):  # exactly what hostile code could do
+        _spin(grid, arg)
+    return _spin(grid, arg)
+
+
+def _function_in_tuple(grid: Any, arg: str) -> Any:
+    return (len, 1, lambda x: x)
+
+
+def _raise(grid: Any, arg: str) -> Any:
+    raise {"KeyError": KeyError, "ZeroDivisionError": ZeroDivisionError}[arg]("hook")
+
+
+def _echo_pid(grid: Any, arg: str) -> Any:
+    return os.getpid()
+
+
+HOOKS: dict[str, Callable[[Any, str], Any]] = {
+    "block_signals_and_sleep": _block_signals_and_sleep,
+    "segfault": _segfault,
+    "exit": _exit,
+    "allocate": _allocate,
+    "spin": _spin,
+    "swallow_timeouts": _swallow_timeouts,
+    "function_in_tuple": _function_in_tuple,
+    "raise": _raise,
+    "pid": _echo_pid,
+}
+
+
+class HookProgram:
+    """A one-line 'program' that runs a hook."""
+
+    def __init__(self, name: str, arg: str) -> None:
+        self.hook = HOOKS[name]
+        self.arg = arg
+
+    def __len__(self) -> int:
+        return 1
+
+    def run(self, grid: Any, max_state_size: int | None = None) -> Any:
+        return self.hook(grid, self.arg)
+
+
+def compile_with_hooks(text: str) -> Program | HookProgram:
+    """``hook:<name>[:<arg>]`` -> HookProgram; anything else -> the real parser."""
+    if text.startswith("hook:"):
+        _, name, arg = (text.split(":", 2) + [""])[:3]
+        if name not in HOOKS:
+            raise ProgramError(f"unknown hook {name!r}")
+        return HookProgram(name, arg)
+    return parse(text)
