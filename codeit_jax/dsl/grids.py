@@ -31,10 +31,17 @@ CANVAS_MAX_CELLS = 1000
 
 
 def crop(grid: Grid, start: IntegerTuple, dims: IntegerTuple) -> Grid:
-    """Sub-grid by Python slice rules on both axes (clipped, never raises for ints)."""
+    """Sub-grid by Python slice rules on both axes (clipped, never raises for ints).
+
+    The column bounds are read only once a row is selected, as in the reference's
+    generator, so a malformed ``start``/``dims`` fails only when rows are selected.
+    """
+    rows = grid[start[0] : start[0] + dims[0]]
+    if not rows:
+        return ()
     j0 = start[1]
     j1 = start[1] + dims[1]
-    return tuple([row[j0:j1] for row in grid[start[0] : start[0] + dims[0]]])
+    return tuple([row[j0:j1] for row in rows])
 
 
 def palette(element: Element) -> IntegerSet:
@@ -264,8 +271,11 @@ def canvas(value: Integer, dimensions: IntegerTuple) -> Grid:
     """A grid filled with ``value``; CodeIt gives ``None`` above 1000 cells."""
     if dimensions[0] * dimensions[1] > CANVAS_MAX_CELLS:
         return None
+    rows = range(dimensions[0])
+    if not rows:
+        return ()
     row = tuple([value for _ in range(dimensions[1])])
-    return tuple([row for _ in range(dimensions[0])])
+    return tuple([row for _ in rows])
 
 
 def cover(grid: Grid, patch: Patch) -> Grid:

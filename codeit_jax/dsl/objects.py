@@ -214,11 +214,61 @@ def _occurrences_reference(grid: Grid, normed: Object, h: int, w: int, h2: int, 
     return found
 
 
+@lru_cache(maxsize=16)
+def _colour_masks(grid: Grid) -> dict:
+    """colour -> bitmask of the grid's cells of that colour, bit ``r * W + x`` for (r, x).
+
+    Cached because programs search the same grid for many objects. Colours are dict keys,
+    so they are matched by ``==`` as in the reference's comparison.
+    """
+    masks: dict = {}
+    w = len(grid[0])
+    for r, row in enumerate(grid):
+        base = r * w
+        for x, v in enumerate(row):
+            masks[v] = masks.get(v, 0) | (1 << (base + x))
+    return masks
+
+
+@lru_cache(maxsize=256)
+def _offset_mask(h2: int, w2: int, w: int) -> int:
+    """Bits ``i * w + j`` of every candidate offset, 0 <= i < h2, 0 <= j < w2."""
+    row = (1 << w2) - 1
+    mask = 0
+    for i in range(h2):
+        mask |= row << (i * w)
+    return mask
+
+
+def _matching_offsets(grid: Grid, cells: list, h2: int, w2: int) -> list:
+    """Offsets (row-major ascending) where every cell ``(v, a, b)`` matches the grid.
+
+    Rectangular grids only. Offset (i, j) is bit ``i * W + j``; the cell (v, a, b) matches
+    there iff colour v is at bit ``(i + a) * W + j + b``, so the matching offsets are the AND
+    of every cell's colour mask shifted down by ``a * W + b``. Candidates keep j + b < W, so
+    no shift wraps a row into the next.
+    """
+    w = len(grid[0])
+    masks = _colour_masks(grid)
+    hits = _offset_mask(h2, w2, w)
+    for v, a, b in cells:
+        hits &= masks.get(v, 0) >> (a * w + b)
+        if not hits:
+            return []
+    found = []
+    while hits:
+        lowest = hits & -hits
+        found.append(divmod(lowest.bit_length() - 1, w))
+        hits ^= lowest
+    return found
+
+
 def occurrences(grid: Grid, obj: Object) -> Indices:
     """Offsets where the object's cells match the grid (bounding-box holes match anything).
 
     On a rectangular grid every compared location is inside the grid, so no comparison can
-    raise and their order cannot matter; the scan then skips the per-offset rebuild.
+    raise and their order cannot matter; matches are then found with bitmasks. Offsets
+    enter the result set in the reference's order (row, then column, ascending).
     """
     normed = normalize(obj)
     h, w = len(grid), len(grid[0])
@@ -229,15 +279,7 @@ def occurrences(grid: Grid, obj: Object) -> Indices:
     if any(len(row) != w for row in grid):
         return frozenset(_occurrences_reference(grid, normed, h, w, h2, w2))
     cells = [(v, a, b) for v, (a, b) in normed]
-    found = set()
-    for i in range(h2):
-        for j in range(w2):
-            for v, a, b in cells:
-                if grid[i + a][j + b] != v:
-                    break
-            else:
-                found.add((i, j))
-    return frozenset(found)
+    return frozenset(set(_matching_offsets(grid, cells, h2, w2)))
 
 
 def _period(cells: list, normalized: Object, extent: int, along_rows: bool) -> Integer:

@@ -10,8 +10,6 @@ from the same Python operations as in the reference, so the exception classes ma
 
 from __future__ import annotations
 
-from typing import Any
-
 from codeit_jax.dsl.types import Boolean, Grid, Indices, Integer, IntegerTuple, Object, Patch
 
 
@@ -116,28 +114,26 @@ def vmatching(a: Patch, b: Patch) -> Boolean:
     return len(cols_a & cols_b) > 0
 
 
-def _located_pairs(a: Patch, b: Patch) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
-    """Both patches' locations, unpacked in the reference's order of evaluation.
-
-    The reference evaluates ``toindices(b)`` inside the loop over ``a``, so an empty ``a``
-    fails (``ValueError`` from ``min``) before ``b`` is looked at, and ``a``'s first member
-    is unpacked before ``b`` is.
-    """
-    indices_a = toindices(a)
-    members = iter(indices_a)
-    for first in members:
-        ai, aj = first
-        pts_b = [(bi, bj) for bi, bj in toindices(b)]
-        pts_a = [(ai, aj)]
-        pts_a.extend((i, j) for i, j in members)
-        return pts_a, pts_b
-    raise ValueError("min() arg is an empty sequence")
-
-
 def manhattan(a: Patch, b: Patch) -> Integer:
-    """Smallest city-block distance between a location of ``a`` and one of ``b``."""
-    pts_a, pts_b = _located_pairs(a, b)
-    return min([abs(ai - bi) + abs(aj - bj) for ai, aj in pts_a for bi, bj in pts_b])
+    """Smallest city-block distance between a location of ``a`` and one of ``b``.
+
+    Pairs are visited in the reference's order (each member of ``a`` against all of ``b``,
+    ``b`` extracted only once ``a`` yields a member), so a malformed member fails with the
+    same exception as in the reference; an empty side raises ``ValueError`` like ``min``.
+    """
+    best = None
+    indices_b = None
+    for ai, aj in toindices(a):
+        if indices_b is None:
+            indices_b = toindices(b)
+        dists = [abs(ai - bi) + abs(aj - bj) for bi, bj in indices_b]
+        if dists:
+            nearest = min(dists)
+            if best is None or nearest < best:
+                best = nearest
+    if best is None:
+        raise ValueError("min() arg is an empty sequence")
+    return best
 
 
 def adjacent(a: Patch, b: Patch) -> Boolean:
