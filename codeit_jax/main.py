@@ -1,0 +1,75 @@
+"""Entry point: ``python -m codeit_jax.main --config=configs/<name>.py [--workdir=DIR]``.
+
+Every experiment is a config file whose ``experiment`` field names the job to run; fields are
+overridden on the command line (``--config.n_meta_iterations=3``). Every host of a TPU pod runs
+the same command. The job's outputs go to ``--workdir`` (default: the config's ``workdir``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from absl import app, flags, logging
+from ml_collections import ConfigDict, config_flags
+
+#: experiment name -> "module:function" taking (config, workdir) and returning a summary dict.
+EXPERIMENTS: dict[str, str] = {
+    "check_data": "codeit_jax.check_data:run",
+    "mutation": "codeit_jax.mutation.baseline:run",
+    "codeit": "codeit_jax.codeit:run",
+}
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir).")
+
+
+class ConfigError(ValueError):
+    """The config cannot be run as given."""
+
+
+def resolve_experiment(config: ConfigDict) -> Callable[[ConfigDict, Path], dict[str, Any]]:
+    """The job function a config asks for, with a clear error for unknown names."""
+    name = config.get("experiment")
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"config.experiment is {name!r}; expected one of {sorted(EXPERIMENTS)}")
+    module_name, func_name = EXPERIMENTS[name].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def resolve_workdir(config: ConfigDict, override: str | None) -> Path:
+    workdir = override or config.get("workdir")
+    if not workdir:
+        raise ConfigError("no output directory: pass --workdir=DIR or set config.workdir")
+    return Path(workdir).expanduser().resolve()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    if config is None:
+        raise app.UsageError("--config=configs/<name>.py is required")
+    try:
+        job = resolve_experiment(config)
+        workdir = resolve_workdir(config, _WORKDIR.value)
+    except ConfigError as e:
+        logging.error("%s", e)
+        sys.exit(2)
+    workdir.mkdir(parents=True, exist_ok=True)
+    logging.info("experiment %s -> %s", config.experiment, workdir)
+    summary = job(config, workdir)
+    print(json.dumps(summary, indent=2, default=str))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
