@@ -111,6 +111,7 @@ def test_at_least_thirty_kinds_of_hostile_text() -> None:
 
 _AUDITED = ("exec", "compile", "import", "open", "os.system", "subprocess.Popen", "os.exec")
 _audit_log: list[str] | None = None
+_audit_installed = False
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -119,7 +120,11 @@ def _audit(event: str, args: tuple) -> None:
         _audit_log.append(event)
 
 
-sys.addaudithook(_audit)
+def _install_audit_hook() -> None:
+    global _audit_installed
+    if not _audit_installed:
+        sys.addaudithook(_audit)
+        _audit_installed = True
 
 
 def test_refusing_hostile_text_executes_nothing(
@@ -137,6 +142,7 @@ def test_refusing_hostile_text_executes_nothing(
         monkeypatch.setitem(dsl.PRIMITIVES, name, counting)
     sentinel = tmp_path / SENTINEL_NAME
     texts = _hostile_texts(sentinel)
+    _install_audit_hook()
     refused = 0
     _audit_log = []
     try:
