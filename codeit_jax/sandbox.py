@@ -405,6 +405,7 @@ class Sandbox:
             self._fill()
             while any(w.state == "starting" for w in self._workers):
                 self._step(deque(), [])
+                self._fill()  # retry failed starts (a SandboxError ends this after a few)
         except BaseException:
             self.close()
             raise

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,8 +64,16 @@ def _raise(grid: Any, arg: str) -> Any:
     raise {"KeyError": KeyError, "ZeroDivisionError": ZeroDivisionError}[arg]("hook")
 
 
-def _echo_pid(grid: Any, arg: str) -> Any:
-    return os.getpid()
+_calls = itertools.count()
+
+
+def _count_calls(grid: Any, arg: str) -> Any:
+    """(pid, n): different for any two runs, so equal outcomes mean one shared run."""
+    return (os.getpid(), next(_calls))
+
+
+def _modules(grid: Any, arg: str) -> Any:
+    return frozenset(sys.modules)
 
 
 HOOKS: dict[str, Callable[[Any, str], Any]] = {
@@ -75,7 +85,8 @@ HOOKS: dict[str, Callable[[Any, str], Any]] = {
     "swallow_timeouts": _swallow_timeouts,
     "function_in_tuple": _function_in_tuple,
     "raise": _raise,
-    "pid": _echo_pid,
+    "count": _count_calls,
+    "modules": _modules,
 }
 
 
