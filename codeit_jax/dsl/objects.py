@@ -46,8 +46,9 @@ from codeit_jax.dsl.types import (
     Piece,
 )
 
-# Grids up to this many cells get their neighbourhood table cached (ARC grids are <= 900).
-_CACHED_TABLE_MAX_CELLS = 4096
+# Grids up to this many cells get their neighbourhood table cached (ARC grids are <= 900);
+# 64 shapes of at most 1024 cells keep the cache within a few tens of MB.
+_CACHED_TABLE_MAX_CELLS = 1024
 
 
 def _clipped_neighbourhood(loc: IntegerTuple, h: int, w: int, diagonal: bool) -> set:
@@ -56,7 +57,7 @@ def _clipped_neighbourhood(loc: IntegerTuple, h: int, w: int, diagonal: bool) ->
     return {(i, j) for i, j in around if 0 <= i < h and 0 <= j < w}
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _neighbourhood_table(h: int, w: int, diagonal: bool) -> dict:
     """loc -> clipped neighbourhood set for every location of an h x w grid.
 
@@ -276,7 +277,7 @@ def occurrences(grid: Grid, obj: Object) -> Indices:
     h2, w2 = h - oh + 1, w - ow + 1
     if h2 <= 0 or w2 <= 0:
         return frozenset()
-    if any(len(row) != w for row in grid):
+    if not all(type(row) is tuple and len(row) == w for row in grid):
         return frozenset(_occurrences_reference(grid, normed, h, w, h2, w2))
     cells = [(v, a, b) for v, (a, b) in normed]
     return frozenset(set(_matching_offsets(grid, cells, h2, w2)))

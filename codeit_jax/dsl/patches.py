@@ -27,13 +27,13 @@ def lrcorner(patch: Patch) -> IntegerTuple:
     return tuple(map(max, zip(*toindices(patch))))
 
 
-def _ulcorner_of(indices: Indices) -> tuple:
-    """(smallest row, smallest column) of already-extracted indices, as ``ulcorner`` does.
+def _ulcorner(patch: Patch) -> tuple:
+    """``ulcorner`` itself: (smallest row, smallest column), ``()`` when empty.
 
-    Kept private: ``ulcorner`` itself is a primitive of ``properties``, which imports this
-    module, so the box-shaped primitives below cannot call it.
+    Kept private here because ``ulcorner`` is a primitive of ``properties``, which imports
+    this module; the box-shaped primitives below need it with the same ``toindices`` step.
     """
-    return tuple(map(min, zip(*indices)))
+    return tuple(map(min, zip(*toindices(patch))))
 
 
 def recolor(value: Integer, patch: Patch) -> Object:
@@ -191,9 +191,10 @@ def hfrontier(location: IntegerTuple) -> Indices:
 
 def backdrop(patch: Patch) -> Indices:
     """Every location of the bounding box, row-major; CodeIt raises on an empty patch."""
-    indices = toindices(patch)
-    si, sj = _ulcorner_of(indices)
-    ei, ej = lrcorner(indices)
+    # As in the reference: the upper-left corner of toindices(patch) (toindices applied
+    # twice), the lower-right one of the patch; they differ only on malformed patches.
+    si, sj = _ulcorner(toindices(patch))
+    ei, ej = lrcorner(patch)
     return frozenset([(i, j) for i in range(si, ei + 1) for j in range(sj, ej + 1)])
 
 
@@ -227,6 +228,6 @@ def outbox(patch: Patch) -> Indices:
 
 def box(patch: Patch) -> Indices:
     """Outline of the bounding box; CodeIt raises on an empty patch."""
-    ai, aj = _ulcorner_of(toindices(patch))
+    ai, aj = _ulcorner(patch)
     bi, bj = lrcorner(patch)
     return _outline(ai, aj, bi, bj)
