@@ -4,7 +4,8 @@
 depend on CPython's set iteration order, so the traversal below performs exactly the set
 operations SPEC.md describes, on real ``set`` objects. What it saves is recomputation: the
 seed frozenset and each cell's clipped neighbourhood set are built once per grid shape (with
-the very insertion sequence of the reference, hence the very same table layout) and reused.
+the very insertion sequence of the reference, hence the very same table layout), the latter on
+first use, and reused by later calls.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from codeit_jax.dsl.types import (
     Piece,
 )
 
-# Grids up to this many cells get their neighbourhood table cached (ARC grids are <= 900);
+# Grids up to this many cells get their neighbourhood sets cached (ARC grids are <= 900);
 # 64 shapes of at most 1024 cells keep the cache within a few tens of MB.
 _CACHED_TABLE_MAX_CELLS = 1024
 
@@ -58,15 +59,14 @@ def _clipped_neighbourhood(loc: IntegerTuple, h: int, w: int, diagonal: bool) ->
 
 
 @lru_cache(maxsize=64)
-def _neighbourhood_table(h: int, w: int, diagonal: bool) -> dict:
-    """loc -> clipped neighbourhood set for every location of an h x w grid.
+def _neighbourhood_memo(h: int, w: int, diagonal: bool) -> dict:
+    """loc -> clipped neighbourhood set, filled on first use, shared per grid shape.
 
-    The sets are shared between calls and must never be mutated; they are only merged into
-    other sets, which copies their elements in their (deterministic) table order.
+    Filled lazily because ``objects`` often visits only the foreground. The sets must never
+    be mutated: they are only merged into other sets, which reads them in their
+    (deterministic) table order.
     """
-    return {
-        (i, j): _clipped_neighbourhood((i, j), h, w, diagonal) for i in range(h) for j in range(w)
-    }
+    return {}
 
 
 def objects(grid: Grid, univalued: Boolean, diagonal: Boolean, without_bg: Boolean) -> Objects:
@@ -74,10 +74,8 @@ def objects(grid: Grid, univalued: Boolean, diagonal: Boolean, without_bg: Boole
     bg = mostcolor(grid) if without_bg else None
     h, w = len(grid), len(grid[0])
     seeds = asindices(grid)
-    if h * w <= _CACHED_TABLE_MAX_CELLS:
-        table = _neighbourhood_table(h, w, bool(diagonal))
-    else:
-        table = {loc: _clipped_neighbourhood(loc, h, w, diagonal) for loc in seeds}
+    small = h * w <= _CACHED_TABLE_MAX_CELLS
+    memo = _neighbourhood_memo(h, w, bool(diagonal)) if small else {}
     found = set()
     occupied = set()
     for loc in seeds:
@@ -95,7 +93,10 @@ def objects(grid: Grid, univalued: Boolean, diagonal: Boolean, without_bg: Boole
                 if (val == v) if univalued else (v != bg):
                     obj.add((v, cand))
                     occupied.add(cand)
-                    nbhd |= table[cand]
+                    around = memo.get(cand)
+                    if around is None:
+                        around = memo[cand] = _clipped_neighbourhood(cand, h, w, diagonal)
+                    nbhd |= around
             cands = nbhd - occupied
         found.add(frozenset(obj))
     return frozenset(found)
