@@ -127,11 +127,9 @@ def _render(lines: Sequence[_Line]) -> str:
             return names[r] if isinstance(r, int) else r
 
         call = f"{show(lines[i].callee)}({', '.join(show(a) for a in lines[i].args)})"
-        if call in seen and i != last:
+        if call in seen:  # never the last line: its arguments cannot reach an equal line
             names[i] = seen[call]
             continue
-        if call in seen:  # the output line repeats an earlier call: that call is the output
-            raise MutationError("the output line repeats an earlier line")
         name = "O" if i == last else f"x{len(out) + 1}"
         names[i] = name
         seen[call] = name

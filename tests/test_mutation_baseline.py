@@ -1,0 +1,136 @@
+"""The mutation baseline: chunk files, resumption, evaluation curve and CodeIt's scoring rule."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from codeit_jax.mutation import baseline
+from codeit_jax.mutation.baseline import BaselineError
+from codeit_jax.mutation.scoring import Candidate, fraction_solved, submitted, task_solved
+from codeit_jax.program import parse
+from codeit_jax.tasks import Task, load_codeit_file
+from tests.mutation_standin import StandInExecutor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "configs"))
+from mutation import get_config  # noqa: E402
+
+
+def small_config(codeit_data, **overrides):
+    config = get_config()
+    config.unlock()
+    config.data_dir = str(codeit_data)
+    config.n_samples = 40
+    config.save_chunk_size = 20
+    config.evaluate = False
+    config.eval_tasks = "codeit"
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def run(config, workdir):
+    return baseline.run(config, workdir, executor_factory=lambda _: StandInExecutor())
+
+
+def test_default_config_is_the_issue_s():
+    config = get_config()
+    assert config.experiment == "mutation"
+    assert config.save_chunk_size == 9600
+    assert (config.phi_arg, config.phi_func, config.phi_var) == (0.5, 0.25, 0.5)
+    assert config.early_exit is False and config.seed_source == "codeit"
+
+
+def test_chunk_files_hold_valid_mutated_tasks(codeit_data, tmp_path):
+    summary = run(small_config(codeit_data), tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("mutated_tasks_train_*.json")) == [
+        "mutated_tasks_train_20.json",
+        "mutated_tasks_train_40.json",
+    ]
+    tasks = load_codeit_file(tmp_path / "mutated_tasks_train_20.json")
+    assert summary["generated_tasks"] >= len(tasks) > 10
+    for task in tasks:
+        assert 1 <= task.extra["sample"] <= 20
+        assert task.key == f"{task.parent_key}_m{task.extra['sample']}"
+        parent = json.loads((codeit_data / "training" / f"{task.parent_key}.json").read_text())
+        assert parse(task.program).text != parse(parent["program"]).text
+        program = parse(task.program)
+        for x, y in task.train + task.test:
+            assert program.run(x, max_state_size=1000) == y
+        assert any(x != y for x, y in task.train + task.test)
+
+
+def test_resumed_run_continues_from_its_last_chunk(codeit_data, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run(small_config(codeit_data), whole)
+    first = run(small_config(codeit_data, n_samples=20), parts)
+    assert first["resumed_from"] == 0
+    before = (parts / "mutated_tasks_train_20.json").read_bytes()
+    second = run(small_config(codeit_data), parts)
+    assert second["resumed_from"] == 20 and second["generated_samples"] == 20
+    assert (parts / "mutated_tasks_train_20.json").read_bytes() == before
+    for name in ("mutated_tasks_train_20.json", "mutated_tasks_train_40.json"):
+        assert (parts / name).read_bytes() == (whole / name).read_bytes()
+    third = run(small_config(codeit_data), parts)
+    assert third["generated_samples"] == 0
+
+
+def test_random_seed_source(codeit_data, tmp_path):
+    run(small_config(codeit_data, seed_source="random", n_samples=20), tmp_path)
+    tasks = load_codeit_file(tmp_path / "mutated_tasks_train_20.json")
+    assert tasks and all(task.extra.get("random") for task in tasks)
+    assert all("_r" in task.key for task in tasks)
+
+
+def test_bad_settings_and_foreign_files_are_refused(codeit_data, tmp_path):
+    with pytest.raises(BaselineError, match="seed_source"):
+        run(small_config(codeit_data, seed_source="nope"), tmp_path)
+    with pytest.raises(BaselineError, match="n_samples"):
+        run(small_config(codeit_data, n_samples=0), tmp_path)
+    with pytest.raises(BaselineError, match="phi_arg"):
+        run(small_config(codeit_data, phi_arg=0.9, phi_func=0.3), tmp_path)
+    with pytest.raises(BaselineError, match="training"):
+        run(small_config(codeit_data, data_dir=str(tmp_path / "missing")), tmp_path)
+    (tmp_path / "mutated_tasks_train_7.json").write_text("{}")
+    with pytest.raises(BaselineError, match="chunk boundary"):
+        run(small_config(codeit_data), tmp_path)
+
+
+@pytest.mark.parametrize("early_exit", [False, True])
+def test_evaluation_curve_solves_tasks_the_mutants_define(
+    codeit_data, tmp_path, monkeypatch, early_exit
+):
+    config = small_config(codeit_data, n_samples=40, evaluate=True, early_exit=early_exit)
+    run(small_config(codeit_data), tmp_path)  # generate only
+    made = load_codeit_file(tmp_path / "mutated_tasks_train_40.json")
+    # Evaluation tasks: two tasks made by mutants of the second chunk (each solved by its own
+    # mutant, so by the second point of the curve) and one task no mutant solves.
+    unsolvable = Task("unsolvable", [(((1,),), ((2, 2, 2),))], [(((3,),), ((4, 4, 4),))])
+    eval_tasks = [made[0], made[1], unsolvable]
+    monkeypatch.setattr(baseline, "load_eval_tasks", lambda _: eval_tasks)
+    summary = run(config, tmp_path)
+    lines = (tmp_path / "mutation_performance.csv").read_text().splitlines()
+    assert lines[0].split(",")[0] == "20" and lines[1].split(",")[0] == "40"
+    (first_n, first), (second_n, second) = summary["curve"]
+    assert (first_n, second_n) == (20, 40)
+    assert second == pytest.approx(2 / 3) and first <= second
+    assert float(lines[1].split(",")[1]) == pytest.approx(2 / 3)
+    solutions = json.loads((tmp_path / "mutation_solutions.json").read_text())
+    assert set(solutions) == {made[0].key, made[1].key}
+
+
+def test_scoring_rule_top3_by_demo_then_length():
+    long_right = Candidate("x1 = f(I)\nO = g(x1)", 1.0, 1.0, order=0)
+    short_wrong = [Candidate(f"O = f{i}(I)", 1.0, 0.0, order=i + 1) for i in range(3)]
+    assert not task_solved([long_right, *short_wrong])  # three shorter ones crowd it out
+    assert task_solved([long_right, *short_wrong[:2]])
+    partial = Candidate("O = h(I)", 0.5, 1.0, order=9)
+    assert submitted([partial, long_right])[0] is long_right
+    assert task_solved([partial])  # a partially correct program may still solve the test
+    by_task = {"a": [long_right], "b": [short_wrong[0]]}
+    assert fraction_solved(by_task, ["a", "b", "c", "d"]) == 0.25
+    with pytest.raises(ValueError):
+        fraction_solved(by_task, [])
