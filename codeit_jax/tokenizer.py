@@ -149,6 +149,9 @@ class DSLTokenizer:
 class HFTokenizer:
     """The `Tokenizer` interface around a Hugging Face tokenizer in a local directory.
 
+    The tokenizer must reproduce program text exactly (byte-level BPE such as CodeT5's does; a
+    SentencePiece tokenizer that drops newlines does not), which is checked on loading.
+
     ``encode`` adds no special tokens (callers append eos, as with `DSLTokenizer`), ``decode``
     stops at the first eos and drops special tokens. The program mask is an approximation: the
     ids that occur when tokenizing every program word alone, after a space, after ``(`` and
@@ -171,6 +174,12 @@ class HFTokenizer:
         self.pad_id: int = int(pad) if pad is not None else self.eos_id
         self.vocab_size: int = len(self._tok)
         self._extra_program_texts = tuple(extra_program_texts)
+        probe = "x1 = vmirror(I)\nO = hconcat(I, x1)"
+        if self.decode(self.encode(probe)) != probe:
+            raise ValueError(
+                f"tokenizer at {path} does not reproduce program text exactly (newlines or spaces "
+                f"are lost: {self.decode(self.encode(probe))!r}); programs cannot be decoded"
+            )
 
     def encode(self, text: str) -> list[int]:
         """Text -> ids without special tokens."""

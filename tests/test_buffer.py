@@ -372,3 +372,11 @@ def test_multi_draw_inclusion_follows_sequential_sampling():
     for _ in range(draws):
         counts[buffer.sample_rows("policy", 2, rng)] += 1
     assert np.all(np.abs(counts / draws - exact) < 0.02), (counts / draws, exact)
+
+
+def test_benchmark_runs_small():
+    from codeit_jax.bench.buffer import main
+
+    figures = main(["--entries=3000", "--n_policy=900", "--n_mutated=100", "--repeats=1"])
+    assert (figures["entries"], figures["sampled"]) == (3000, 1000)
+    assert figures["sample_seconds"] > 0

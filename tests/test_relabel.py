@@ -34,9 +34,9 @@ T_IN, T_OUT = ((5, 6),), ((6, 5),)
 TASK = Task(key="abc", train=[(A_IN, A_OUT), (B_IN, B_OUT)], test=[(T_IN, T_OUT)])
 
 MIRROR = "O = vmirror(I)"
-HALF = "x1 = f(I)\nO = g(x1)"
-BROKEN = "O = h(I)"
-NOTHING = "O = k(I)"
+HALF = "x1 = hmirror(I)\nO = vmirror(x1)"
+BROKEN = "O = rot90(I)"
+NOTHING = "O = rot180(I)"
 
 
 def test_a_correct_program_is_relabelled_and_recorded():
@@ -127,3 +127,35 @@ def test_output_grid_accepts_only_valid_grids():
 def test_inconsistent_input_is_an_error(programs, demos, tests, message):
     with pytest.raises(ValueError, match=message):
         relabel(TASK, programs, demos, tests, 0)
+
+
+def test_relabelled_tasks_flow_into_the_buffer():
+    """The pieces fit: relabelled task -> model input and label ids -> buffer -> sample."""
+    import numpy as np
+
+    from codeit_jax.buffer import ReplayBuffer
+    from codeit_jax.encoding import encode_program, encode_task, task_to_text
+    from codeit_jax.tokenizer import DSLTokenizer
+
+    tok = DSLTokenizer()
+    demos = [[ok(A_OUT), ok(B_OUT)], [ok(((2, 2),)), ok(B_OUT)]]
+    result = relabel(TASK, [MIRROR, HALF], demos, [[ok(T_OUT)], [failed()]], meta_iteration=2)
+    buffer = ReplayBuffer()
+    for task in result.tasks:
+        buffer.add(
+            "policy",
+            task.parent_key,
+            task.program,
+            encode_task(task, tok, n_examples=10, input_state_max=512),
+            encode_program(task.program, tok),
+            task.extra["demonstration_performance"],
+            task.extra["meta_iteration"],
+            task.extra["distance"],
+        )
+    batch = buffer.sample(10, 0, np.random.default_rng(0))
+    decoded = {
+        tok.decode(labels): tok.decode(inputs)
+        for inputs, labels in zip(batch.input_ids, batch.label_ids)
+    }
+    assert decoded == {t.program: task_to_text(t, 10) for t in result.tasks}
+    assert buffer.get("policy", "abc", HALF).performance == 0.5

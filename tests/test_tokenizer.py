@@ -196,3 +196,35 @@ def test_hf_adapter_program_mask_covers_programs(hf_dir):
 def test_hf_adapter_reports_a_missing_directory(tmp_path):
     with pytest.raises(ValueError, match="cannot load"):
         HFTokenizer(tmp_path / "nowhere")
+
+
+def test_hf_adapter_rejects_a_tokenizer_that_loses_newlines(tmp_path):
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = RawTokenizer(models.WordLevel(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()  # whitespace is dropped, not encoded
+    raw.train_from_iterator(
+        _PROGRAMS, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"])
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(str(tmp_path))
+    with pytest.raises(ValueError, match="does not reproduce program text"):
+        HFTokenizer(tmp_path)
+
+
+def test_token_benchmark_reports_both_tokenizers(codeit_data, hf_dir, capsys):
+    import json
+
+    from codeit_jax.bench.tokens import main
+
+    figures = main([f"--data={codeit_data}", f"--hf_tokenizer={hf_dir}", "--input_state_max=64"])
+    assert figures["tasks"] == 400
+    for name in ("dsl", "hf"):
+        stats = figures[name]
+        assert stats["input_truncated"]["max"] <= 2 * 64 + 2 + (name == "hf") * 8
+        assert stats["input_full"]["mean"] >= stats["input_truncated"]["mean"]
+        assert 0 < stats["truncated_fraction"] <= 1
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == figures
