@@ -163,3 +163,9 @@ def test_bare_program_strips_def_return_and_indent():
 def test_bare_program_rejects_malformed_functions(text, message):
     with pytest.raises(ValueError, match=message):
         bare_program(text)
+
+
+def test_bare_program_agrees_with_the_program_parser(codeit_data):
+    program = pytest.importorskip("codeit_jax.program")
+    for task in load_codeit_dir(codeit_data / "training"):
+        assert bare_program(task.program) == program.parse(task.program).text
