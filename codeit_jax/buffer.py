@@ -272,8 +272,13 @@ class ReplayBuffer:
         part = self._part(partition)
         n = len(parent_keys)
         perf = np.asarray(performance, np.float64)
-        ages = np.broadcast_to(np.asarray(age), (n,))
-        dist = np.broadcast_to(np.asarray(distance, np.float64), (n,))
+        ages, dist = np.asarray(age), np.asarray(distance, np.float64)
+        for name, values in (("age", ages), ("distance", dist)):
+            if values.shape not in ((), (n,)):
+                raise ValueError(
+                    f"{name} must be a scalar or have shape ({n},), got {values.shape}"
+                )
+        ages, dist = np.broadcast_to(ages, (n,)), np.broadcast_to(dist, (n,))
         for name, values in (
             ("programs", programs),
             ("input_ids", input_ids),

@@ -104,6 +104,7 @@ def test_program_length_counts_lines():
         (dict(label_ids=[[1.5]]), "label_ids"),
         (dict(input_ids=[[-3]]), "token ids"),
         (dict(programs=["a", "b"]), "programs has 2 items"),
+        (dict(age=[0, 1]), r"age must be a scalar or have shape \(1,\)"),
     ],
 )
 def test_bad_input_is_rejected_and_changes_nothing(change, message):
