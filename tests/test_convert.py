@@ -1,0 +1,196 @@
+"""Parity with transformers' PyTorch T5: conversion, logits, greedy decoding, round trip.
+
+Tiny random T5s of both variants are built with transformers + torch and saved to tmp dirs:
+v1.0 (ReLU, head tied to the embedding with output scaling) and v1.1 (gated-GELU, untied head).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from codeit_jax.mesh import make_mesh
+from codeit_jax.model import T5
+from codeit_jax.model.convert import load_hf_checkpoint, save_hf_checkpoint
+from codeit_jax.sampler import Sampler
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 96
+HF_VARIANTS = {
+    "v1.0": dict(feed_forward_proj="relu", tie_word_embeddings=True),
+    "v1.1": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+}
+
+
+#: (torch seed, embedding scale, EOS head-row scale) per variant, picked so that greedy decoding
+#: of the test batch stops some rows part-way (EOS handling is exercised) and runs others to
+#: the end, with varied tokens.
+_TWEAKS = {"v1.0": (1, 0.05, 1.0), "v1.1": (2, 1.0, 2.0)}
+
+
+def _build_hf_model(variant: str):
+    seed, embedding_scale, eos_scale = _TWEAKS[variant]
+    torch.manual_seed(seed)
+    config = transformers.T5Config(
+        vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=3,
+        num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=16,
+        dropout_rate=0.0, decoder_start_token_id=0, **HF_VARIANTS[variant],
+    )  # fmt: skip
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        if variant == "v1.1":  # transformers 5 ties the head at init: give it its own weights
+            model.lm_head.weight = torch.nn.Parameter(torch.randn(VOCAB, 32) * 32**-0.5)
+        model.shared.weight.mul_(embedding_scale)
+        head = model.lm_head.weight if variant == "v1.1" else model.shared.weight
+        head[1] *= eos_scale
+    return model
+
+
+@pytest.fixture(scope="module", params=sorted(HF_VARIANTS))
+def hf_checkpoint(request, tmp_path_factory):
+    """(variant, transformers model, its saved directory, our (config, params))."""
+    model = _build_hf_model(request.param)
+    directory = tmp_path_factory.mktemp(f"hf_{request.param}")
+    model.save_pretrained(directory)
+    return request.param, model, directory, load_hf_checkpoint(directory)
+
+
+def _padded_batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = np.array([11, 6, 2, 9])
+    mask = (np.arange(11)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = np.where(mask, rng.integers(2, VOCAB, size=mask.shape), 0)
+    ids[np.arange(4), lengths - 1] = 1  # inputs end with EOS, as tokenised text does
+    return ids, mask
+
+
+def _torch_logits(model, ids, mask, decoder_ids) -> np.ndarray:
+    with torch.no_grad():
+        return model(
+            input_ids=torch.tensor(ids),
+            attention_mask=torch.tensor(mask),
+            decoder_input_ids=torch.tensor(decoder_ids),
+        ).logits.numpy()
+
+
+def test_config_is_read(hf_checkpoint):
+    variant, model, _, (config, params) = hf_checkpoint
+    assert (config.num_layers, config.num_decoder_layers) == (2, 3)
+    assert config.vocab_size == VOCAB and config.relative_attention_max_distance == 16
+    assert config.tie_word_embeddings == (variant == "v1.0")
+    assert ("lm_head" in params) == (variant == "v1.1")
+
+
+def test_encoder_outputs_match(hf_checkpoint):
+    _, model, _, (config, params) = hf_checkpoint
+    ids, mask = _padded_batch()
+    with torch.no_grad():
+        expected = model.encoder(
+            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)
+        ).last_hidden_state.numpy()
+    ours = T5(config.replace(dtype="float32")).apply(
+        {"params": params}, ids, mask, method=T5.encode
+    )
+    real = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(ours)[real], expected[real], atol=1e-4, rtol=1e-4)
+
+
+def test_decoder_logits_match(hf_checkpoint):
+    _, model, _, (config, params) = hf_checkpoint
+    ids, mask = _padded_batch(1)
+    decoder_ids = np.random.default_rng(2).integers(0, VOCAB, size=(4, 7))
+    decoder_ids[:, 0] = 0
+    expected = _torch_logits(model, ids, mask, decoder_ids)
+    ours = T5(config.replace(dtype="float32")).apply({"params": params}, ids, mask, decoder_ids)
+    np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("devices", [1, 8])
+def test_greedy_decoding_matches_generate(hf_checkpoint, devices):
+    _, model, _, (config, params) = hf_checkpoint
+    ids, mask = _padded_batch(3)
+    max_new = 12
+    with torch.no_grad():
+        expected = model.generate(
+            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
+            num_beams=1, max_new_tokens=max_new, min_new_tokens=0, suppress_tokens=[0],
+            use_cache=False,  # transformers 5.24 cache breaks with num_decoder_layers != num_layers
+        ).numpy()[:, 1:]  # fmt: skip
+    expected = np.pad(expected, ((0, 0), (0, max_new - expected.shape[1])))
+    allowed = np.ones(VOCAB, bool)
+    allowed[0] = False  # same as suppress_tokens=[0]
+    sampler = Sampler(config.replace(dtype="float32"), mesh=make_mesh(jax.devices()[:devices]))
+    inputs = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
+    out = sampler.sample(
+        params, inputs, jax.random.key(0), num_samples=2, max_new_tokens=max_new,
+        greedy=True, allowed_tokens=allowed,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out.tokens[:, 0], expected)
+    np.testing.assert_array_equal(out.tokens[:, 1], expected)  # greedy: samples agree
+    stopped = (expected == 1).any(1)
+    assert stopped.any() and not stopped.all(), "test model should stop some rows, not all"
+
+
+def test_round_trip_through_transformers(hf_checkpoint, tmp_path):
+    variant, model, _, (config, params) = hf_checkpoint
+    save_hf_checkpoint(config, params, tmp_path)
+    reloaded = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
+    tied = reloaded.lm_head.weight.data_ptr() == reloaded.shared.weight.data_ptr()
+    assert tied == (variant == "v1.0")
+    ids, mask = _padded_batch(4)
+    decoder_ids = np.array([[0, 5, 9, 3]] * 4)
+    np.testing.assert_allclose(
+        _torch_logits(reloaded, ids, mask, decoder_ids),
+        _torch_logits(model, ids, mask, decoder_ids),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    config_again, params_again = load_hf_checkpoint(tmp_path)
+    assert config_again == config
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params_again, params)
+
+
+def test_pytorch_bin_checkpoint_reads_like_safetensors(hf_checkpoint, tmp_path):
+    _, model, directory, (_, params) = hf_checkpoint
+    (tmp_path / "config.json").write_text((directory / "config.json").read_text())
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    _, from_bin = load_hf_checkpoint(tmp_path)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, from_bin, params)
+
+
+def test_bad_checkpoints_name_the_problem(hf_checkpoint, tmp_path):
+    _, _, directory, (config, params) = hf_checkpoint
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_hf_checkpoint(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_hf_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text((directory / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match=f"no model weights in {tmp_path}"):
+        load_hf_checkpoint(tmp_path)
+
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(directory / "model.safetensors"))
+    name = "decoder.block.2.layer.1.EncDecAttention.k.weight"
+    save_file({k: v for k, v in tensors.items() if k != name}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+        load_hf_checkpoint(tmp_path)
+
+    tensors[name] = tensors[name][:, :-1].copy()
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="shape"):
+        load_hf_checkpoint(tmp_path)
+
+    hf_config = json.loads((directory / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**hf_config, "model_type": "bart"}))
+    with pytest.raises(ValueError, match="model_type"):
+        load_hf_checkpoint(tmp_path)
+
+    without_embedding = {k: v for k, v in params.items() if k != "shared"}
+    with pytest.raises(ValueError, match="shared/embedding"):
+        save_hf_checkpoint(config, without_embedding, tmp_path / "out")
