@@ -1,0 +1,178 @@
+"""The jitted sampler: distribution, masking, EOS handling, determinism, devices, chunking."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from codeit_jax.mesh import make_mesh
+from codeit_jax.model import T5, init_params, named_config
+from codeit_jax.sampler import Sampler, length_bucket, pad_inputs, sample_from_logits
+
+CONFIG = named_config("tiny", dtype="float32")
+K, MAX_NEW = 4, 8
+INPUTS = [[5, 6, 7, 1], [3, 4, 1], [9, 9, 9, 9, 9, 1], [2, 1], [7, 8, 9, 10, 1]]
+
+
+@pytest.fixture(scope="module")
+def params() -> dict:
+    return init_params(CONFIG, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def sampler() -> Sampler:
+    return Sampler(CONFIG)  # all 8 forced CPU devices
+
+
+@pytest.fixture(scope="module")
+def sampler_1() -> Sampler:
+    return Sampler(CONFIG, mesh=make_mesh(jax.devices()[:1]))
+
+
+def _sample(sampler: Sampler, params, inputs=INPUTS, seed: int = 1, **kwargs):
+    kwargs = {"num_samples": K, "max_new_tokens": MAX_NEW, "temperature": 1.0, **kwargs}
+    return sampler.sample(params, inputs, jax.random.key(seed), **kwargs)
+
+
+# --------------------------------------------------------------------------- sampling math
+
+
+@jax.jit
+def _draw(key: jax.Array, logits: jax.Array) -> jax.Array:
+    n = 40_000
+    return sample_from_logits(
+        jax.random.split(key, n), jnp.broadcast_to(logits, (n, *logits.shape))
+    )
+
+
+def test_inverse_cdf_sampling_follows_the_softmax():
+    vocab = 300  # three 128-token blocks, the last one partly padding
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=vocab).astype(np.float32) * 1.5
+    logits[rng.choice(vocab, 100, replace=False)] = -np.inf
+    logits[[0, vocab - 1]] = 2.0  # the first and last tokens are drawable
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    draws = np.asarray(_draw(jax.random.key(0), jnp.asarray(logits)))
+    assert draws.min() >= 0 and draws.max() < vocab
+    assert np.isfinite(logits[draws]).all(), "a token with zero probability was drawn"
+    freq = np.bincount(draws, minlength=vocab) / draws.size
+    sigma = np.sqrt(probs * (1 - probs) / draws.size)
+    assert (np.abs(freq - probs) <= 5 * sigma + 1e-4).all()
+    assert freq[0] > 0 and freq[vocab - 1] > 0
+
+
+@pytest.mark.parametrize("only", [0, 127, 128, 299])
+def test_a_single_allowed_token_is_always_drawn(only):
+    logits = np.full(300, -np.inf, np.float32)
+    logits[only] = 0.0
+    assert (np.asarray(_draw(jax.random.key(1), jnp.asarray(logits))) == only).all()
+
+
+def test_first_token_distribution_matches_the_model_at_temperature(params):
+    temperature = 0.7
+    inputs = [[5, 6, 7, 1]]
+    out = Sampler(CONFIG, mesh=make_mesh(jax.devices()[:1])).sample(
+        params, inputs, jax.random.key(3), num_samples=4000, max_new_tokens=1,
+        temperature=temperature,
+    )  # fmt: skip
+    ids, mask = pad_inputs(inputs, 32)
+    logits = T5(CONFIG).apply({"params": params}, ids, mask, np.zeros((1, 1), np.int32))[0, 0]
+    probs = np.asarray(jax.nn.softmax(logits / temperature))
+    freq = np.bincount(out.tokens[0, :, 0], minlength=CONFIG.vocab_size) / 4000
+    sigma = np.sqrt(probs * (1 - probs) / 4000)
+    assert (np.abs(freq - probs) <= 5 * sigma + 1e-3).all()
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_output_shapes_and_eos_handling(sampler, params):
+    out = _sample(sampler, params)
+    assert out.tokens.shape == (len(INPUTS), K, MAX_NEW) and out.tokens.dtype == np.int32
+    assert out.lengths.shape == (len(INPUTS), K)
+    for row, length in zip(out.tokens.reshape(-1, MAX_NEW), out.lengths.ravel()):
+        eos = np.flatnonzero(row == 1)
+        if eos.size:  # finished rows emit pad after their first EOS
+            assert length == eos[0] + 1 and (row[length:] == 0).all()
+        else:
+            assert length == MAX_NEW
+
+
+def test_allowed_tokens_mask(sampler, params):
+    allowed = np.zeros(CONFIG.vocab_size, bool)
+    allowed[[10, 11, 12]] = True
+    out = _sample(sampler, params, allowed_tokens=allowed)
+    for row, length in zip(out.tokens.reshape(-1, MAX_NEW), out.lengths.ravel()):
+        assert set(row[:length].tolist()) <= {1, 10, 11, 12}
+    # EOS is always allowed: with nothing else allowed every row stops at once.
+    out = _sample(sampler, params, allowed_tokens=np.zeros(CONFIG.vocab_size, bool))
+    assert (out.tokens[..., 0] == 1).all() and (out.tokens[..., 1:] == 0).all()
+    assert (out.lengths == 1).all()
+
+
+def test_low_temperature_approaches_greedy(sampler, params):
+    greedy = _sample(sampler, params, greedy=True)
+    assert (greedy.tokens == greedy.tokens[:, :1]).all(), "greedy samples of a task agree"
+    cold = _sample(sampler, params, temperature=1e-4)
+    np.testing.assert_array_equal(cold.tokens, greedy.tokens)
+    assert (greedy.tokens == _sample(sampler, params, greedy=True, seed=9).tokens).all()
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_key_same_samples_other_key_other_samples(sampler, params):
+    a, b = _sample(sampler, params), _sample(sampler, params)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    assert not np.array_equal(a.tokens, _sample(sampler, params, seed=2).tokens)
+    assert len({tuple(r) for r in a.tokens[0]}) > 1, "a task's K samples differ"
+
+
+def test_a_tasks_samples_do_not_depend_on_the_other_tasks(sampler, params):
+    base = _sample(sampler, params)
+    changed = [INPUTS[0], INPUTS[1], [20, 21, 22, 23, 24, 25, 26, 1], INPUTS[3]]
+    other = _sample(sampler, params, inputs=changed)
+    np.testing.assert_array_equal(other.tokens[[0, 1, 3]], base.tokens[[0, 1, 3]])
+
+
+def test_one_device_equals_eight_devices(sampler, sampler_1, params):
+    np.testing.assert_array_equal(
+        _sample(sampler_1, params).tokens, _sample(sampler, params).tokens
+    )
+
+
+def test_chunked_calls_equal_one_call(sampler, params):
+    chunked = Sampler(CONFIG, task_batch=8)
+    inputs = INPUTS * 2  # 10 tasks: two chunks of 8, the second with 6 padding tasks
+    np.testing.assert_array_equal(
+        _sample(chunked, params, inputs=inputs).tokens,
+        _sample(sampler, params, inputs=inputs).tokens,
+    )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_length_buckets_and_padding():
+    assert [length_bucket(n) for n in (1, 32, 33, 512, 513)] == [32, 32, 64, 512, 1024]
+    with pytest.raises(ValueError, match="largest length bucket"):
+        length_bucket(5000)
+    ids, mask = pad_inputs([[3, 4, 1], [5]], 4)
+    np.testing.assert_array_equal(ids, [[3, 4, 1, 0], [5, 0, 0, 0]])
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 0], [1, 0, 0, 0]])
+    with pytest.raises(ValueError, match="more than 2"):
+        pad_inputs([[1, 2, 3]], 2)
+
+
+def test_bad_arguments_are_rejected(sampler, params):
+    with pytest.raises(ValueError, match="allowed_tokens"):
+        _sample(sampler, params, allowed_tokens=np.ones(5, bool))
+    with pytest.raises(ValueError, match="temperature"):
+        _sample(sampler, params, temperature=0.0)
+    with pytest.raises(ValueError, match="no tasks"):
+        _sample(sampler, params, inputs=[])
+    with pytest.raises(ValueError, match="multiple of the 8 devices"):
+        Sampler(CONFIG, task_batch=6)
