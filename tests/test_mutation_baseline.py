@@ -10,7 +10,6 @@ import pytest
 
 from codeit_jax.mutation import baseline
 from codeit_jax.mutation.baseline import BaselineError
-from codeit_jax.mutation.scoring import Candidate, fraction_solved, submitted, task_solved
 from codeit_jax.program import parse
 from codeit_jax.tasks import Task, load_codeit_file
 from tests.mutation_standin import StandInExecutor
@@ -120,17 +119,10 @@ def test_evaluation_curve_solves_tasks_the_mutants_define(
     assert float(lines[1].split(",")[1]) == pytest.approx(2 / 3)
     solutions = json.loads((tmp_path / "mutation_solutions.json").read_text())
     assert set(solutions) == {made[0].key, made[1].key}
-
-
-def test_scoring_rule_top3_by_demo_then_length():
-    long_right = Candidate("x1 = f(I)\nO = g(x1)", 1.0, 1.0, order=0)
-    short_wrong = [Candidate(f"O = f{i}(I)", 1.0, 0.0, order=i + 1) for i in range(3)]
-    assert not task_solved([long_right, *short_wrong])  # three shorter ones crowd it out
-    assert task_solved([long_right, *short_wrong[:2]])
-    partial = Candidate("O = h(I)", 0.5, 1.0, order=9)
-    assert submitted([partial, long_right])[0] is long_right
-    assert task_solved([partial])  # a partially correct program may still solve the test
-    by_task = {"a": [long_right], "b": [short_wrong[0]]}
-    assert fraction_solved(by_task, ["a", "b", "c", "d"]) == 0.25
-    with pytest.raises(ValueError):
-        fraction_solved(by_task, [])
+    for task in made[:2]:  # each task's own program is among the candidates, solving it all
+        own = parse(task.program).text
+        records = json.loads((tmp_path / "mutation_candidates.json").read_text())
+        mine = [r for r in records if r["task_key"] == task.key and r["program"] == own]
+        assert len(mine) == 1
+        assert mine[0]["demonstration_performance"] == [1.0] * len(task.train)
+        assert mine[0]["test_performance"] == [1.0] * len(task.test)

@@ -16,8 +16,8 @@ random type-directed program run on a random training task's inputs instead.
 
 **Evaluation.** Every distinct mutant program is run on the demonstration inputs of every
 evaluation task; a program that solves at least one demonstration of a task is run on its test
-inputs; CodeIt's top-3 rule (:mod:`codeit_jax.mutation.scoring`) gives the fraction solved after
-each file, written as ``mutation_performance.csv`` (``samples,fraction`` lines, no header, as
+inputs; CodeIt's top-3 rule (:func:`codeit_jax.metrics.task_solved`) gives the fraction solved
+after each file, written as ``mutation_performance.csv`` (``samples,fraction`` lines, no header, as
 the official file). Optional deviation, ``early_exit``: a program stops on a task at its first
 wrong demonstration output; it then only ever records programs that solve *all*
 demonstrations, so a task that only a partially correct program solves is lost.
@@ -37,9 +37,9 @@ from typing import Any, Protocol
 from absl import logging
 from ml_collections import ConfigDict
 
+from codeit_jax.metrics import SolutionRecord, submission, task_solved
 from codeit_jax.mutation.mutate import MutationError, MutationWeights, Mutator, accept_outputs
 from codeit_jax.mutation.random_programs import RandomProgramSampler
-from codeit_jax.mutation.scoring import Candidate, fraction_solved, submitted
 from codeit_jax.mutation.types import (
     ProgramTypes,
     TypeInferenceError,
@@ -53,6 +53,8 @@ from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file, 
 FILE_PATTERN = re.compile(r"mutated_tasks_train_(\d+)\.json\Z")
 PERFORMANCE_FILE = "mutation_performance.csv"
 SUMMARY_FILE = "mutation_summary.json"
+#: Every (program, evaluation task) record with at least one demonstration solved, for rescoring.
+CANDIDATES_FILE = "mutation_candidates.json"
 
 
 class Executor(Protocol):
@@ -332,10 +334,10 @@ def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 def demo_scores(
     texts: Sequence[str], tasks: Sequence[Task], executor: Executor, config: ConfigDict
-) -> dict[tuple[int, int], float]:
-    """(program index, task index) -> fraction of demonstrations solved, where above 0."""
+) -> dict[tuple[int, int], int]:
+    """(program index, task index) -> demonstrations solved, where at least one."""
     size = config.eval_batch_programs
-    scores: dict[tuple[int, int], float] = {}
+    scores: dict[tuple[int, int], int] = {}
     if not config.early_exit:
         inputs = [x for task in tasks for x, _ in task.train]
         owner = [(t, y) for t, task in enumerate(tasks) for _, y in task.train]
@@ -347,7 +349,7 @@ def demo_scores(
                     if outcome.ok and outcome.value == expected:
                         right[t] = right.get(t, 0) + 1
                 for t, count in right.items():
-                    scores[(p, t)] = count / len(tasks[t].train)
+                    scores[(p, t)] = count
         return scores
     # Early exit: stage k runs demonstration k only where demonstrations 0..k-1 were right.
     alive = {p: list(range(len(tasks))) for p in range(len(texts))}
@@ -371,7 +373,7 @@ def demo_scores(
         for p, live in alive.items():
             for t in live:
                 if len(tasks[t].train) == k + 1:
-                    scores[(p, t)] = 1.0
+                    scores[(p, t)] = k + 1
     return scores
 
 
@@ -381,13 +383,13 @@ def test_scores(
     tasks: Sequence[Task],
     executor: Executor,
     config: ConfigDict,
-) -> dict[tuple[int, int], float]:
-    """(program, task) -> fraction of the task's test examples solved."""
+) -> dict[tuple[int, int], tuple[float, ...]]:
+    """(program, task) -> per test example, 1.0 if solved else 0.0."""
     by_program: dict[int, list[int]] = {}
     for p, t in pairs:
         by_program.setdefault(p, []).append(t)
     jobs = list(by_program.items())
-    result: dict[tuple[int, int], float] = {}
+    result: dict[tuple[int, int], tuple[float, ...]] = {}
     size = config.eval_batch_programs
     for _, batch in _progress(_batches(jobs, size), "tests", size):
         rows = executor.run(
@@ -399,8 +401,9 @@ def test_scores(
                 n = len(tasks[t].test)
                 outs = row[position : position + n]
                 position += n
-                right = sum(o.ok and o.value == y for o, (_, y) in zip(outs, tasks[t].test))
-                result[(p, t)] = right / n if n else 0.0
+                result[(p, t)] = tuple(
+                    float(o.ok and o.value == y) for o, (_, y) in zip(outs, tasks[t].test)
+                )
     return result
 
 
@@ -421,29 +424,29 @@ def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
     demo = demo_scores(texts, tasks, executor, config)
     demo_seconds = time.time() - start
     tests = test_scores(sorted(demo), texts, tasks, executor, config)
-    candidates: dict[tuple[int, int], Candidate] = {
-        (p, t): Candidate(texts[p], score, tests[(p, t)], p) for (p, t), score in demo.items()
-    }
-    curve = []
     keys = [task.key for task in tasks]
+    records: list[tuple[int, SolutionRecord]] = []
+    for (p, t), right in demo.items():
+        n_demos = len(tasks[t].train)
+        performance = (1.0,) * right + (0.0,) * (n_demos - right)
+        record = SolutionRecord(keys[t], texts[p], found_at[p], performance, tests[(p, t)])
+        records.append((t, record))
+    curve = []
     for n in ends:
-        by_task: dict[str, list[Candidate]] = {}
-        for (p, t), candidate in candidates.items():
-            if found_at[p] <= n:
-                by_task.setdefault(keys[t], []).append(candidate)
-        curve.append((n, fraction_solved(by_task, keys)))
+        by_task: dict[int, list[SolutionRecord]] = {}
+        for t, record in records:
+            if record.meta_iteration <= n:
+                by_task.setdefault(t, []).append(record)
+        solved = sum(task_solved(found) for found in by_task.values())
+        curve.append((n, solved / len(tasks)))
     with open(workdir / PERFORMANCE_FILE, "w") as f:
         f.writelines(f"{n},{fraction!r}\n" for n, fraction in curve)
-    final: dict[str, list[Candidate]] = {}
-    for (_, t), candidate in candidates.items():
-        final.setdefault(keys[t], []).append(candidate)
-    solutions = {
-        key: [
-            {"program": c.text, "demo": c.demo_performance, "test": c.test_performance}
-            for c in submitted(final[key])
-        ]
-        for key in sorted(final)
-    }
+    with open(workdir / CANDIDATES_FILE, "w") as f:
+        json.dump([record.to_json() for _, record in records], f)
+    final: dict[str, list[SolutionRecord]] = {}
+    for t, record in records:
+        final.setdefault(keys[t], []).append(record)
+    solutions = {key: [r.to_json() for r in submission(final[key])] for key in sorted(final)}
     with open(workdir / "mutation_solutions.json", "w") as f:
         json.dump(solutions, f, indent=1)
     return {
