@@ -1,0 +1,355 @@
+"""The CodeIt meta-iteration loop (``config.experiment == "codeit"``).
+
+    python -m codeit_jax.main --config=configs/tiny.py --workdir=runs/tiny
+
+Each meta-iteration ``i``: sample the replay buffer and train the policy on it; sample programs
+for every inference task, execute them and relabel the outcomes (`codeit_jax.inference`); add
+the experience to the buffer; score; write the iteration's files; checkpoint. This module only
+wires the stages together; each stage lives in its own module.
+
+Every process of a multi-host run executes the same command and holds the same buffer, samples
+and scores (they are pure functions of the seed, the params and the outcomes); only process 0
+writes files. Running the command again resumes after the last completed meta-iteration
+(`codeit_jax.state`); a larger ``n_meta_iterations`` continues the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+from absl import logging
+from ml_collections import ConfigDict
+
+from codeit_jax.batching import BucketBatcher
+from codeit_jax.buffer import BufferConfig, ReplayBuffer
+from codeit_jax.codeit_config import data_dir, prepare_config
+from codeit_jax.encoding import bare_program
+from codeit_jax.experience import EncodingSettings, add_tasks, encode_input
+from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, infer
+from codeit_jax.mesh import make_mesh
+from codeit_jax.metrics import Scoreboard
+from codeit_jax.model.t5 import count_params
+from codeit_jax.policy import Policy, build_policy
+from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
+from codeit_jax.seeds import load_eval_tasks, load_mutated_tasks, seed_tasks
+from codeit_jax.state import (
+    RunCheckpoints,
+    RunState,
+    params_digest,
+    run_identity,
+    sampling_key,
+    stage_rng,
+    stage_seed,
+)
+from codeit_jax.tasks import Task, load_codeit_dir
+from codeit_jax.trainer import TrainState, initialize_distributed
+
+
+def open_sandbox(config: ConfigDict) -> Any:
+    """The sandbox with the config's limits (``workers`` 0: one per core)."""
+    from codeit_jax.sandbox import Sandbox
+
+    s = config.sandbox
+    return Sandbox(
+        workers=s.workers or None,
+        timeout_s=s.timeout_s,
+        memory_mb=s.memory_mb,
+        max_state_size=s.max_state_size,
+    )
+
+
+@dataclasses.dataclass
+class Loop:
+    """What every meta-iteration uses and never changes."""
+
+    config: ConfigDict
+    policy: Policy
+    encoding: EncodingSettings
+    sampling: SamplingSettings
+    eval_tasks: list[Task]
+    eval_inputs: list[list[int]]
+    no_exit_pool: list[Task]
+    executor: Executor
+    progress: bool
+
+
+def run(
+    config: ConfigDict,
+    workdir: Path,
+    executor_factory: Callable[[ConfigDict], Any] = open_sandbox,
+) -> dict[str, Any]:
+    """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
+    begin = time.perf_counter()
+    config = prepare_config(config)
+    initialize_distributed(config.distributed)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    writer = jax.process_index() == 0
+    progress = bool(config.progress) and writer
+    logging.info(
+        "CodeIt: ablation %s, seeds %s, %d meta-iterations, outputs in %s",
+        config.ablation,
+        config.data.seeds,
+        config.n_meta_iterations,
+        workdir,
+    )
+    eval_tasks = load_eval_tasks(config)
+    policy = build_policy(config, make_mesh(), _known_programs(config))
+    logging.info(
+        "policy: T5 %s (%s), vocabulary %d, %d devices",
+        config.model.init_from or config.model.name,
+        "pretrained" if policy.pretrained_params is not None else "random init",
+        policy.model_config.vocab_size,
+        jax.device_count(),
+    )
+    encoding = EncodingSettings(
+        config.encoding.n_examples,
+        config.encoding.max_input_tokens,
+        config.encoding.max_program_tokens,
+    )
+    checkpoints = RunCheckpoints(
+        workdir / CHECKPOINT_DIR, run_identity(config), config.checkpoint_max_to_keep
+    )
+    outputs = RunOutputs(workdir, enabled=writer, tensorboard=bool(config.tensorboard))
+    totals = {"train_seconds": 0.0, "sample_seconds": 0.0, "execute_seconds": 0.0}
+    try:
+        with executor_factory(config) as executor:
+            loop = Loop(
+                config=config,
+                policy=policy,
+                encoding=encoding,
+                sampling=SamplingSettings(
+                    config.sampling.n_samples,
+                    float(config.sampling.temperature),
+                    config.sampling.tasks_per_batch,
+                    config.sampling.max_new_tokens,
+                ),
+                eval_tasks=eval_tasks,
+                eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
+                no_exit_pool=(
+                    [] if config.add_policy_experience
+                    else load_mutated_tasks(config.no_exit.mutated_files)
+                ),
+                executor=executor,
+                progress=progress,
+            )  # fmt: skip
+            state = checkpoints.restore(policy.trainer)
+            resumed_from = 0 if state is None else state.completed
+            if state is None:
+                state = initial_state(loop)
+            else:
+                logging.info("resuming after meta-iteration %d", state.completed - 1)
+                outputs.rewrite_history(state.performance_rows)
+            for i in range(state.completed, config.n_meta_iterations):
+                state, row, log = meta_iteration(loop, state, i)
+                for name in totals:
+                    totals[name] += row[name]
+                outputs.write_iteration(i, state.performance_rows, state.scoreboard, log, row)
+                checkpoints.save(state)
+                logging.info(
+                    "meta-iteration %d: solved %d/%d (cumulative %d), buffer policy %d / "
+                    "mutated %d, step %d",
+                    i,
+                    round(row["performance"] * len(eval_tasks)),
+                    len(eval_tasks),
+                    round(row["cumulative_performance"] * len(eval_tasks)),
+                    row["num_policy_tasks"],
+                    row["num_mutated_tasks"],
+                    row["step"],
+                )
+            checkpoints.wait()
+    finally:
+        checkpoints.close()
+        outputs.close()
+    summary = _summary(loop, state, workdir, resumed_from, totals, time.perf_counter() - begin)
+    outputs.write_summary(summary)
+    return summary
+
+
+def _known_programs(config: ConfigDict) -> list[str]:
+    """Ground-truth programs, when the data has them (a Hugging Face tokenizer's program mask
+    is widened with them); read from disk, cheap."""
+    training = data_dir(config) / "training"
+    if not training.is_dir():
+        return []
+    return [bare_program(t.program) for t in load_codeit_dir(training) if t.program]
+
+
+def initial_state(loop: Loop) -> RunState:
+    """A fresh run: seeds and mutated tasks in the buffer, a new (or pretrained) train state."""
+    config, policy = loop.config, loop.policy
+    buffer_settings = config.buffer.to_dict()
+    buffer_settings["capacity"] = buffer_settings["capacity"] or None
+    buffer = ReplayBuffer(BufferConfig.from_mapping(buffer_settings))
+    seeds = seed_tasks(config, loop.executor, loop.progress)
+    mutated = load_mutated_tasks(config.data.mutated_files)
+    n_seeds = add_tasks(buffer, "mutated", seeds, policy.tokenizer, loop.encoding, age=0)
+    n_mutated = add_tasks(buffer, "mutated", mutated, policy.tokenizer, loop.encoding, age=0)
+    logging.info(
+        "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "
+        "left out)",
+        n_seeds,
+        len(seeds),
+        n_mutated,
+        len(mutated),
+    )
+    train_state = policy.trainer.init_state(policy.pretrained_params)
+    logging.info("%d parameters", count_params(train_state.params))
+    return RunState(
+        completed=0,
+        train_state=train_state,
+        buffer=buffer,
+        scoreboard=Scoreboard([t.key for t in loop.eval_tasks]),
+    )
+
+
+def train_on_buffer(loop: Loop, state: RunState, i: int) -> TrainState:
+    """Train the policy for ``train.epochs`` epochs on a prioritized sample of the buffer."""
+    t = loop.config.train
+    sample = state.buffer.sample(
+        t.n_policy, t.n_mutated, stage_rng(loop.config.seed, i, "buffer_sample")
+    )
+    if len(sample) == 0:
+        logging.warning("meta-iteration %d: the buffer is empty, nothing to train on", i)
+        return state.train_state
+    batcher = BucketBatcher(
+        sample.input_ids,
+        sample.label_ids,
+        t.batch_size,
+        input_buckets=tuple(t.input_buckets),
+        label_buckets=tuple(t.label_buckets),
+        seed=stage_seed(loop.config.seed, i, "batches"),
+        truncate=True,
+    )
+    train_state = state.train_state
+    for epoch in range(t.epochs):
+        train_state, metrics = loop.policy.trainer.train_epoch(
+            train_state, batcher, epoch, progress=loop.progress
+        )
+        logging.info(
+            "meta-iteration %d epoch %d: %d examples, loss %.4f",
+            i,
+            epoch,
+            metrics.examples,
+            metrics.loss,
+        )
+    return train_state
+
+
+def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i: int) -> int:
+    """The buffer's new entries of meta-iteration ``i``; returns how many were added.
+
+    Normally every relabelled task goes into the policy partition with its demonstration
+    performance as priority (A2: only the programs that solve their task). A1 adds no policy
+    experience; slice ``i`` of the pre-computed mutated tasks goes into the mutated partition.
+    """
+    config = loop.config
+    tokenizer = loop.policy.tokenizer
+    if not config.add_policy_experience:
+        pool = loop.no_exit_pool
+        per = config.no_exit.tasks_per_iteration or math.ceil(len(pool) / config.n_meta_iterations)
+        chunk = pool[i * per : (i + 1) * per]
+        return add_tasks(buffer, "mutated", chunk, tokenizer, loop.encoding, age=i)
+    tasks = result.relabelled
+    if not config.relabel:
+        tasks = [t for t in tasks if t.extra["demonstration_performance"] == 1.0]
+    return add_tasks(
+        buffer,
+        "policy",
+        tasks,
+        tokenizer,
+        loop.encoding,
+        age=i,
+        keys=[t.parent_key for t in tasks],
+        performance=[t.extra["demonstration_performance"] for t in tasks],
+        distance=[t.extra["distance"] for t in tasks],
+    )
+
+
+def meta_iteration(
+    loop: Loop, state: RunState, i: int
+) -> tuple[RunState, dict[str, Any], dict[str, Any]]:
+    """Meta-iteration ``i``: returns the new state, its performance row and its sample log."""
+    seed = loop.config.seed
+    state.buffer.advance(i)
+    begin = time.perf_counter()
+    train_state = train_on_buffer(loop, state, i)
+    train_seconds = time.perf_counter() - begin
+    result = infer(
+        loop.policy.sampler,
+        train_state.params,
+        loop.policy.tokenizer,
+        loop.eval_tasks,
+        loop.eval_inputs,
+        sampling_key(seed, i),
+        loop.sampling,
+        loop.policy.allowed_tokens,
+        loop.executor,
+        i,
+        loop.progress,
+    )
+    state.scoreboard.add(result.solutions)
+    added = add_experience(loop, state.buffer, result, i)
+    row = {
+        "meta_iteration": i,
+        "cumulative_performance": state.scoreboard.cumulative_performance(i),
+        "performance": state.scoreboard.performance(i),
+        "step": int(jax.device_get(train_state.step)),
+        "num_mutated_tasks": state.buffer.size("mutated"),
+        "num_policy_tasks": state.buffer.size("policy"),
+        "train_seconds": train_seconds,
+        "sample_seconds": result.sample_seconds,
+        "execute_seconds": result.execute_seconds,
+    }
+    log = {
+        "meta_iteration": i,
+        "relabelled_tasks": len(result.relabelled),
+        "added_to_buffer": added,
+        "solution_records": len(result.solutions),
+        "tasks": result.log,
+    }
+    new_state = RunState(
+        completed=i + 1,
+        train_state=train_state,
+        buffer=state.buffer,
+        scoreboard=state.scoreboard,
+        performance_rows=[*state.performance_rows, row],
+    )
+    return new_state, row, log
+
+
+def _summary(
+    loop: Loop,
+    state: RunState,
+    workdir: Path,
+    resumed_from: int,
+    totals: dict[str, float],
+    seconds: float,
+) -> dict[str, Any]:
+    last = state.completed - 1
+    solved: Sequence[str] = state.scoreboard.solved_tasks(last) if last >= 0 else []
+    return {
+        "experiment": "codeit",
+        "ablation": loop.config.ablation,
+        "meta_iterations_completed": state.completed,
+        "resumed_from": resumed_from,
+        "inference_tasks": len(loop.eval_tasks),
+        "tasks_solved": len(solved),
+        "solved_task_keys": list(solved),
+        "buffer_policy": state.buffer.size("policy"),
+        "buffer_mutated": state.buffer.size("mutated"),
+        "step": int(jax.device_get(state.train_state.step)),
+        "params_sha256": params_digest(state.train_state.params),
+        **{k: round(v, 3) for k, v in totals.items()},
+        "total_seconds": round(seconds, 3),
+        "performance_csv": str(workdir / PERFORMANCE_FILE),
+        "solutions": str(workdir / f"solutions_{last}.json") if last >= 0 else None,
+        "checkpoints": str(workdir / CHECKPOINT_DIR),
+        "tensorboard": str(workdir / TENSORBOARD_DIR) if loop.config.tensorboard else None,
+    }

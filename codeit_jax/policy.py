@@ -1,0 +1,118 @@
+"""The policy of a CodeIt run: tokenizer, T5 shape, initial weights, trainer and sampler.
+
+Everything here follows from the config alone, so a restarted run rebuilds the same policy and
+then restores its weights from the checkpoint. A random init uses the built-in DSL tokenizer and
+a named T5 shape; ``model.init_from`` takes the shape, the weights (unless ablation A4 asks for
+a fresh init) and, when the directory has one, the tokenizer from a local Hugging Face
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+
+from codeit_jax.mesh import padded_batch_size
+from codeit_jax.model.convert import load_hf_checkpoint
+from codeit_jax.model.t5 import T5, T5Config, named_config
+from codeit_jax.sampler import Sampler
+from codeit_jax.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
+from codeit_jax.trainer import TrainConfig, Trainer
+
+#: Files whose presence marks a Hugging Face tokenizer directory.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model")
+
+
+@dataclass
+class Policy:
+    tokenizer: Tokenizer
+    model_config: T5Config
+    trainer: Trainer
+    sampler: Sampler
+    allowed_tokens: np.ndarray  # bool [vocab]: what a sampled program may contain
+    pretrained_params: Any | None  # weights to start from; None: random init from the seed
+
+
+def has_hf_tokenizer(path: str | Path) -> bool:
+    return any((Path(path) / name).is_file() for name in _TOKENIZER_FILES)
+
+
+def make_tokenizer(config: ConfigDict, seed_programs: Sequence[str] = ()) -> Tokenizer:
+    """The HF tokenizer of ``model.init_from`` when it has one, else the DSL tokenizer."""
+    init_from = config.model.init_from
+    if init_from and has_hf_tokenizer(init_from):
+        return HFTokenizer(Path(init_from).expanduser(), extra_program_texts=seed_programs)
+    return DSLTokenizer()
+
+
+def model_config_and_weights(
+    config: ConfigDict, tokenizer: Tokenizer
+) -> tuple[T5Config, Any | None]:
+    """The T5 shape and, when the run starts from a checkpoint's weights, those weights."""
+    overrides: dict[str, Any] = {"dropout_rate": float(config.model.dropout_rate)}
+    if config.model.dtype:
+        overrides["dtype"] = config.model.dtype
+    if config.model.init_from:
+        shape, params = load_hf_checkpoint(Path(config.model.init_from).expanduser())
+        model_config = shape.replace(**overrides)
+        if not config.model.load_weights:
+            params = None
+    else:
+        overrides["vocab_size"] = tokenizer.vocab_size
+        model_config, params = named_config(config.model.name, **overrides), None
+    if model_config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(
+            f"the model's vocabulary ({model_config.vocab_size}) is smaller than the "
+            f"tokenizer's ({tokenizer.vocab_size})"
+        )
+    if (tokenizer.pad_id, tokenizer.eos_id) != (
+        model_config.pad_token_id,
+        model_config.eos_token_id,
+    ):
+        raise ValueError("tokenizer and model disagree on the pad/eos ids")
+    return model_config, params
+
+
+def allowed_tokens(tokenizer: Tokenizer, vocab_size: int) -> np.ndarray:
+    """The tokenizer's program mask, padded to the model's vocabulary (extra ids disallowed)."""
+    mask = np.zeros(vocab_size, bool)
+    program_mask = tokenizer.program_token_mask()
+    mask[: len(program_mask)] = program_mask
+    return mask
+
+
+def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = ()) -> Policy:
+    tokenizer = make_tokenizer(config, seed_programs)
+    model_config, params = model_config_and_weights(config, tokenizer)
+    t = config.train
+    train_config = TrainConfig(
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps,
+        max_grad_norm=t.max_grad_norm,
+        batch_size=t.batch_size,
+        grad_accum_steps=t.grad_accum_steps,
+        dropout=model_config.dropout_rate > 0,
+        seed=config.seed,
+    )
+    trainer = Trainer(T5(model_config), train_config, mesh)
+    sampler = Sampler(
+        model_config,
+        mesh,
+        length_buckets=tuple(t.input_buckets),
+        task_batch=padded_batch_size(config.sampling.tasks_per_batch, mesh),
+    )
+    return Policy(
+        tokenizer=tokenizer,
+        model_config=model_config,
+        trainer=trainer,
+        sampler=sampler,
+        allowed_tokens=allowed_tokens(tokenizer, model_config.vocab_size),
+        pretrained_params=params,
+    )

