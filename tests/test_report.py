@@ -1,0 +1,247 @@
+"""The HTML report: rendered from a small hand-made workdir (files written with metrics.py's
+writers), checked for its content, self-containment and grid pictures; clear errors on bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codeit_jax.metrics import (
+    Scoreboard,
+    SolutionRecord,
+    write_performance_csv,
+    write_solutions_json,
+)
+from codeit_jax.report import write_report
+from codeit_jax.report_grids import ARC_COLOURS, BORDER_COLOUR, grid_pixels, grid_png
+from codeit_jax.report_inputs import ReportInputError, read_mutation_csv, read_run
+from codeit_jax.tasks import Task, save_codeit_dir
+
+GRID_A_IN = ((1, 2), (3, 4))
+GRID_A_OUT = ((2, 1), (4, 3))
+PROGRAM_A = "x1 = vmirror(I)\nO = x1  # <b>&"  # markup characters must come out escaped
+PROGRAM_B = "O = hmirror(I)"
+
+
+def _tasks() -> list[Task]:
+    a = Task(
+        "aaaa0001",
+        train=[(GRID_A_IN, GRID_A_OUT), (((5, 0, 7),), ((7, 0, 5),))],
+        test=[(((8, 9),), ((9, 8),))],
+    )
+    b = Task("bbbb0002", train=[(((1,),), ((2,),))], test=[(((3,),), ((4,),))])
+    c = Task("cccc0003", train=[(((6,),), ((6,),))], test=[(((6,),), ((6,),))])
+    return [a, b, c]
+
+
+def _row(board: Scoreboard, i: int) -> dict[str, float]:
+    return {
+        "meta_iteration": i,
+        "cumulative_performance": board.cumulative_performance(i),
+        "performance": board.performance(i),
+        "step": 4 * (i + 1),
+        "num_mutated_tasks": 50,
+        "num_policy_tasks": 3 * i,
+        "train_seconds": 1.25,
+        "sample_seconds": 2.5,
+        "execute_seconds": 0.5,
+    }
+
+
+def make_workdir(root: Path, *, logs: bool = True, mutation: bool = True) -> tuple[Path, Path]:
+    """A two-iteration run over three tasks: A solved in iteration 1, B found but not solved."""
+    tasks = _tasks()
+    task_dir = root / "evaluation"
+    save_codeit_dir(tasks, task_dir)
+    workdir = root / "run"
+    workdir.mkdir()
+    board = Scoreboard([t.key for t in tasks])
+    board.add([SolutionRecord("bbbb0002", PROGRAM_B, 0, (1.0,), (0.0,))])
+    board.add(
+        [
+            SolutionRecord("aaaa0001", "O = I", 1, (0.0, 1.0), (0.0,)),
+            SolutionRecord("aaaa0001", PROGRAM_A, 1, (1.0, 1.0), (1.0,)),
+        ]
+    )
+    rows = []
+    for i in range(2):
+        rows.append(_row(board, i))
+        write_solutions_json(workdir / f"solutions_{i}.json", board.solutions_document(i))
+        if logs:
+            log = {"meta_iteration": i, "tasks": {t.key: {"samples": ["O = I"] * 4} for t in tasks}}
+            (workdir / f"log_{i}.json").write_text(json.dumps(log))
+    write_performance_csv(workdir / "performance.csv", rows)
+    if mutation:
+        (workdir / "mutation_performance.csv").write_text("12,0.0\n24,0.3333\n36,0.3333\n")
+    return workdir, task_dir
+
+
+def decode_png(data: bytes) -> tuple[np.ndarray, list[str]]:
+    """Palette indices and palette (hex) of an 8-bit indexed PNG with filter 0 rows."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    idat = b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        crc = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0]
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        if kind == b"IDAT":
+            idat += body
+        chunks[kind] = body
+        pos += 12 + length
+    width, height, depth, colour_type = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, colour_type) == (8, 3)
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, width + 1)
+    assert (raw[:, 0] == 0).all()
+    plte = chunks[b"PLTE"]
+    palette = ["#" + plte[k : k + 3].hex() for k in range(0, len(plte), 3)]
+    return raw[:, 1:], palette
+
+
+def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
+    workdir, task_dir = make_workdir(tmp_path)
+    out = write_report(workdir, tasks=str(task_dir))
+    assert out == workdir / "report.html"
+    page = out.read_text()
+
+    # The solved task has a section with its program (escaped) and the winning record's facts.
+    assert 'id="task-aaaa0001"' in page
+    assert "x1 = vmirror(I)\nO = x1  # &lt;b&gt;&amp;" in page
+    assert "<b>&" not in page
+    assert "found in meta-iteration 1" in page
+    assert "demonstrations solved 2/2, test examples 1/1" in page
+    # The other submission of the solved task is listed; the unsolved task gets no section.
+    assert "<pre>O = I</pre>" in page
+    assert 'id="task-bbbb0002"' not in page and PROGRAM_B not in page
+    assert "cccc0003" not in page
+    assert "<b>1 of 3</b> evaluation tasks solved" in page
+
+    # Curves: the performance figure and the baseline comparison, placed by the log's samples.
+    assert 'alt="fraction solved per meta-iteration"' in page
+    assert 'alt="CodeIt against the mutation baseline"' in page
+    assert "12 programs sampled per meta-iteration" in page
+    # The performance table shows counts next to fractions.
+    assert "<td>1 (0.333)</td>" in page
+
+    # Self-contained: every image is a data URI, nothing is fetched from anywhere.
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    without_data = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"(https?:|ftp:|//[a-z]|url\()", without_data, re.IGNORECASE)
+    assert "<script" not in page and "<link" not in page
+
+    # The task's grids: 2 demonstration pairs + 1 test pair = 6 pictures, the first being the
+    # first demonstration input drawn in ARC colours.
+    grids = re.findall(r'<img class="grid" src="data:image/png;base64,([^"]+)" alt="([^"]+)"', page)
+    assert [alt for _, alt in grids] == [
+        "demo 1 input (2x2)",
+        "demo 1 output (2x2)",
+        "demo 2 input (1x3)",
+        "demo 2 output (1x3)",
+        "test 1 input (1x2)",
+        "test 1 output (1x2)",
+    ]
+    pixels, palette = decode_png(base64.b64decode(grids[0][0]))
+    assert palette == [c.lower() for c in (*ARC_COLOURS, BORDER_COLOUR)]
+    np.testing.assert_array_equal(pixels, grid_pixels(GRID_A_IN, pixels.shape[0] // 2 - 1))
+
+
+def test_grid_pixels_draw_cells_and_borders() -> None:
+    pixels = grid_pixels(((0, 9), (5, 1)), cell_px=2)
+    border = len(ARC_COLOURS)
+    assert pixels.shape == (7, 7)
+    assert (pixels[0] == border).all() and (pixels[:, 3] == border).all()
+    np.testing.assert_array_equal(pixels[1:3, 1:3], 0)
+    np.testing.assert_array_equal(pixels[1:3, 4:6], 9)
+    np.testing.assert_array_equal(pixels[4:6, 1:3], 5)
+    np.testing.assert_array_equal(pixels[4:6, 4:6], 1)
+    decoded, _ = decode_png(grid_png(((0, 9), (5, 1)), cell_px=2))
+    np.testing.assert_array_equal(decoded, pixels)
+    with pytest.raises(ValueError, match="colours must be 0-9"):
+        grid_pixels(((10,),))
+    with pytest.raises(ValueError, match="non-empty rectangle"):
+        grid_pixels(())
+
+
+def test_report_without_log_or_baseline(tmp_path: Path) -> None:
+    workdir, task_dir = make_workdir(tmp_path, logs=False, mutation=False)
+    page = write_report(workdir, tmp_path / "out" / "r.html", tasks=str(task_dir)).read_text()
+    assert 'alt="CodeIt against the mutation baseline"' not in page
+    assert 'id="task-aaaa0001"' in page
+    # A baseline given by flag is drawn alone: without a log CodeIt cannot be placed on its axis.
+    baseline = tmp_path / "baseline.csv"
+    baseline.write_text("samples,fraction\n100,0.1\n200,0.2\n")
+    page = write_report(workdir, tmp_path / "r2.html", str(task_dir), str(baseline)).read_text()
+    assert 'alt="CodeIt against the mutation baseline"' in page
+    assert "CodeIt is not placed on this axis" in page
+
+
+def test_report_warns_when_grids_do_not_match_the_records(tmp_path: Path) -> None:
+    workdir, task_dir = make_workdir(tmp_path)
+    other = tmp_path / "other"
+    a = _tasks()[0]
+    save_codeit_dir([Task(a.key, train=a.train[:1], test=a.test)], other)
+    page = write_report(workdir, tasks=str(other)).read_text()
+    assert 'class="warning"' in page and "aaaa0001" in page
+
+
+def test_bad_inputs_have_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ReportInputError, match="does not exist"):
+        read_run(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReportInputError, match="no performance.csv"):
+        read_run(empty)
+
+    workdir, task_dir = make_workdir(tmp_path)
+    (workdir / "solutions_1.json").unlink()
+    with pytest.raises(ReportInputError, match="solutions_1.json is missing"):
+        read_run(workdir)
+
+    workdir, _ = make_workdir(tmp_path / "second")
+    with pytest.raises(ReportInputError, match="task source .*missing_dir does not exist"):
+        write_report(workdir, tasks=str(tmp_path / "missing_dir"))
+    save_codeit_dir([_tasks()[1]], tmp_path / "only_b")
+    with pytest.raises(ReportInputError, match=r"1 solved task\(s\) not in .*aaaa0001.*--tasks"):
+        write_report(workdir, tasks=str(tmp_path / "only_b"))
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("10,0.1\nten,0.2\n")
+    with pytest.raises(ReportInputError, match="bad.csv:2"):
+        read_mutation_csv(bad)
+    assert read_mutation_csv(_write(tmp_path / "h.csv", "samples,fraction\n9600,0.07\n")) == [
+        (9600, 0.07)
+    ]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_command_line(tmp_path: Path) -> None:
+    workdir, task_dir = make_workdir(tmp_path)
+    out = tmp_path / "cli.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "codeit_jax.report", f"--workdir={workdir}", f"--out={out}",
+         f"--tasks={task_dir}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 'id="task-aaaa0001"' in out.read_text()
+    failed = subprocess.run(
+        [sys.executable, "-m", "codeit_jax.report", f"--workdir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert failed.returncode == 2
+    assert "no performance.csv" in failed.stderr
