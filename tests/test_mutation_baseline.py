@@ -126,3 +126,21 @@ def test_evaluation_curve_solves_tasks_the_mutants_define(
         assert len(mine) == 1
         assert mine[0]["demonstration_performance"] == [1.0] * len(task.train)
         assert mine[0]["test_performance"] == [1.0] * len(task.test)
+
+
+def test_early_exit_drops_programs_whose_first_demonstration_is_wrong(codeit_data):
+    grid_a, grid_b = ((1, 2),), ((3, 4),)
+    # vmirror solves the second demonstration only; rot90 solves neither; identity both.
+    task = Task("t", [(grid_a, ((9, 9),)), (grid_b, ((4, 3),))], [(grid_a, ((2, 1),))])
+    texts = ["O = vmirror(I)", "O = rot90(I)", "O = identity(I)"]
+    solved_both = Task("u", [(grid_a, grid_a), (grid_b, grid_b)], [(grid_b, grid_b)])
+    full = small_config(codeit_data, early_exit=False)
+    early = small_config(codeit_data, early_exit=True)
+    scores = baseline.demo_scores(texts, [task, solved_both], StandInExecutor(), full)
+    assert scores == {(0, 0): 1, (2, 1): 2}
+    scores = baseline.demo_scores(texts, [task, solved_both], StandInExecutor(), early)
+    assert scores == {(2, 1): 2}
+    tests = baseline.test_scores(
+        [(0, 0), (2, 1)], texts, [task, solved_both], StandInExecutor(), full
+    )
+    assert tests == {(0, 0): (1.0,), (2, 1): (1.0,)}
