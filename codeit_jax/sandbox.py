@@ -327,8 +327,14 @@ def _shared_file() -> int:
         return os.dup(handle.fileno())
 
 
-def _kill_all(workers: list[_Worker]) -> None:
-    """Finaliser: kill and reap every worker; also run at garbage collection and exit."""
+def _kill_all(workers: list[_Worker], owner: int) -> None:
+    """Finaliser: kill and reap every worker; also run at garbage collection and exit.
+
+    Only the process that started the workers may do so: a forked copy of the parent that
+    exits must not take the real parent's workers down.
+    """
+    if os.getpid() != owner:
+        return
     while workers:
         workers.pop().kill()
 
@@ -397,7 +403,7 @@ class Sandbox:
             "compiler": _compiler,
         }
         self._workers: list[_Worker] = []
-        self._finalizer = weakref.finalize(self, _kill_all, self._workers)
+        self._finalizer = weakref.finalize(self, _kill_all, self._workers, os.getpid())
         self._lock = threading.Lock()
         self._start_failures = 0
         self._unblamed: dict[int, int] = {}
@@ -463,6 +469,8 @@ class Sandbox:
 
     def _fill(self) -> None:
         """Start workers until the pool is full again."""
+        if not self._finalizer.alive:
+            raise SandboxError("the sandbox was closed while a batch was running")
         pdeathsig = threading.current_thread() is threading.main_thread()
         while len(self._workers) < self.n_workers:
             self._workers.append(_Worker(self._config, pdeathsig))
