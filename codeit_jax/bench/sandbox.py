@@ -188,7 +188,7 @@ def measure(batches: list[Batch], workers: list[int]) -> dict[str, Any]:
     for n in workers:
         figures[f"parent_cpu_fraction_{n}"] = parent_cpu[f"sandbox_{n}"] / seconds[f"sandbox_{n}"]
     figures["outcomes"] = dict(outcomes)
-    figures["mismatches"] = mismatches
+    figures["mismatches"] = {str(n): count for n, count in mismatches.items()}
     return figures
 
 
@@ -198,17 +198,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-policy", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=None, help="CodeIt data directory")
+    parser.add_argument("--tasks", type=int, default=None, help="use only the first N tasks")
     args = parser.parse_args(argv)
     if args.workers < 1 or args.repeats < 1 or args.n_policy < 2:
         parser.error("--workers and --repeats must be >= 1, --n-policy >= 2")
     data = args.data or codeit_data_dir()
     if not (data / "training").is_dir():
         sys.exit(f"CodeIt data not found at {data}: set CODEIT_DATA or pass --data")
-    tasks = [t for t in load_codeit_dir(data / "training") if t.program]
+    tasks = [t for t in load_codeit_dir(data / "training") if t.program][: args.tasks]
+    if len(tasks) < 2:
+        sys.exit("need at least two tasks with programs")
     workers = sorted({1, args.workers})
 
-    load_before = os.getloadavg()
+    load_before = list(os.getloadavg())
     ground_truth = [ground_truth_batch(tasks, r) for r in range(args.repeats)]
     policy = [policy_batch(tasks, args.n_policy, args.seed + r) for r in range(args.repeats)]
     figures: dict[str, Any] = {
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures["conditions"] = {
         "cpus": default_workers(),
         "load_avg_before": load_before,
-        "load_avg_after": os.getloadavg(),
+        "load_avg_after": list(os.getloadavg()),
         "python": platform.python_version(),
         "repeats": args.repeats,
     }
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(
                 f"    sandbox {k} worker(s):"
                 f"  (pool start {w[f'start_s_{k}']:.2f} s, restarts {w[f'restarts_{k}']},"
-                f" mismatches {w['mismatches'][k]},"
+                f" mismatches {w['mismatches'][str(k)]},"
                 f" parent CPU {w[f'parent_cpu_fraction_{k}']:.0%} of wall)"
             )
     print(f"(b) parse-fail fraction {b['parse_fail_fraction']:.3f}")
