@@ -95,6 +95,7 @@ __all__ = [
     "Outcome",
     "Sandbox",
     "SandboxError",
+    "default_workers",
     "is_grid",
     "run_in_process",
 ]
@@ -384,8 +385,14 @@ class Sandbox:
         _positive_int_or_none("memory_mb", memory_mb)
         _positive_int_or_none("chunk_size", chunk_size)
         _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
-        if not (hard_factor >= 1 and hard_grace_s >= 0):
-            raise ValueError("hard_factor must be >= 1 and hard_grace_s >= 0")
+        for name, value in (("hard_factor", hard_factor), ("hard_grace_s", hard_grace_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+        if not (1 <= hard_factor < math.inf and 0 <= hard_grace_s < math.inf):
+            raise ValueError(
+                f"need 1 <= hard_factor and 0 <= hard_grace_s, both finite; got {hard_factor}, "
+                f"{hard_grace_s}"
+            )
         load_compiler(_compiler)  # fail here, not in every worker, on a bad spec
         self.n_workers = workers if workers is not None else default_workers()
         self.timeout_s = float(timeout_s)

@@ -280,6 +280,7 @@ def test_bad_batches_are_refused_with_clear_errors(sandbox):
         ({"chunk_size": 0}, ValueError),
         ({"clock": "gpu"}, ValueError),
         ({"hard_factor": 0.5}, ValueError),
+        ({"hard_grace_s": "1"}, TypeError),
         ({"_compiler": "no_colon"}, ValueError),
         ({"_compiler": "no_such_module_xyz:parse"}, ImportError),
     ],
@@ -406,3 +407,18 @@ def test_workers_do_not_import_jax_even_if_the_parent_did():
     with Sandbox(workers=1, _compiler=HOOKS) as sb:
         ((outcome,),) = sb.run([("hook:modules", [GRID])])
     assert outcome.ok and "jax" not in outcome.value and "codeit_jax.dsl" in outcome.value
+
+
+def test_hooks_are_not_reachable_from_program_text():
+    with Sandbox(workers=1) as sb:
+        ((outcome,),) = sb.run([("hook:segfault", [GRID])])
+    assert outcome.error == SYNTAX and sb.restarts == 0
+
+
+def test_run_in_process_enforces_the_time_budget():
+    deep = ["x1 = compose(vmirror, hmirror)"]
+    deep += [f"x{k} = compose(x{k - 1}, x{k - 1})" for k in range(2, 31)]
+    text = "\n".join(deep + ["O = x30(I)"])
+    ((outcome,),) = run_in_process([(text, [GRID])], timeout_s=0.01)
+    assert outcome.error == TIMEOUT
+    assert run_in_process([("O = vmirror(I)", [GRID])]) == [[Outcome(True, vmirror_of(GRID))]]
