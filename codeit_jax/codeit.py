@@ -16,6 +16,7 @@ writes files. Running the command again resumes after the last completed meta-it
 from __future__ import annotations
 
 import dataclasses
+import logging as std_logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from codeit_jax.seeds import load_eval_tasks, load_mutated_tasks, seed_tasks
 from codeit_jax.state import (
     RunCheckpoints,
     RunState,
+    buffer_digest,
     params_digest,
     run_identity,
     sampling_key,
@@ -49,6 +51,19 @@ from codeit_jax.state import (
 )
 from codeit_jax.tasks import Task, load_codeit_dir
 from codeit_jax.trainer import TrainState, initialize_distributed
+
+
+class _QuietOrbax(std_logging.Filter):
+    """Drops Orbax's INFO chatter (several lines per array per save); warnings still pass."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
+def quiet_orbax_logs() -> None:
+    absl_logger = std_logging.getLogger("absl")
+    if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
+        absl_logger.addFilter(_QuietOrbax())
 
 
 def open_sandbox(config: ConfigDict) -> Any:
@@ -87,6 +102,7 @@ def run(
     """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
     begin = time.perf_counter()
     config = prepare_config(config)
+    quiet_orbax_logs()
     initialize_distributed(config.distributed)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -108,11 +124,6 @@ def run(
         policy.model_config.vocab_size,
         jax.device_count(),
     )
-    encoding = EncodingSettings(
-        config.encoding.n_examples,
-        config.encoding.max_input_tokens,
-        config.encoding.max_program_tokens,
-    )
     checkpoints = RunCheckpoints(
         workdir / CHECKPOINT_DIR, run_identity(config), config.checkpoint_max_to_keep
     )
@@ -120,25 +131,7 @@ def run(
     totals = {"train_seconds": 0.0, "sample_seconds": 0.0, "execute_seconds": 0.0}
     try:
         with executor_factory(config) as executor:
-            loop = Loop(
-                config=config,
-                policy=policy,
-                encoding=encoding,
-                sampling=SamplingSettings(
-                    config.sampling.n_samples,
-                    float(config.sampling.temperature),
-                    config.sampling.tasks_per_batch,
-                    config.sampling.max_new_tokens,
-                ),
-                eval_tasks=eval_tasks,
-                eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
-                no_exit_pool=(
-                    [] if config.add_policy_experience
-                    else load_mutated_tasks(config.no_exit.mutated_files)
-                ),
-                executor=executor,
-                progress=progress,
-            )  # fmt: skip
+            loop = make_loop(config, policy, eval_tasks, executor, progress)
             state = checkpoints.restore(policy.trainer)
             resumed_from = 0 if state is None else state.completed
             if state is None:
@@ -172,6 +165,40 @@ def run(
     return summary
 
 
+def make_loop(
+    config: ConfigDict,
+    policy: Policy,
+    eval_tasks: list[Task],
+    executor: Executor,
+    progress: bool,
+) -> Loop:
+    """The fixed parts of every meta-iteration, from a prepared config."""
+    encoding = EncodingSettings(
+        config.encoding.n_examples,
+        config.encoding.max_input_tokens,
+        config.encoding.max_program_tokens,
+    )
+    return Loop(
+        config=config,
+        policy=policy,
+        encoding=encoding,
+        sampling=SamplingSettings(
+            config.sampling.n_samples,
+            float(config.sampling.temperature),
+            config.sampling.tasks_per_batch,
+            config.sampling.max_new_tokens,
+        ),
+        eval_tasks=eval_tasks,
+        eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
+        no_exit_pool=(
+            [] if config.add_policy_experience
+            else load_mutated_tasks(config.no_exit.mutated_files)
+        ),
+        executor=executor,
+        progress=progress,
+    )  # fmt: skip
+
+
 def _known_programs(config: ConfigDict) -> list[str]:
     """Ground-truth programs, when the data has them (a Hugging Face tokenizer's program mask
     is widened with them); read from disk, cheap."""
@@ -181,16 +208,22 @@ def _known_programs(config: ConfigDict) -> list[str]:
     return [bare_program(t.program) for t in load_codeit_dir(training) if t.program]
 
 
-def initial_state(loop: Loop) -> RunState:
-    """A fresh run: seeds and mutated tasks in the buffer, a new (or pretrained) train state."""
-    config, policy = loop.config, loop.policy
-    buffer_settings = config.buffer.to_dict()
-    buffer_settings["capacity"] = buffer_settings["capacity"] or None
-    buffer = ReplayBuffer(BufferConfig.from_mapping(buffer_settings))
-    seeds = seed_tasks(config, loop.executor, loop.progress)
-    mutated = load_mutated_tasks(config.data.mutated_files)
-    n_seeds = add_tasks(buffer, "mutated", seeds, policy.tokenizer, loop.encoding, age=0)
-    n_mutated = add_tasks(buffer, "mutated", mutated, policy.tokenizer, loop.encoding, age=0)
+def make_buffer(config: ConfigDict) -> ReplayBuffer:
+    """An empty buffer with the config's capacity and priority weights (0 capacity: none)."""
+    settings = config.buffer.to_dict()
+    settings["capacity"] = settings["capacity"] or None
+    return ReplayBuffer(BufferConfig.from_mapping(settings))
+
+
+def initial_buffer(loop: Loop) -> ReplayBuffer:
+    """The buffer a fresh run starts with: seed tasks and mutated tasks, both in the mutated
+    partition, with performance 1 (each program solves its own task)."""
+    buffer = make_buffer(loop.config)
+    tokenizer = loop.policy.tokenizer
+    seeds = seed_tasks(loop.config, loop.executor, loop.progress)
+    mutated = load_mutated_tasks(loop.config.data.mutated_files)
+    n_seeds = add_tasks(buffer, "mutated", seeds, tokenizer, loop.encoding, age=0)
+    n_mutated = add_tasks(buffer, "mutated", mutated, tokenizer, loop.encoding, age=0)
     logging.info(
         "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "
         "left out)",
@@ -199,7 +232,13 @@ def initial_state(loop: Loop) -> RunState:
         n_mutated,
         len(mutated),
     )
-    train_state = policy.trainer.init_state(policy.pretrained_params)
+    return buffer
+
+
+def initial_state(loop: Loop) -> RunState:
+    """A fresh run: the initial buffer and a new (or pretrained) train state."""
+    buffer = initial_buffer(loop)
+    train_state = loop.policy.trainer.init_state(loop.policy.pretrained_params)
     logging.info("%d parameters", count_params(train_state.params))
     return RunState(
         completed=0,
@@ -346,6 +385,7 @@ def _summary(
         "buffer_mutated": state.buffer.size("mutated"),
         "step": int(jax.device_get(state.train_state.step)),
         "params_sha256": params_digest(state.train_state.params),
+        "buffer_sha256": buffer_digest(state.buffer),
         **{k: round(v, 3) for k, v in totals.items()},
         "total_seconds": round(seconds, 3),
         "performance_csv": str(workdir / PERFORMANCE_FILE),

@@ -57,6 +57,17 @@ def params_digest(params: Any) -> str:
     return digest.hexdigest()
 
 
+def buffer_digest(buffer: ReplayBuffer) -> str:
+    """SHA-256 of the buffer's serialised state: equal digests, equal contents."""
+    state = buffer.state_dict()
+    digest = hashlib.sha256(json.dumps(state["meta"], sort_keys=True).encode())
+    for partition in sorted(state["arrays"]):
+        for name, array in sorted(state["arrays"][partition].items()):
+            digest.update(f"{partition}/{name}/{array.dtype.str}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def run_identity(config: ConfigDict) -> dict[str, Any]:
     """The settings a resumed run must share with the run that wrote the checkpoint.
 

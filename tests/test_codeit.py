@@ -1,0 +1,316 @@
+"""The CodeIt loop: config validation, one tiny meta-iteration, and what each ablation changes.
+
+The ablation tests run a real meta-iteration (train, execute in the sandbox, relabel, score,
+add experience) with one shared tiny policy; the policy's sampler is replaced by a scripted
+one that returns known programs, because a freshly initialised tiny model writes no program
+that runs, and the ablations differ only in what happens to programs that do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codeit_jax.codeit import initial_buffer, initial_state, make_loop, meta_iteration, run
+from codeit_jax.codeit_config import ABLATIONS, ConfigError, prepare_config
+from codeit_jax.encoding import GRID_SEPARATOR, SIDE_SEPARATOR, bare_program, encode_program
+from codeit_jax.mesh import make_mesh
+from codeit_jax.metrics import read_performance_csv
+from codeit_jax.model.convert import save_hf_checkpoint
+from codeit_jax.policy import build_policy
+from codeit_jax.sandbox import Sandbox
+from codeit_jax.state import params_digest
+from codeit_jax.tasks import Task, load_codeit_dir, save_codeit_file
+from tests.codeit_testing import ScriptedSampler, load_config, tiny_config
+
+#: Training tasks with one-line ground-truth programs, and a wrong program that still returns
+#: a valid grid for each.
+SCRIPTED = {"3c9b0459": "O = identity(I)", "67a3c6ac": "O = rot90(I)"}
+
+
+@pytest.fixture(scope="module")
+def training_tasks(codeit_data: Path) -> dict[str, Task]:
+    return {t.key: t for t in load_codeit_dir(codeit_data / "training")}
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(workers=1) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def policy(codeit_data: Path):
+    """One tiny policy for every ablation test (they share the model shape), compiled once."""
+    return build_policy(prepare_config(tiny_config(codeit_data)), make_mesh())
+
+
+def scripted_iteration(config, policy, sandbox, training_tasks):
+    """Meta-iteration 0 on the SCRIPTED tasks with (true program, wrong program) samples."""
+    prepared = prepare_config(config)
+    tasks = [training_tasks[key] for key in SCRIPTED]
+    loop = make_loop(prepared, policy, tasks, sandbox, progress=False)
+    scripts = {
+        tuple(ids): [bare_program(task.program), SCRIPTED[task.key]]
+        for task, ids in zip(tasks, loop.eval_inputs)
+    }
+    loop.policy = dataclasses.replace(policy, sampler=ScriptedSampler(policy.tokenizer, scripts))
+    state = initial_state(loop)
+    mutated_before = state.buffer.size("mutated")
+    state, row, log = meta_iteration(loop, state, 0)
+    return loop, state, row, log, mutated_before
+
+
+def true_programs(training_tasks) -> set[tuple[str, str]]:
+    return {(key, bare_program(training_tasks[key].program)) for key in SCRIPTED}
+
+
+def policy_entries(buffer) -> set[tuple[str, str]]:
+    return {(e.parent_key, e.program) for e in buffer.entries("policy")}
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: setattr(c, "ablation", "a7_no_tests"), "config.ablation"),
+        (lambda c: setattr(c, "n_meta_iterations", 0), "n_meta_iterations"),
+        (lambda c: setattr(c, "experiment", "mutation"), "not 'codeit'"),
+        (lambda c: setattr(c.data, "data_dir", "/nonexistent/codeit"), "not a directory"),
+        (lambda c: setattr(c.data, "seeds", "codeit"), "data.seeds='codeit'"),
+        (lambda c: setattr(c.data, "seeds", "mutants"), "config.data.seeds"),
+        (lambda c: setattr(c.data, "mutated_files", "/nonexistent/m.json"), "is not a file"),
+        (lambda c: setattr(c, "ablation", "a1_no_exit"), "no_exit.mutated_files"),
+        (lambda c: setattr(c.train, "label_buckets", (32,)), "label_buckets"),
+        (lambda c: setattr(c.train, "input_buckets", (64, 32)), "input_buckets"),
+        (lambda c: setattr(c.train, "batch_size", 0), "train.batch_size"),
+        (lambda c: setattr(c.sampling, "temperature", -1.0), "sampling.temperature"),
+        (lambda c: setattr(c.model, "name", "t5_huge"), "model.name"),
+        (lambda c: setattr(c.model, "init_from", "/nonexistent/ckpt"), "init_from"),
+    ],
+)
+def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, message):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    config = tiny_config(empty)
+    change(config)
+    workdir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        run(config, workdir)
+    assert not workdir.exists()
+
+
+def test_every_config_file_prepares(tmp_path, codeit_data):
+    mutated = tmp_path / "mutated_tasks_train_2.json"
+    tasks = load_codeit_dir(codeit_data / "training")[:2]
+    save_codeit_file([dataclasses.replace(t, key=t.key + "_m") for t in tasks], mutated)
+    names = ["codeit", "tiny", "cpu_experiment", *(n for n in ABLATIONS if n != "none")]
+    for name in names:
+        config = load_config(name)
+        config.no_exit.mutated_files = str(mutated)
+        if name == "cpu_experiment":
+            config.data.mutated_files = str(mutated)
+        prepared = prepare_config(config)
+        assert prepared.ablation == (name if name in ABLATIONS else "none")
+        assert prepared.data.seeds == "codeit"
+
+
+def test_each_ablation_changes_its_setting_only(codeit_data):
+    base = prepare_config(load_config("codeit"))
+    changed = {
+        "a1_no_exit": {"add_policy_experience": False},
+        "a2_no_relabelling": {"relabel": False},
+        "a3_no_prioritization": {
+            "buffer.performance_penalty": 0.0,
+            "buffer.priority_in_mutated": False,
+        },
+        "a4_no_pretraining": {"model.load_weights": False},
+        "a5_one_example": {"encoding.n_examples": 1},
+        "a6_no_mutated": {"data.mutated_files": ""},
+    }
+    flat_base = _flatten(base.to_dict())
+    for name, expected in changed.items():
+        config = load_config(name)
+        config.no_exit.mutated_files = config.data.mutated_files = __file__
+        flat = _flatten(prepare_config(config).to_dict())
+        diff = {k: v for k, v in flat.items() if flat_base.get(k) != v}
+        diff.pop("ablation")
+        diff.pop("workdir")
+        diff.pop("no_exit.mutated_files")
+        diff.pop("data.mutated_files", None)
+        for key, value in expected.items():
+            assert flat[key] == value, (name, key)
+        assert set(diff) <= set(expected), (name, diff)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# --------------------------------------------------------------------------- one iteration
+
+
+def test_meta_iteration_relabels_scores_and_trains(codeit_data, policy, sandbox, training_tasks):
+    loop, state, row, log, mutated_before = scripted_iteration(
+        tiny_config(codeit_data), policy, sandbox, training_tasks
+    )
+    assert state.completed == 1
+    # Both tasks are solved by their true program; the wrong ones still become experience.
+    assert row["performance"] == row["cumulative_performance"] == 1.0
+    assert state.scoreboard.solved_tasks(0) == list(SCRIPTED)
+    entries = policy_entries(state.buffer)
+    assert true_programs(training_tasks) <= entries
+    assert {(k, p) for k, p in SCRIPTED.items()} <= entries
+    for entry in state.buffer.entries("policy"):
+        assert entry.age == 0
+        expected = 1.0 if entry.program != SCRIPTED[entry.parent_key] else entry.performance
+        assert entry.performance == expected
+    assert any(e.performance < 1.0 for e in state.buffer.entries("policy"))
+    # One epoch over 16 mutated entries (the policy partition was empty) in batches of 8.
+    assert row["step"] == 2
+    assert row["num_mutated_tasks"] == mutated_before
+    assert row["num_policy_tasks"] == 4
+    assert set(log["tasks"]) == set(SCRIPTED)
+    assert all(len(t["samples"]) == 2 for t in log["tasks"].values())
+
+
+def test_a1_no_exit_adds_mutated_tasks_instead(
+    tmp_path, codeit_data, policy, sandbox, training_tasks
+):
+    short = [
+        t
+        for t in training_tasks.values()
+        if len(encode_program(bare_program(t.program), policy.tokenizer)) <= 64
+    ]
+    pool = [dataclasses.replace(t, key=f"{t.key}_x") for t in short[:4]]
+    save_codeit_file(pool, tmp_path / "mutated_tasks_train_4.json")
+    config = tiny_config(codeit_data)
+    config.ablation = "a1_no_exit"
+    config.no_exit.mutated_files = str(tmp_path / "mutated_tasks_train_4.json")
+    config.no_exit.tasks_per_iteration = 2
+    _, state, row, _, mutated_before = scripted_iteration(config, policy, sandbox, training_tasks)
+    assert state.buffer.size("policy") == 0
+    assert row["num_mutated_tasks"] == mutated_before + 2
+    keys = {e.parent_key for e in state.buffer.entries("mutated")}
+    assert {t.key for t in pool[:2]} <= keys
+    assert not {t.key for t in pool[2:]} & keys
+    assert row["cumulative_performance"] == 1.0  # solutions are still recorded
+
+
+def test_a2_no_relabelling_keeps_only_solving_programs(
+    codeit_data, policy, sandbox, training_tasks
+):
+    config = tiny_config(codeit_data)
+    config.ablation = "a2_no_relabelling"
+    _, state, _, log, _ = scripted_iteration(config, policy, sandbox, training_tasks)
+    assert log["relabelled_tasks"] == 4
+    assert policy_entries(state.buffer) == true_programs(training_tasks)
+
+
+def test_a3_no_prioritization_samples_uniformly(codeit_data, policy, sandbox, training_tasks):
+    for ablation, uniform in (("none", False), ("a3_no_prioritization", True)):
+        config = tiny_config(codeit_data)
+        config.ablation = ablation
+        _, state, _, _, _ = scripted_iteration(config, policy, sandbox, training_tasks)
+        priorities = state.buffer.priorities("policy")
+        assert (np.ptp(priorities) == 0) == uniform, ablation
+        assert np.ptp(state.buffer.priorities("mutated")) == 0  # all seeds have performance 1
+
+
+def test_a4_no_pretraining_ignores_the_checkpoint_weights(tmp_path, codeit_data, policy):
+    params = policy.trainer.init_state().params
+    save_hf_checkpoint(policy.model_config, params, tmp_path / "ckpt")
+    config = tiny_config(codeit_data)
+    config.model.init_from = str(tmp_path / "ckpt")
+    pretrained = build_policy(prepare_config(config), make_mesh())
+    assert params_digest(pretrained.pretrained_params) == params_digest(params)
+    config.ablation = "a4_no_pretraining"
+    scratch = build_policy(prepare_config(config), make_mesh())
+    assert scratch.pretrained_params is None
+    assert scratch.model_config == pretrained.model_config  # same shape, fresh weights
+
+
+def test_a5_one_example_shows_one_demonstration(codeit_data, policy, sandbox, training_tasks):
+    tasks = [training_tasks[key] for key in SCRIPTED]
+    for ablation, expected in (("none", [len(t.train) for t in tasks]), ("a5_one_example", [1, 1])):
+        config = tiny_config(codeit_data)
+        config.ablation = ablation
+        config.encoding.max_input_tokens = 512
+        config.train.input_buckets = (64, 512)
+        loop = make_loop(prepare_config(config), policy, tasks, sandbox, progress=False)
+        for ids, n in zip(loop.eval_inputs, expected):
+            inputs, outputs = policy.tokenizer.decode(ids).split(SIDE_SEPARATOR)
+            assert inputs.count(GRID_SEPARATOR) + 1 == n, ablation
+            assert outputs.count(GRID_SEPARATOR) + 1 == n, ablation
+
+
+def test_a6_no_mutated_starts_without_mutated_tasks(tmp_path, codeit_data, policy, sandbox):
+    tasks = load_codeit_dir(codeit_data / "training")[:3]
+    mutated = [dataclasses.replace(t, key=f"{t.key}_m1") for t in tasks]
+    save_codeit_file(mutated, tmp_path / "mutated_tasks_train_3.json")
+    sizes = {}
+    for ablation in ("none", "a6_no_mutated"):
+        config = tiny_config(codeit_data)
+        config.ablation = ablation
+        config.encoding.max_program_tokens = 512
+        config.train.label_buckets = (64, 512)
+        config.data.mutated_files = str(tmp_path / "mutated_tasks_train_3.json")
+        loop = make_loop(prepare_config(config), policy, tasks, sandbox, progress=False)
+        buffer = initial_buffer(loop)
+        keys = {e.parent_key for e in buffer.entries("mutated")}
+        assert {t.key for t in tasks} <= keys  # the training tasks are always there
+        assert ({t.key for t in mutated} <= keys) == (ablation == "none")
+        sizes[ablation] = buffer.size("mutated")
+    assert sizes["none"] == sizes["a6_no_mutated"] + 3
+
+
+def test_random_seeds_without_codeit_data(tmp_path, sandbox):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    config = prepare_config(tiny_config(empty))
+    assert (config.data.seeds, config.data.eval_tasks) == ("random", "arc1")
+    policy = build_policy(config, make_mesh())
+    loop = make_loop(config, policy, [], sandbox, progress=False)
+    first = sorted((e.parent_key, e.program) for e in initial_buffer(loop).entries("mutated"))
+    again = sorted((e.parent_key, e.program) for e in initial_buffer(loop).entries("mutated"))
+    assert first and first == again  # seeded: the same programs every time
+    assert all("_r" in key for key, _ in first)
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_data):
+    config = tiny_config(codeit_data)
+    config.tensorboard = True
+    workdir = tmp_path / "run"
+    summary = run(config, workdir)
+    assert summary["meta_iterations_completed"] == 1 and summary["resumed_from"] == 0
+    assert summary["inference_tasks"] == 2
+    rows = read_performance_csv(workdir / "performance.csv")
+    assert [r["meta_iteration"] for r in rows] == [0]
+    assert rows[0]["step"] == summary["step"] > 0
+    solutions = json.loads((workdir / "solutions_0.json").read_text())
+    assert solutions["num_tasks"] == 2
+    log = json.loads((workdir / "log_0.json").read_text())
+    assert len(log["tasks"]) == 2 and all(len(t["samples"]) == 2 for t in log["tasks"].values())
+    assert any((workdir / "tensorboard").iterdir())
+    assert (workdir / "checkpoints" / "1").is_dir()
+    assert json.loads((workdir / "summary.json").read_text()) == json.loads(json.dumps(summary))
+
+    config.seed = 1
+    with pytest.raises(ConfigError, match="seed: checkpoint 0, config 1"):
+        run(config, workdir)  # another run's checkpoints: refused before anything is written
+    assert read_performance_csv(workdir / "performance.csv") == rows
