@@ -39,9 +39,11 @@ from typing import Any
 
 from codeit_jax.sandbox_exec import Executor, load_compiler
 
-#: Code run by ``python -c``; argv[1] is the JSON config. The parent's sys.path is installed
-#: first so the worker imports the same codeit_jax (and test modules) as the parent.
+#: Code run by ``python -c``; argv[1] is the JSON config. Ctrl-C is ignored from the first
+#: instruction on (it is the parent's to handle), then the parent's sys.path is installed so
+#: the worker imports the same codeit_jax (and test modules) as the parent.
 BOOTSTRAP = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "import json, sys; config = json.loads(sys.argv[1]); sys.path[:] = config['sys_path']; "
     "from codeit_jax.sandbox_worker import main; main(config)"
 )
