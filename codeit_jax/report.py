@@ -176,7 +176,10 @@ def render_report(
             if run.samples_per_iteration
             else "no sample log in the workdir, so CodeIt is not placed on this axis"
         )
-        curves.append(f'<p class="meta">Mutation baseline: {_e(mutation_source)}; {placed}.</p>')
+        curves.append(
+            f'<p class="meta">Mutation baseline: {_e(mutation_source)} (its fractions are of the '
+            f"tasks it was scored on; CodeIt's of its {run.num_tasks}); {placed}.</p>"
+        )
     index = "".join(f'<a href="#task-{_e(s.key)}">{_e(s.key)}</a>' for s in run.solved)
     sections = "".join(task_html(s, tasks[s.key]) for s in run.solved)
     solved_count = len(run.solved)
