@@ -57,3 +57,29 @@ def pad_batch(array: np.ndarray, size: int, fill: int | float = 0) -> np.ndarray
         raise ValueError(f"batch of {array.shape[0]} rows does not fit in {size}")
     pad = [(0, size - array.shape[0])] + [(0, 0)] * (array.ndim - 1)
     return np.pad(array, pad, constant_values=fill)
+
+
+def global_array(value, sharding: NamedSharding) -> jax.Array:
+    """``value`` (the same on every process) as an array laid out by ``sharding``.
+
+    On one process this is `jax.device_put`. On several it cannot be: a host value cannot be
+    put on another host's devices, so each process builds its own shards from its copy
+    (PRNG keys through their raw key data).
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        data = global_array(jax.random.key_data(value), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def host_array(array: jax.Array) -> np.ndarray:
+    """The whole of a (possibly multi-host) array on this host: on several processes each
+    holds only its own shards, and every process must call this together."""
+    if array.is_fully_addressable or array.is_fully_replicated:
+        return np.asarray(array)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))

@@ -41,7 +41,7 @@ number per vocabulary entry and is several times slower on CPU.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 
 import jax
@@ -50,8 +50,11 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from codeit_jax.mesh import (
+    batch_sharding,
     batch_spec,
     data_parallel_size,
+    global_array,
+    host_array,
     make_mesh,
     padded_batch_size,
     replicated_sharding,
@@ -233,23 +236,19 @@ class Sampler:
             check_vma=False,
         )(params, input_ids, mask, task_index, active, key, allowed, temperature)
 
-    def sample(
+    def _chunks(
         self,
         params: dict,
         inputs: Sequence[Sequence[int]],
         key: jax.Array,
-        *,
-        num_samples: int,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        greedy: bool = False,
-        allowed_tokens: np.ndarray | None = None,
-    ) -> SampleOutput:
-        """K samples for each task's encoder input tokens (unpadded lists)."""
+        temperature: float,
+        greedy: bool,
+        allowed_tokens: np.ndarray | None,
+    ) -> Iterator[tuple[int, tuple]]:
+        """Validated, padded, placed arguments of the jitted program, per chunk of tasks:
+        (number of real tasks, args). Multi-host: every process passes the same values."""
         if not inputs:
             raise ValueError("no tasks to sample")
-        if num_samples <= 0 or max_new_tokens <= 0:
-            raise ValueError("num_samples and max_new_tokens must be positive")
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True), got {temperature}")
         vocab = self.config.vocab_size
@@ -263,10 +262,11 @@ class Sampler:
             )
         length = length_bucket(max(1, max(len(s) for s in inputs)), self.length_buckets)
         chunk = self.task_batch or padded_batch_size(len(inputs), self.mesh)
-        replicated = replicated_sharding(self.mesh)
-        params = jax.device_put(params, replicated)
-        shared = jax.device_put((key, allowed_tokens, np.float32(temperature)), replicated)
-        outputs = []
+        replicated, rows = replicated_sharding(self.mesh), batch_sharding(self.mesh)
+        params = jax.tree_util.tree_map(lambda x: global_array(x, replicated), params)
+        shared = [
+            global_array(x, replicated) for x in (key, allowed_tokens, np.float32(temperature))
+        ]
         for start in range(0, len(inputs), chunk):
             part = inputs[start : start + chunk]
             ids, mask = pad_inputs(part, length, self.config.pad_token_id)
@@ -275,10 +275,49 @@ class Sampler:
             mask = np.pad(mask, ((0, padding), (0, 0)))
             index = np.arange(start, start + chunk, dtype=np.int32)
             active = np.arange(chunk) < len(part)
+            batch = [global_array(x, rows) for x in (ids, mask, index, active)]
+            yield len(part), (params, *batch, *shared)
+
+    def lower(
+        self,
+        params: dict,
+        inputs: Sequence[Sequence[int]],
+        key: jax.Array,
+        *,
+        num_samples: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        allowed_tokens: np.ndarray | None = None,
+    ) -> jax.stages.Lowered:
+        """The lowered program ``sample`` runs for the first chunk of these arguments (to
+        compile ahead of time, time the compile, or read its HLO and cost analysis)."""
+        _, args = next(self._chunks(params, inputs, key, temperature, greedy, allowed_tokens))
+        return self._sample.lower(
+            *args, num_samples=num_samples, max_new_tokens=max_new_tokens, greedy=greedy
+        )
+
+    def sample(
+        self,
+        params: dict,
+        inputs: Sequence[Sequence[int]],
+        key: jax.Array,
+        *,
+        num_samples: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        allowed_tokens: np.ndarray | None = None,
+    ) -> SampleOutput:
+        """K samples for each task's encoder input tokens (unpadded lists)."""
+        if num_samples <= 0 or max_new_tokens <= 0:
+            raise ValueError("num_samples and max_new_tokens must be positive")
+        outputs = []
+        chunks = self._chunks(params, inputs, key, temperature, greedy, allowed_tokens)
+        for n_tasks, args in chunks:
             tokens = self._sample(
-                params, ids, mask, index, active, *shared,
-                num_samples=num_samples, max_new_tokens=max_new_tokens, greedy=greedy,
-            )  # fmt: skip
-            outputs.append(np.asarray(tokens)[: len(part)])
+                *args, num_samples=num_samples, max_new_tokens=max_new_tokens, greedy=greedy
+            )
+            outputs.append(host_array(tokens)[:n_tasks])
         tokens = np.concatenate(outputs)
         return SampleOutput(tokens, sequence_lengths(tokens, self.config.eos_token_id))
