@@ -425,6 +425,8 @@ def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
     demo_seconds = time.time() - start
     tests = test_scores(sorted(demo), texts, tasks, executor, config)
     keys = [task.key for task in tasks]
+    # A record's meta_iteration holds the sample count of the file where its program first
+    # appeared: the curve point from which it counts.
     records: list[tuple[int, SolutionRecord]] = []
     for (p, t), right in demo.items():
         n_demos = len(tasks[t].train)
