@@ -127,18 +127,32 @@ def run(
     checkpoints = RunCheckpoints(
         workdir / CHECKPOINT_DIR, run_identity(config), config.checkpoint_max_to_keep
     )
+    try:
+        restored = checkpoints.restore(policy.trainer)  # before anything is written
+    except BaseException:
+        checkpoints.close()
+        raise
+    resumed_from = 0 if restored is None else restored.completed
     outputs = RunOutputs(workdir, enabled=writer, tensorboard=bool(config.tensorboard))
     totals = {"train_seconds": 0.0, "sample_seconds": 0.0, "execute_seconds": 0.0}
     try:
         with executor_factory(config) as executor:
             loop = make_loop(config, policy, eval_tasks, executor, progress)
-            state = checkpoints.restore(policy.trainer)
-            resumed_from = 0 if state is None else state.completed
-            if state is None:
+            if restored is None:
                 state = initial_state(loop)
             else:
-                logging.info("resuming after meta-iteration %d", state.completed - 1)
+                state = restored
+                logging.info(
+                    "resuming after meta-iteration %d of %s",
+                    state.completed - 1,
+                    workdir / CHECKPOINT_DIR,
+                )
                 outputs.rewrite_history(state.performance_rows)
+            if state.completed >= config.n_meta_iterations:
+                logging.info(
+                    "all %d meta-iterations are done; raise n_meta_iterations to continue",
+                    state.completed,
+                )
             for i in range(state.completed, config.n_meta_iterations):
                 state, row, log = meta_iteration(loop, state, i)
                 for name in totals:

@@ -83,7 +83,8 @@ def get_config() -> ConfigDict:
 
     # Ablation A1 only: the pre-computed mutated tasks that replace the policy's own experience,
     # added to the mutated partition in slices of tasks_per_iteration, one slice per
-    # meta-iteration (0: the pool split evenly over n_meta_iterations).
+    # meta-iteration (0: the pool split evenly over n_meta_iterations; set it explicitly when
+    # the run may later be continued with a larger n_meta_iterations).
     config.no_exit = ConfigDict()
     config.no_exit.mutated_files = ""
     config.no_exit.tasks_per_iteration = 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from codeit_jax.metrics import read_performance_csv
+from codeit_jax.tasks import load_codeit_dir, save_codeit_dir
 
 CHILD = Path(__file__).with_name("codeit_resume_child.py")
 TIMING = ("train_seconds", "sample_seconds", "execute_seconds")
@@ -69,14 +70,27 @@ def _rows(workdir: Path) -> list[dict]:
     ]
 
 
-def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path, codeit_data, children):
+@pytest.fixture
+def data_dir(tmp_path, codeit_data) -> Path:
+    """The CodeIt training data, with two training tasks (and their programs) as the
+    inference tasks: the child samples their programs, so solutions and experience appear."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "training").symlink_to(codeit_data / "training")
+    tasks = {t.key: t for t in load_codeit_dir(codeit_data / "training")}
+    save_codeit_dir([tasks["3c9b0459"], tasks["67a3c6ac"]], data / "evaluation")
+    return data
+
+
+def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path, data_dir, children):
     cache = tmp_path / "jax_cache"
     reference = tmp_path / "reference"
-    whole = _finish(_start(children, codeit_data, reference, 2, cache), reference)
+    whole = _finish(_start(children, data_dir, reference, 2, cache), reference)
     assert whole["meta_iterations_completed"] == 2
+    assert whole["tasks_solved"] == 2 and whole["buffer_policy"] >= 2
 
     interrupted = tmp_path / "interrupted"
-    process = _start(children, codeit_data, interrupted, 2, cache, "--pause")
+    process = _start(children, data_dir, interrupted, 2, cache, "--pause")
     paused = tmp_path / "paused"  # the child is inside meta-iteration 1's sandbox call
     deadline = time.monotonic() + 600
     while not (paused.exists() and (interrupted / "checkpoints" / "1").is_dir()):
@@ -89,7 +103,7 @@ def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path, codei
     assert not (interrupted / "log_1.json").exists()
     assert len(read_performance_csv(interrupted / "performance.csv")) == 1
 
-    resumed = _finish(_start(children, codeit_data, interrupted, 2, cache), interrupted)
+    resumed = _finish(_start(children, data_dir, interrupted, 2, cache), interrupted)
     assert resumed["resumed_from"] == 1
     assert resumed["meta_iterations_completed"] == 2
     for key in ("params_sha256", "buffer_sha256", "step", "tasks_solved", "buffer_policy"):
@@ -98,7 +112,7 @@ def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path, codei
     for name in SAME_FILES:
         assert (interrupted / name).read_text() == (reference / name).read_text(), name
 
-    more = _finish(_start(children, codeit_data, interrupted, 3, cache), interrupted)
+    more = _finish(_start(children, data_dir, interrupted, 3, cache), interrupted)
     assert more["resumed_from"] == 2 and more["meta_iterations_completed"] == 3
     rows = _rows(interrupted)
     assert [r["meta_iteration"] for r in rows] == [0, 1, 2]
