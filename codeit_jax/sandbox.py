@@ -36,7 +36,11 @@ Design, and why:
   kills and reaps its workers; a worker whose parent is killed outright exits by itself
   (see :mod:`codeit_jax.sandbox_worker`).
 * Determinism: outcomes do not depend on the number of workers or the chunking, except for runs
-  that finish close to their time limit.
+  that finish close to their time limit, and for programs that put function values inside
+  sets or grids (``replace(I, x1, centerofmass)``): Python hashes functions by address, so the
+  iteration order of such a set, and what ``leastcolor``/``paint`` make of it, differs from
+  process to process (about 1 run in 10,000 of the benchmark's policy-like workload; in-process
+  execution has the same property).
 
 This is a resource sandbox, not a security boundary: program text is never evaluated as Python
 (see :mod:`codeit_jax.program`), and values are returned with pickle from our own workers.

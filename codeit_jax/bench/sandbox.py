@@ -13,6 +13,9 @@ semantics without processes), and ``sandbox`` with 1 and N workers (pool start e
 reported separately). Each repeat runs every mode in turn on a batch of new texts (a new seed for
 (b), renamed functions for (a)), so that modes share the background load of a shared machine
 and none profits from parse caches warmed by an earlier repeat; runs/s is over all repeats.
+``mismatches`` counts outcomes that differ from ``inprocess`` outside timeouts: programs that
+put functions inside sets or grids depend on address-based hashing (see
+:mod:`codeit_jax.sandbox`), a handful per 10,000 runs of (b).
 ``overhead`` is ``1 - sandbox_1 / bare`` on (b) (``overhead_vs_inprocess`` likewise against
 ``inprocess``) and ``scaling`` is ``sandbox_N / sandbox_1`` on (b).
 
