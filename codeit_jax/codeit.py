@@ -36,6 +36,7 @@ from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, in
 from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import Scoreboard
 from codeit_jax.model.t5 import count_params
+from codeit_jax.multihost import open_executor
 from codeit_jax.policy import Policy, build_policy
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.seeds import load_eval_tasks, load_mutated_tasks, seed_tasks
@@ -97,9 +98,13 @@ class Loop:
 def run(
     config: ConfigDict,
     workdir: Path,
-    executor_factory: Callable[[ConfigDict], Any] = open_sandbox,
+    executor_factory: Callable[[ConfigDict], Any] = open_executor,
 ) -> dict[str, Any]:
-    """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
+    """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary.
+
+    ``executor_factory`` (default `codeit_jax.multihost.open_executor`: the sandbox, shared
+    among the processes of a multi-host run) opens the program executor.
+    """
     begin = time.perf_counter()
     config = prepare_config(config)
     quiet_orbax_logs()
