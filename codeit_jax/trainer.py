@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -224,10 +225,15 @@ def initialize_distributed(enabled: bool) -> None:
     """`jax.distributed.initialize()` when asked; must run before anything touches devices.
 
     Cluster details (coordinator, process count and id) come from the environment, as on TPU
-    VMs, SLURM or with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
+    VMs, SLURM or with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID. JAX reads
+    the first of these three itself but not the other two, so they are passed on here.
     """
     if enabled and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+        count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        jax.distributed.initialize(
+            num_processes=int(count) if count else None,
+            process_id=int(index) if index else None,
+        )
 
 
 class Trainer:

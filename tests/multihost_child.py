@@ -2,8 +2,10 @@
 
     python tests/multihost_child.py PROCESS_ID PORT WORKDIR DATA_DIR N_META_ITERATIONS RESULT
 
-Joins the run with ``jax.distributed.initialize`` on localhost (the caller sets this process's
-XLA_FLAGS), runs CodeIt with a `ShardedExecutor`, and writes RESULT (JSON): its summary, how
+Runs CodeIt with ``config.distributed`` and JAX_COORDINATOR_ADDRESS (localhost) /
+JAX_NUM_PROCESSES / JAX_PROCESS_ID set, so the loop itself joins the run through
+``jax.distributed.initialize`` (the caller sets this process's XLA_FLAGS), executing through a
+`ShardedExecutor`, and writes RESULT (JSON): its summary, how
 many programs it executed itself out of how many, whether every gathered result equals a
 whole-batch run in its own sandbox, and every file it wrote in WORKDIR outside the checkpoints
 (seen through an audit hook, so the test checks what really happened on disk).
@@ -100,9 +102,11 @@ def watch_writes(workdir: Path, written: set[str]) -> None:
 
 def main() -> None:
     process_id, port, workdir, data_dir, n_iterations, result_path = sys.argv[1:]
+    # The loop joins the run itself (config.distributed), from the same variables a user sets.
+    os.environ["JAX_COORDINATOR_ADDRESS"] = f"localhost:{port}"
+    os.environ["JAX_NUM_PROCESSES"] = "2"
+    os.environ["JAX_PROCESS_ID"] = process_id
     import jax
-
-    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
 
     from codeit_jax import codeit
     from codeit_jax.multihost import ShardedExecutor, open_executor
