@@ -40,6 +40,7 @@ from codeit_jax.multihost import open_executor
 from codeit_jax.policy import Policy, build_policy
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.seeds import load_eval_tasks, load_mutated_tasks, seed_tasks
+from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
     RunCheckpoints,
     RunState,
@@ -141,7 +142,8 @@ def run(
     outputs = RunOutputs(workdir, enabled=writer, tensorboard=bool(config.tensorboard))
     totals = {"train_seconds": 0.0, "sample_seconds": 0.0, "execute_seconds": 0.0}
     try:
-        with executor_factory(config) as executor:
+        with executor_factory(config) as local_executor:
+            executor = process_executor(local_executor)  # each host runs its share
             loop = make_loop(config, policy, eval_tasks, executor, progress)
             if restored is None:
                 state = initial_state(loop)
