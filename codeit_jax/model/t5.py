@@ -34,9 +34,11 @@ import numpy as np
 #: Additive attention bias for masked positions (finite, see module docstring).
 MASK_BIAS = -1e9
 
-#: One decoder layer's self-attention cache: (keys, values), each [batch, max_length, heads, d_kv].
+#: One decoder layer's self-attention cache: (keys, values), each [batch, heads, max_length, d_kv].
 LayerCache = tuple[jax.Array, jax.Array]
-#: Cross-attention keys/values of one decoder layer, each [tasks, source_length, heads, d_kv].
+#: Cross-attention keys/values of one decoder layer, each [tasks, heads, source_length, d_kv].
+#: Head-major, like the cache, so attention is a plain batched matmul over (batch, head): with
+#: [batch, length, heads, d_kv] XLA re-transposes the whole cache and cross K/V on every step.
 LayerKV = tuple[jax.Array, jax.Array]
 
 _FEED_FORWARD_KINDS = ("relu", "gated-gelu")
@@ -244,29 +246,33 @@ class Attention(nn.Module):
         self.dropout = nn.Dropout(c.dropout_rate)
 
     def _heads(self, x: jax.Array) -> jax.Array:
-        return x.reshape(*x.shape[:-1], self.config.num_heads, self.config.d_kv)
+        """[B, S, heads * d_kv] -> [B, heads, S, d_kv]."""
+        b, s, _ = x.shape
+        return x.reshape(b, s, self.config.num_heads, self.config.d_kv).transpose(0, 2, 1, 3)
 
     def project_kv(self, x: jax.Array) -> LayerKV:
-        """[B, S, d_model] -> keys, values [B, S, heads, d_kv]."""
+        """[B, S, d_model] -> keys, values [B, heads, S, d_kv]."""
         return self._heads(self.k(x)), self._heads(self.v(x))
 
     def __call__(
         self, x: jax.Array, kv: LayerKV, bias: jax.Array, deterministic: bool = True
     ) -> jax.Array:
-        """Queries from ``x`` [N, Tq, d_model] attend to ``kv`` ([B, Tk, H, d_kv], N = G*B).
+        """Queries from ``x`` [N, Tq, d_model] attend to ``kv`` ([B, H, Tk, d_kv], N = G*B).
 
         ``bias`` is additive float32, broadcastable to [B, H, G*Tq, Tk].
         """
         keys, values = kv
         n, tq = x.shape[:2]
-        b = keys.shape[0]
+        b, h = keys.shape[:2]
         if n % b:
             raise ValueError(f"{n} query rows cannot be grouped onto {b} key/value rows")
-        q = self._heads(self.q(x)).reshape(b, (n // b) * tq, self.config.num_heads, -1)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, keys.astype(q.dtype)).astype(jnp.float32)
+        g = n // b
+        q = self.q(x).reshape(b, g, tq, h, -1).transpose(0, 3, 1, 2, 4).reshape(b, h, g * tq, -1)
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q, keys.astype(q.dtype)).astype(jnp.float32)
         weights = jax.nn.softmax(scores + bias, axis=-1).astype(q.dtype)
         weights = self.dropout(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, values.astype(q.dtype))
+        out = jnp.einsum("bhqk,bhkd->bhqd", weights, values.astype(q.dtype))
+        out = out.reshape(b, h, g, tq, -1).transpose(0, 2, 3, 1, 4)
         return self.o(out.reshape(n, tq, self.config.inner_dim))
 
 
@@ -344,7 +350,7 @@ class DecoderLayer(nn.Module):
         h = self.self_attention_norm(x)
         keys, values = self.self_attention.project_kv(h)
         if cache is not None:
-            start = (0, cache_index, 0, 0)
+            start = (0, 0, cache_index, 0)
             keys = jax.lax.dynamic_update_slice(cache[0], keys.astype(cache[0].dtype), start)
             values = jax.lax.dynamic_update_slice(cache[1], values.astype(cache[1].dtype), start)
             cache = (keys, values)
@@ -404,7 +410,7 @@ class Decoder(nn.Module):
             query_positions = key_positions = jnp.arange(length)
         else:
             query_positions = cache_index + jnp.arange(length)
-            key_positions = jnp.arange(cache[0][0].shape[1])
+            key_positions = jnp.arange(cache[0][0].shape[2])
         causal = key_positions[None, :] <= query_positions[:, None]
         self_bias = self.relative_position_bias(query_positions, key_positions)
         self_bias = self_bias + jnp.where(causal, 0.0, MASK_BIAS)
@@ -459,7 +465,7 @@ class T5(nn.Module):
         return self.encoder(self.shared(input_ids), attention_mask, deterministic)
 
     def cross_kv(self, encoded: jax.Array) -> tuple[LayerKV, ...]:
-        """Every decoder layer's cross-attention keys/values, [B, S, heads, d_kv] each."""
+        """Every decoder layer's cross-attention keys/values, [B, heads, S, d_kv] each."""
         return self.decoder.cross_kv(encoded)
 
     def decode(
@@ -513,7 +519,7 @@ def init_cache(
 ) -> tuple[LayerCache, ...]:
     """Zeroed self-attention cache for ``batch_size`` decoder rows and ``max_length`` tokens."""
     dtype = config.compute_dtype if dtype is None else dtype
-    shape = (batch_size, max_length, config.num_heads, config.d_kv)
+    shape = (batch_size, config.num_heads, max_length, config.d_kv)
     return tuple(
         (jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.num_decoder_layers)
     )
