@@ -164,7 +164,10 @@ def run(
                 state, row, log = meta_iteration(loop, state, i)
                 for name in totals:
                     totals[name] += row[name]
-                outputs.write_iteration(i, state.performance_rows, state.scoreboard, log, row)
+                scalars = {k: v for k, v in row.items() if k != "meta_iteration"}
+                if log["train_losses"]:
+                    scalars["train_loss"] = log["train_losses"][-1]
+                outputs.write_iteration(i, state.performance_rows, state.scoreboard, log, scalars)
                 checkpoints.save(state)
                 logging.info(
                     "meta-iteration %d: solved %d/%d (cumulative %d), buffer policy %d / "
@@ -269,15 +272,16 @@ def initial_state(loop: Loop) -> RunState:
     )
 
 
-def train_on_buffer(loop: Loop, state: RunState, i: int) -> TrainState:
-    """Train the policy for ``train.epochs`` epochs on a prioritized sample of the buffer."""
+def train_on_buffer(loop: Loop, state: RunState, i: int) -> tuple[TrainState, list[float]]:
+    """Train the policy for ``train.epochs`` epochs on a prioritized sample of the buffer;
+    returns the new train state and each epoch's mean loss."""
     t = loop.config.train
     sample = state.buffer.sample(
         t.n_policy, t.n_mutated, stage_rng(loop.config.seed, i, "buffer_sample")
     )
     if len(sample) == 0:
         logging.warning("meta-iteration %d: the buffer is empty, nothing to train on", i)
-        return state.train_state
+        return state.train_state, []
     batcher = BucketBatcher(
         sample.input_ids,
         sample.label_ids,
@@ -288,6 +292,7 @@ def train_on_buffer(loop: Loop, state: RunState, i: int) -> TrainState:
         truncate=True,
     )
     train_state = state.train_state
+    losses = []
     for epoch in range(t.epochs):
         train_state, metrics = loop.policy.trainer.train_epoch(
             train_state, batcher, epoch, progress=loop.progress
@@ -299,7 +304,8 @@ def train_on_buffer(loop: Loop, state: RunState, i: int) -> TrainState:
             metrics.examples,
             metrics.loss,
         )
-    return train_state
+        losses.append(metrics.loss)
+    return train_state, losses
 
 
 def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i: int) -> int:
@@ -339,7 +345,7 @@ def meta_iteration(
     seed = loop.config.seed
     state.buffer.advance(i)
     begin = time.perf_counter()
-    train_state = train_on_buffer(loop, state, i)
+    train_state, losses = train_on_buffer(loop, state, i)
     train_seconds = time.perf_counter() - begin
     result = infer(
         loop.policy.sampler,
@@ -369,6 +375,7 @@ def meta_iteration(
     }
     log = {
         "meta_iteration": i,
+        "train_losses": losses,
         "relabelled_tasks": len(result.relabelled),
         "added_to_buffer": added,
         "solution_records": len(result.solutions),

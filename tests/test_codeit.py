@@ -251,9 +251,21 @@ def test_a5_one_example_shows_one_demonstration(codeit_data, policy, sandbox, tr
         config.train.input_buckets = (64, 512)
         loop = make_loop(prepare_config(config), policy, tasks, sandbox, progress=False)
         for ids, n in zip(loop.eval_inputs, expected):
-            inputs, outputs = policy.tokenizer.decode(ids).split(SIDE_SEPARATOR)
-            assert inputs.count(GRID_SEPARATOR) + 1 == n, ablation
-            assert outputs.count(GRID_SEPARATOR) + 1 == n, ablation
+            assert _grids_per_side(policy.tokenizer.decode(ids)) == (n, n), ablation
+    # In a meta-iteration, the experience it adds is encoded with one example too.
+    config = tiny_config(codeit_data)
+    config.ablation = "a5_one_example"
+    _, state, _, _, _ = scripted_iteration(config, policy, sandbox, training_tasks)
+    entries = list(state.buffer.entries("policy"))
+    assert entries
+    for entry in entries:
+        inputs, outputs = policy.tokenizer.decode(entry.input_ids).split(SIDE_SEPARATOR)
+        assert GRID_SEPARATOR not in inputs + outputs
+
+
+def _grids_per_side(text: str) -> tuple[int, int]:
+    inputs, outputs = text.split(SIDE_SEPARATOR)
+    return inputs.count(GRID_SEPARATOR) + 1, outputs.count(GRID_SEPARATOR) + 1
 
 
 def test_a6_no_mutated_starts_without_mutated_tasks(tmp_path, codeit_data, policy, sandbox):
