@@ -17,6 +17,11 @@ EOS is always allowed, whatever the mask says, so that every row can finish; pad
 any other token (a program-vocabulary mask normally leaves it out; without a mask everything is
 allowed, as in transformers' ``generate``).
 
+When the allowed tokens are a small part of the vocabulary (CodeIt's program vocabulary), the
+decoder computes only their logits (``T5.decode(logit_ids=...)``), skipping most of the LM
+head, which is the largest matmul of a step at codet5 sizes; the samples are the same as with
+the full head and a mask (see ``Sampler.candidates``).
+
 Shapes: inputs are padded to the smallest length bucket that holds the longest one (default:
 powers of two from 32 to 2048), the task batch to a multiple of the device count (or to the
 fixed ``task_batch`` given to ``Sampler``, splitting larger calls into chunks), so a run compiles
@@ -125,14 +130,21 @@ def _sample_shard(
     task_index: jax.Array,
     active: jax.Array,
     key: jax.Array,
-    allowed: jax.Array,
+    candidates: jax.Array,
+    candidate_ok: jax.Array,
     temperature: jax.Array,
     *,
     num_samples: int,
     max_new_tokens: int,
     greedy: bool,
+    full_head: bool,
 ) -> jax.Array:
-    """Tokens [b, K, max_new_tokens] for the b tasks of one shard (pad after EOS)."""
+    """Tokens [b, K, max_new_tokens] for the b tasks of one shard (pad after EOS).
+
+    ``candidates`` [A]: the token ids that may be produced, ascending, where ``candidate_ok``
+    (padding entries are not); with ``full_head`` they are the whole vocabulary in order and the
+    decoder computes every logit, otherwise only the candidates' logits.
+    """
     config = model.config
     variables = {"params": params}
     b = input_ids.shape[0]
@@ -140,15 +152,15 @@ def _sample_shard(
     encoded = model.apply(variables, input_ids, attention_mask, method=T5.encode)
     cross_kv = model.apply(variables, encoded, method=T5.cross_kv)
     task_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, task_index)
-    allowed = allowed.at[config.eos_token_id].set(True)
+    logit_ids = None if full_head else candidates
 
     def next_tokens(logits: jax.Array, step: jax.Array) -> jax.Array:
-        logits = jnp.where(allowed, logits, -jnp.inf)
+        logits = jnp.where(candidate_ok, logits, -jnp.inf)
         if greedy:
-            return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            return candidates[jnp.argmax(logits, axis=-1)]
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(task_keys, step)
         row_keys = jax.vmap(lambda k: jax.random.split(k, num_samples))(step_keys).reshape(n)
-        return sample_from_logits(row_keys, logits / temperature)
+        return candidates[sample_from_logits(row_keys, logits / temperature)]
 
     def unfinished(state: tuple) -> jax.Array:
         step, _, _, finished, _ = state
@@ -157,7 +169,14 @@ def _sample_shard(
     def step_fn(state: tuple) -> tuple:
         step, tokens, last, finished, cache = state
         logits, cache = model.apply(
-            variables, last[:, None], cross_kv, attention_mask, cache, step, method=T5.decode
+            variables,
+            last[:, None],
+            cross_kv,
+            attention_mask,
+            cache,
+            step,
+            logit_ids=logit_ids,
+            method=T5.decode,
         )
         token = jnp.where(finished, config.pad_token_id, next_tokens(logits[:, 0], step))
         tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, step))
@@ -203,8 +222,10 @@ class Sampler:
         mesh: Mesh | None = None,
         length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
         task_batch: int | None = None,
+        restrict_head: bool = True,
     ) -> None:
         self.config = config
+        self.restrict_head = restrict_head
         self.model = T5(config)
         self.mesh = make_mesh() if mesh is None else mesh
         self.length_buckets = tuple(sorted(length_buckets))
@@ -215,42 +236,39 @@ class Sampler:
             )
         self.task_batch = task_batch
         self._sample = jax.jit(
-            self._sharded, static_argnames=("num_samples", "max_new_tokens", "greedy")
+            self._sharded,
+            static_argnames=("num_samples", "max_new_tokens", "greedy", "full_head"),
         )
 
-    def _sharded(self, params, input_ids, mask, task_index, active, key, allowed, temperature,
-                 *, num_samples: int, max_new_tokens: int, greedy: bool):  # fmt: skip
+    def _sharded(self, params, input_ids, mask, task_index, active, key, candidates,
+                 candidate_ok, temperature, *, num_samples: int, max_new_tokens: int,
+                 greedy: bool, full_head: bool):  # fmt: skip
         shard = partial(
             _sample_shard,
             self.model,
             num_samples=num_samples,
             max_new_tokens=max_new_tokens,
             greedy=greedy,
+            full_head=full_head,
         )
         rows, whole = batch_spec(), PartitionSpec()
         return jax.shard_map(
             shard,
             mesh=self.mesh,
-            in_specs=(whole, rows, rows, rows, rows, whole, whole, whole),
+            in_specs=(whole, rows, rows, rows, rows, whole, whole, whole, whole),
             out_specs=rows,
             check_vma=False,
-        )(params, input_ids, mask, task_index, active, key, allowed, temperature)
+        )(params, input_ids, mask, task_index, active, key, candidates, candidate_ok, temperature)
 
-    def _chunks(
-        self,
-        params: dict,
-        inputs: Sequence[Sequence[int]],
-        key: jax.Array,
-        temperature: float,
-        greedy: bool,
-        allowed_tokens: np.ndarray | None,
-    ) -> Iterator[tuple[int, tuple]]:
-        """Validated, padded, placed arguments of the jitted program, per chunk of tasks:
-        (number of real tasks, args). Multi-host: every process passes the same values."""
-        if not inputs:
-            raise ValueError("no tasks to sample")
-        if not greedy and not temperature > 0:
-            raise ValueError(f"temperature must be > 0 (use greedy=True), got {temperature}")
+    def candidates(self, allowed_tokens: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(candidate ids, which are real, full_head) for an allowed-token mask.
+
+        EOS is added to the mask. When the allowed tokens, padded to a multiple of 32, are at
+        most half the vocabulary (and ``restrict_head``), only their logits are computed;
+        otherwise all are, and the mask is applied to them. Either way the candidates are in
+        ascending id order, so the two paths sample the same tokens from the same key (up to
+        float rounding) and greedy ties go to the lowest id.
+        """
         vocab = self.config.vocab_size
         if allowed_tokens is None:
             allowed_tokens = np.ones(vocab, bool)
@@ -260,12 +278,39 @@ class Sampler:
                 f"allowed_tokens must be a bool array of shape ({vocab},), "
                 f"got {allowed_tokens.dtype} {allowed_tokens.shape}"
             )
+        allowed_tokens = allowed_tokens.copy()
+        allowed_tokens[self.config.eos_token_id] = True
+        ids = np.flatnonzero(allowed_tokens).astype(np.int32)
+        padded = -(-len(ids) // 32) * 32
+        if not self.restrict_head or 2 * padded > vocab:
+            return np.arange(vocab, dtype=np.int32), allowed_tokens, True
+        ok = np.arange(padded) < len(ids)
+        return np.pad(ids, (0, padded - len(ids))), ok, False
+
+    def _chunks(
+        self,
+        params: dict,
+        inputs: Sequence[Sequence[int]],
+        key: jax.Array,
+        temperature: float,
+        greedy: bool,
+        allowed_tokens: np.ndarray | None,
+    ) -> Iterator[tuple[int, tuple, bool]]:
+        """Validated, padded, placed arguments of the jitted program, per chunk of tasks:
+        (number of real tasks, args, full_head). Multi-host: every process passes the same
+        values."""
+        if not inputs:
+            raise ValueError("no tasks to sample")
+        if not greedy and not temperature > 0:
+            raise ValueError(f"temperature must be > 0 (use greedy=True), got {temperature}")
+        candidates, candidate_ok, full_head = self.candidates(allowed_tokens)
         length = length_bucket(max(1, max(len(s) for s in inputs)), self.length_buckets)
         chunk = self.task_batch or padded_batch_size(len(inputs), self.mesh)
         replicated, rows = replicated_sharding(self.mesh), batch_sharding(self.mesh)
         params = jax.tree_util.tree_map(lambda x: global_array(x, replicated), params)
         shared = [
-            global_array(x, replicated) for x in (key, allowed_tokens, np.float32(temperature))
+            global_array(x, replicated)
+            for x in (key, candidates, candidate_ok, np.float32(temperature))
         ]
         for start in range(0, len(inputs), chunk):
             part = inputs[start : start + chunk]
@@ -276,7 +321,7 @@ class Sampler:
             index = np.arange(start, start + chunk, dtype=np.int32)
             active = np.arange(chunk) < len(part)
             batch = [global_array(x, rows) for x in (ids, mask, index, active)]
-            yield len(part), (params, *batch, *shared)
+            yield len(part), (params, *batch, *shared), full_head
 
     def lower(
         self,
@@ -292,9 +337,14 @@ class Sampler:
     ) -> jax.stages.Lowered:
         """The lowered program ``sample`` runs for the first chunk of these arguments (to
         compile ahead of time, time the compile, or read its HLO and cost analysis)."""
-        _, args = next(self._chunks(params, inputs, key, temperature, greedy, allowed_tokens))
+        chunks = self._chunks(params, inputs, key, temperature, greedy, allowed_tokens)
+        _, args, full_head = next(chunks)
         return self._sample.lower(
-            *args, num_samples=num_samples, max_new_tokens=max_new_tokens, greedy=greedy
+            *args,
+            num_samples=num_samples,
+            max_new_tokens=max_new_tokens,
+            greedy=greedy,
+            full_head=full_head,
         )
 
     def sample(
@@ -314,9 +364,13 @@ class Sampler:
             raise ValueError("num_samples and max_new_tokens must be positive")
         outputs = []
         chunks = self._chunks(params, inputs, key, temperature, greedy, allowed_tokens)
-        for n_tasks, args in chunks:
+        for n_tasks, args, full_head in chunks:
             tokens = self._sample(
-                *args, num_samples=num_samples, max_new_tokens=max_new_tokens, greedy=greedy
+                *args,
+                num_samples=num_samples,
+                max_new_tokens=max_new_tokens,
+                greedy=greedy,
+                full_head=full_head,
             )
             outputs.append(host_array(tokens)[:n_tasks])
         tokens = np.concatenate(outputs)

@@ -113,6 +113,29 @@ def test_allowed_tokens_mask(sampler, params):
     assert (out.lengths == 1).all()
 
 
+def test_candidates_for_a_mask(sampler):
+    allowed = np.zeros(CONFIG.vocab_size, bool)
+    allowed[[10, 3, 12]] = True
+    ids, ok, full_head = sampler.candidates(allowed)
+    assert not full_head and ids.shape == ok.shape == (32,)
+    assert ids[ok].tolist() == [1, 3, 10, 12]  # EOS added, ascending
+    ids, ok, full_head = sampler.candidates(None)
+    assert full_head and (ids == np.arange(CONFIG.vocab_size)).all() and ok.all()
+    ids, ok, full_head = Sampler(CONFIG, restrict_head=False).candidates(allowed)
+    assert full_head and ok.sum() == 4 and ok[[1, 3, 10, 12]].all()
+
+
+def test_restricted_head_samples_like_the_full_head_with_a_mask(sampler, params):
+    allowed = np.zeros(CONFIG.vocab_size, bool)
+    allowed[[10, 11, 12, 30, 31]] = True
+    full = Sampler(CONFIG, restrict_head=False)
+    for greedy in (False, True):
+        np.testing.assert_array_equal(
+            _sample(sampler, params, allowed_tokens=allowed, greedy=greedy).tokens,
+            _sample(full, params, allowed_tokens=allowed, greedy=greedy).tokens,
+        )
+
+
 def test_low_temperature_approaches_greedy(sampler, params):
     greedy = _sample(sampler, params, greedy=True)
     assert (greedy.tokens == greedy.tokens[:, :1]).all(), "greedy samples of a task agree"

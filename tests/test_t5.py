@@ -79,6 +79,19 @@ def test_cached_decoding_matches_teacher_forcing(model_and_params):
     np.testing.assert_allclose(np.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
+def test_logits_of_a_vocabulary_subset(model_and_params):
+    _, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    variables = {"params": params}
+    cross = model.apply(
+        variables, model.apply(variables, ids, mask, method=T5.encode), method=T5.cross_kv
+    )
+    full, _ = model.apply(variables, decoder_ids, cross, mask, method=T5.decode)
+    subset = np.array([1, 40, 7, 63, 7])
+    part, _ = model.apply(variables, decoder_ids, cross, mask, logit_ids=subset, method=T5.decode)
+    np.testing.assert_allclose(part, np.asarray(full)[..., subset], atol=1e-5, rtol=1e-5)
+
+
 def test_grouped_cross_attention_equals_repeating_the_encoder(model_and_params):
     """G decoder rows per task over one task's keys/values == the task repeated G times."""
     config, model, params = model_and_params

@@ -17,8 +17,12 @@ flatters the reference slightly; the speedup is, if anything, understated.
 Peak fraction: model FLOPs (``codeit_jax.flops.sampling_flops``, useful work only) per second
 over the FLOP rate of a large jitted float32 matmul measured in the same run (best of the
 measurements before and after timing the sampler, so a busy moment does not lower the peak).
-Compile time is the first call minus a steady-state call, reported separately and excluded from
-tokens/s.
+Compile time (ahead-of-time ``lower().compile()``) is reported separately and excluded from
+tokens/s; a warm-up call precedes the timed ones.
+
+``--program-vocab N`` also times sampling restricted to N random tokens (plus EOS), as CodeIt
+restricts samples to its program vocabulary: the sampler then computes only those logits
+(the reference is not run for it; it would still compute all 32,100).
 
 Run: ``python -m codeit_jax.bench.sampler [--tasks 4 --samples 24 --input-length 512
 --new-tokens 128 --reference-new-tokens 2,10 --repeats 2 --no-reference]``.
@@ -51,46 +55,63 @@ def random_inputs(tasks: int, length: int, vocab: int, seed: int = 0) -> list[li
     return [rng.integers(2, vocab, size=length - 1).tolist() + [1] for _ in range(tasks)]
 
 
-def time_sampler(sampler: Sampler, params, inputs, samples: int, new_tokens: int, repeats: int):
+def time_sampler(
+    sampler: Sampler,
+    params,
+    inputs,
+    samples: int,
+    new_tokens: int,
+    repeats: int,
+    allowed_tokens: np.ndarray | None = None,
+):
     """(compile seconds, best run seconds, tokens produced, decoder steps run)."""
-    kwargs = dict(num_samples=samples, max_new_tokens=new_tokens, temperature=TEMPERATURE)
+    kwargs = dict(
+        num_samples=samples,
+        max_new_tokens=new_tokens,
+        temperature=TEMPERATURE,
+        allowed_tokens=allowed_tokens,
+    )
     params = jax.device_put(params, replicated_sharding(sampler.mesh))
     start = time.perf_counter()
-    out = sampler.sample(params, inputs, jax.random.key(0), **kwargs)
-    first = time.perf_counter() - start
+    sampler.lower(params, inputs, jax.random.key(0), **kwargs).compile()
+    compile_s = time.perf_counter() - start
+    out = sampler.sample(params, inputs, jax.random.key(0), **kwargs)  # warm-up
     best = float("inf")
     for repeat in range(repeats):
         start = time.perf_counter()
         out = sampler.sample(params, inputs, jax.random.key(1 + repeat), **kwargs)
         best = min(best, time.perf_counter() - start)
-    return max(first - best, 0.0), best, int(out.lengths.sum()), int(out.lengths.max())
+    return compile_s, best, int(out.lengths.sum()), int(out.lengths.max())
 
 
-def time_reference(directory: str, inputs, samples: int, new_tokens: int) -> tuple[float, int]:
-    """(seconds, tokens produced) for transformers' ``generate`` on the checkpoint."""
+def time_reference(directory: str, inputs, samples: int, lengths: tuple[int, ...]) -> list:
+    """[(seconds, tokens produced)] of transformers' ``generate`` for each number of new tokens,
+    after a small warm-up call (the first call pays one-time set-up costs)."""
     import torch
     import transformers
 
     model = transformers.T5ForConditionalGeneration.from_pretrained(directory).eval()
     ids = torch.tensor(inputs)
-    torch.manual_seed(0)
-    start = time.perf_counter()
+    settings = dict(do_sample=True, temperature=TEMPERATURE, top_k=0, top_p=1.0)
+    results = []
     with torch.no_grad():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            do_sample=True,
-            temperature=TEMPERATURE,
-            top_k=0,
-            top_p=1.0,
-            num_return_sequences=samples,
-            max_new_tokens=new_tokens,
-        )
-    seconds = time.perf_counter() - start
-    generated = out[:, 1:].numpy()
-    is_eos = generated == 1
-    lengths = np.where(is_eos.any(1), is_eos.argmax(1) + 1, (generated != 0).sum(1))
-    return seconds, int(lengths.sum())
+        model.generate(input_ids=ids[:1, :32], max_new_tokens=2, **settings)
+        for new_tokens in lengths:
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                num_return_sequences=samples,
+                max_new_tokens=new_tokens,
+                **settings,
+            )
+            seconds = time.perf_counter() - start
+            generated = out[:, 1:].numpy()
+            is_eos = generated == 1
+            produced = np.where(is_eos.any(1), is_eos.argmax(1) + 1, (generated != 0).sum(1))
+            results.append((seconds, int(produced.sum())))
+    return results
 
 
 def main() -> None:
@@ -103,6 +124,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--reference-new-tokens", default="2,10", help="n1,n2 (see docstring)")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--program-vocab", type=int, default=0, help="also time a masked run")
     args = parser.parse_args()
 
     config = named_config(args.config)
@@ -151,12 +173,36 @@ def main() -> None:
         "peak_fraction": round(achieved / peak, 4),
     }
 
+    if args.program_vocab:
+        allowed = np.zeros(config.vocab_size, bool)
+        rng = np.random.default_rng(1)
+        allowed[rng.choice(np.arange(2, config.vocab_size), args.program_vocab, replace=False)] = 1
+        _, masked_s, masked_tokens, masked_steps = time_sampler(
+            sampler, params, inputs, args.samples, args.new_tokens, args.repeats, allowed
+        )
+        masked_flops = sampling_flops(
+            config.replace(vocab_size=args.program_vocab + 1),
+            args.tasks,
+            args.samples,
+            args.input_length,
+            masked_steps,
+        )
+        print(
+            f"sampler, {args.program_vocab}-token program vocabulary: {masked_tokens} tokens in "
+            f"{masked_s:.2f} s = {masked_tokens / masked_s:.1f} tokens/s, "
+            f"{masked_flops / masked_s / peak:.1%} of peak"
+        )
+        figures.update(
+            program_vocab=args.program_vocab,
+            masked_tokens_per_s=round(masked_tokens / masked_s, 1),
+            masked_peak_fraction=round(masked_flops / masked_s / peak, 4),
+        )
+
     if not args.no_reference:
         n1, n2 = (int(n) for n in args.reference_new_tokens.split(","))
         with tempfile.TemporaryDirectory() as directory:
             save_hf_checkpoint(config.replace(dropout_rate=0.0), params, directory)
-            t1, _ = time_reference(directory, inputs, args.samples, n1)
-            t2, tokens2 = time_reference(directory, inputs, args.samples, n2)
+            (t1, _), (t2, tokens2) = time_reference(directory, inputs, args.samples, (n1, n2))
         per_step = (t2 - t1) / (n2 - n1)
         full_s = t1 + (args.new_tokens - n1) * per_step
         ref_tokens = args.tasks * args.samples * args.new_tokens

@@ -476,11 +476,15 @@ class T5(nn.Module):
         cache: Sequence[LayerCache] | None = None,
         cache_index: jax.Array | int | None = None,
         deterministic: bool = True,
+        logit_ids: jax.Array | None = None,
     ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
         """Decoder ids [N, T] -> (float32 logits [N, T, V], updated cache or None).
 
         Without a cache the T tokens are positions 0..T-1. With one, they are positions
         ``cache_index .. cache_index+T-1`` and their keys/values are written there first.
+        ``logit_ids`` [A] computes only those vocabulary entries' logits ([N, T, A]): when
+        sampling is restricted to a small program vocabulary this skips most of the LM head,
+        the largest matmul of a decoding step.
         """
         hidden, cache = self.decoder(
             self.shared(decoder_input_ids),
@@ -490,10 +494,18 @@ class T5(nn.Module):
             cache_index,
             deterministic,
         )
-        if self.config.tie_word_embeddings:
-            logits = self.shared.attend(hidden * self.config.d_model**-0.5)
+        if logit_ids is None:
+            if self.config.tie_word_embeddings:
+                logits = self.shared.attend(hidden * self.config.d_model**-0.5)
+            else:
+                logits = self.lm_head(hidden)
         else:
-            logits = self.lm_head(hidden)
+            if self.config.tie_word_embeddings:
+                hidden = hidden * self.config.d_model**-0.5
+                rows = jnp.take(self.shared.embedding, logit_ids, axis=0)
+            else:
+                rows = jnp.take(self.lm_head.variables["params"]["kernel"], logit_ids, axis=1).T
+            logits = jnp.einsum("ntd,ad->nta", hidden, rows.astype(hidden.dtype))
         return logits.astype(jnp.float32), cache
 
     def __call__(
