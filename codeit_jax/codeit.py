@@ -36,8 +36,7 @@ from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, in
 from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import Scoreboard
 from codeit_jax.model.t5 import count_params
-from codeit_jax.multihost import open_executor
-from codeit_jax.policy import Policy, build_policy
+from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.seeds import load_eval_tasks, load_mutated_tasks, seed_tasks
 from codeit_jax.shared_execution import process_executor
@@ -99,13 +98,9 @@ class Loop:
 def run(
     config: ConfigDict,
     workdir: Path,
-    executor_factory: Callable[[ConfigDict], Any] = open_executor,
+    executor_factory: Callable[[ConfigDict], Any] = open_sandbox,
 ) -> dict[str, Any]:
-    """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary.
-
-    ``executor_factory`` (default `codeit_jax.multihost.open_executor`: the sandbox, shared
-    among the processes of a multi-host run) opens the program executor.
-    """
+    """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
     begin = time.perf_counter()
     config = prepare_config(config)
     quiet_orbax_logs()
@@ -122,7 +117,7 @@ def run(
         workdir,
     )
     eval_tasks = load_eval_tasks(config)
-    policy = build_policy(config, make_mesh(), _known_programs(config))
+    policy = build_policy(config, make_mesh(), known_programs(config))
     logging.info(
         "policy: T5 %s (%s), vocabulary %d, %d devices",
         config.model.init_from or config.model.name,
@@ -223,11 +218,12 @@ def make_loop(
     )  # fmt: skip
 
 
-def _known_programs(config: ConfigDict) -> list[str]:
-    """Ground-truth programs, when the data has them (a Hugging Face tokenizer's program mask
-    is widened with them); read from disk, cheap."""
+def known_programs(config: ConfigDict) -> list[str]:
+    """Ground-truth programs, when the data has them and a Hugging Face tokenizer will be used
+    (its program mask is widened with them)."""
     training = data_dir(config) / "training"
-    if not training.is_dir():
+    init_from = config.model.init_from
+    if not (training.is_dir() and init_from and has_hf_tokenizer(init_from)):
         return []
     return [bare_program(t.program) for t in load_codeit_dir(training) if t.program]
 

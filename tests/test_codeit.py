@@ -12,19 +12,35 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from codeit_jax.codeit import initial_buffer, initial_state, make_loop, meta_iteration, run
+from codeit_jax.codeit import (
+    initial_buffer,
+    initial_state,
+    known_programs,
+    make_loop,
+    meta_iteration,
+    run,
+)
 from codeit_jax.codeit_config import ABLATIONS, ConfigError, prepare_config
-from codeit_jax.encoding import GRID_SEPARATOR, SIDE_SEPARATOR, bare_program, encode_program
+from codeit_jax.encoding import (
+    GRID_SEPARATOR,
+    SIDE_SEPARATOR,
+    bare_program,
+    encode_program,
+    task_to_text,
+)
 from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import read_performance_csv
 from codeit_jax.model.convert import save_hf_checkpoint
+from codeit_jax.model.t5 import init_params, named_config
 from codeit_jax.policy import build_policy
 from codeit_jax.sandbox import Sandbox
 from codeit_jax.state import params_digest
 from codeit_jax.tasks import Task, load_codeit_dir, save_codeit_file
+from codeit_jax.tokenizer import HFTokenizer
 from tests.codeit_testing import ScriptedSampler, load_config, tiny_config
 
 #: Training tasks with one-line ground-truth programs, and a wrong program that still returns
@@ -326,3 +342,47 @@ def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_da
     with pytest.raises(ConfigError, match="seed: checkpoint 0, config 1"):
         run(config, workdir)  # another run's checkpoints: refused before anything is written
     assert read_performance_csv(workdir / "performance.csv") == rows
+
+
+def _save_hf_tokenizer(texts: list[str], directory: Path) -> None:
+    """A small byte-level BPE tokenizer with T5's special ids (pad 0, eos 1), saved offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(directory)
+
+
+def test_pretrained_checkpoint_brings_its_tokenizer(tmp_path, codeit_data, sandbox):
+    training = load_codeit_dir(codeit_data / "training")
+    programs = [bare_program(t.program) for t in training]
+    checkpoint = tmp_path / "ckpt"
+    _save_hf_tokenizer(programs[:100] + [task_to_text(t, 3) for t in training[:100]], checkpoint)
+    shape = named_config("tiny", vocab_size=400)
+    params = init_params(shape, jax.random.key(3))
+    save_hf_checkpoint(shape, params, checkpoint)
+    config = tiny_config(codeit_data)
+    config.model.init_from = str(checkpoint)
+    config = prepare_config(config)
+    policy = build_policy(config, make_mesh(), known_programs(config))
+    assert isinstance(policy.tokenizer, HFTokenizer)
+    assert policy.model_config.vocab_size == 400
+    assert params_digest(policy.pretrained_params) == params_digest(params)
+    # Every ground-truth program can be sampled: the mask covers all of their tokens.
+    for program in programs:
+        assert policy.allowed_tokens[policy.tokenizer.encode(program)].all(), program
+    loop = make_loop(config, policy, training[:2], sandbox, progress=False)
+    entries = list(initial_buffer(loop).entries("mutated"))
+    assert entries
+    for entry in entries[:20]:
+        assert policy.tokenizer.decode(entry.label_ids) == entry.program
