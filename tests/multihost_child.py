@@ -4,8 +4,8 @@
 
 Runs CodeIt with ``config.distributed`` and JAX_COORDINATOR_ADDRESS (localhost) /
 JAX_NUM_PROCESSES / JAX_PROCESS_ID set, so the loop itself joins the run through
-``jax.distributed.initialize`` (the caller sets this process's XLA_FLAGS), executing through a
-`ShardedExecutor`, and writes RESULT (JSON): its summary, how
+``jax.distributed.initialize`` (the caller sets this process's XLA_FLAGS) and shares program
+execution through `codeit_jax.shared_execution`, and writes RESULT (JSON): its summary, how
 many programs it executed itself out of how many, whether every gathered result equals a
 whole-batch run in its own sandbox, and every file it wrote in WORKDIR outside the checkpoints
 (seen through an audit hook, so the test checks what really happened on disk).
@@ -47,29 +47,41 @@ def tiny_config(data_dir: str, n_meta_iterations: int):
     return config
 
 
-class CheckedExecutor:
-    """The sharded executor, checked: each gathered result must equal what this process gets
-    by running the whole batch in its own sandbox."""
+class CountingSandbox:
+    """This process's sandbox, counting the programs it is given."""
 
-    def __init__(self, sharded) -> None:
-        self.sharded = sharded
-        self.calls = self.programs = self.mismatches = 0
+    def __init__(self, sandbox) -> None:
+        self.sandbox = sandbox
+        self.runs = 0
 
     def run(self, batch):
-        result = self.sharded.run(batch)
-        alone = self.sharded.local.run(list(batch))
-        self.calls += 1
-        self.programs += len(batch)
-        self.mismatches += sum(a != b for a, b in zip(result, alone)) + abs(
-            len(result) - len(alone)
-        )
-        return result
+        self.runs += len(batch)
+        return self.sandbox.run(batch)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self.sharded.close()
+        self.sandbox.close()
+
+
+class CheckedExecutor:
+    """The loop's shared executor, checked: each gathered result must equal what this process
+    gets by running the whole batch in its own sandbox (uncounted)."""
+
+    def __init__(self, shared, local: CountingSandbox) -> None:
+        self.shared = shared
+        self.local = local
+        self.calls = self.programs = self.mismatches = 0
+
+    def run(self, batch):
+        result = self.shared.run(batch)
+        alone = self.local.sandbox.run(list(batch))
+        self.calls += 1
+        self.programs += len(batch)
+        self.mismatches += sum(a != b for a, b in zip(result, alone))
+        self.mismatches += abs(len(result) - len(alone))
+        return result
 
 
 def watch_writes(workdir: Path, written: set[str]) -> None:
@@ -109,15 +121,22 @@ def main() -> None:
     import jax
 
     from codeit_jax import codeit
-    from codeit_jax.multihost import ShardedExecutor, open_executor
+    from codeit_jax.shared_execution import ShareExecutor, process_executor
 
-    executors: list[CheckedExecutor] = []
+    sandboxes: list[CountingSandbox] = []
+    checked: list[CheckedExecutor] = []
 
     def executor_factory(config):
-        executor = open_executor(config)
-        assert isinstance(executor, ShardedExecutor), "two processes should shard execution"
-        executors.append(CheckedExecutor(executor))
-        return executors[-1]
+        sandboxes.append(CountingSandbox(codeit.open_sandbox(config)))
+        return sandboxes[-1]
+
+    def checked_process_executor(local):
+        shared = process_executor(local)  # what the loop wraps its sandbox in
+        assert isinstance(shared, ShareExecutor), "two processes should share execution"
+        checked.append(CheckedExecutor(shared, local))
+        return checked[-1]
+
+    codeit.process_executor = checked_process_executor
 
     written: set[str] = set()
     watch_writes(Path(workdir), written)
@@ -127,10 +146,10 @@ def main() -> None:
         "process_count": jax.process_count(),
         "device_count": jax.device_count(),
         "local_device_count": jax.local_device_count(),
-        "local_runs": sum(e.sharded.local_runs for e in executors),
-        "calls": sum(e.calls for e in executors),
-        "programs": sum(e.programs for e in executors),
-        "mismatches": sum(e.mismatches for e in executors),
+        "local_runs": sum(s.runs for s in sandboxes),
+        "calls": sum(e.calls for e in checked),
+        "programs": sum(e.programs for e in checked),
+        "mismatches": sum(e.mismatches for e in checked),
         "summary": summary,
         "written": sorted(written),
     }

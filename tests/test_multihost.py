@@ -1,9 +1,10 @@
 """Multi-host CodeIt on one machine.
 
-Fast tests: `ShardedExecutor` with an in-memory all-gather among threads (each thread one
-"process") returns exactly what a single sandbox would, while each process runs only its share.
 Slow test: two JAX CPU processes joined by ``jax.distributed.initialize`` on localhost run a
-tiny meta-iteration (tests/multihost_child.py), then a restart continues both to a second.
+tiny meta-iteration (tests/multihost_child.py), then a restart continues both to a second; the
+report is rendered from what they wrote. (The shared execution itself is unit-tested with
+simulated processes in tests/test_shared_execution.py.) Fast test: the mesh helpers that let
+the sampler place and read arrays on a multi-host mesh behave as device_put/np.asarray on one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import jax
@@ -21,109 +21,9 @@ import numpy as np
 import pytest
 
 from codeit_jax.mesh import global_array, host_array, make_mesh, replicated_sharding
-from codeit_jax.multihost import ShardedExecutor, open_executor
+from codeit_jax.report import write_report
 
 CHILD = Path(__file__).resolve().parent / "multihost_child.py"
-
-
-class FakeSandbox:
-    """Runs a 'program' (a string) on inputs by a pure rule, and counts what it ran."""
-
-    def __init__(self) -> None:
-        self.ran: list[str] = []
-        self.closed = False
-
-    def run(self, batch):
-        self.ran.extend(program for program, _ in batch)
-        return [[f"{program}({x})" for x in inputs] for program, inputs in batch]
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class ThreadWorld:
-    """An all-gather of bytes among ``size`` threads, standing in for JAX's across processes."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.slots: list[bytes | None] = [None] * size
-        self.barrier = threading.Barrier(size)
-
-    def gather_for(self, rank: int):
-        def gather(payload: bytes) -> list[bytes]:
-            self.slots[rank] = payload
-            self.barrier.wait()
-            gathered = list(self.slots)
-            self.barrier.wait()  # nobody overwrites a slot before everyone has read it
-            return gathered  # type: ignore[return-value]
-
-        return gather
-
-
-def run_world(size: int, batches: list[list[tuple[str, list[int]]]]):
-    """Each of ``size`` threads runs every batch through its ShardedExecutor."""
-    world = ThreadWorld(size)
-    sandboxes = [FakeSandbox() for _ in range(size)]
-    executors = [ShardedExecutor(sandboxes[r], r, size, world.gather_for(r)) for r in range(size)]
-    results: list[list] = [[] for _ in range(size)]
-    errors: list[BaseException] = []
-
-    def work(rank: int) -> None:
-        try:
-            for batch in batches:
-                results[rank].append(executors[rank].run(batch))
-        except BaseException as e:  # surfaced to the test below
-            errors.append(e)
-            world.barrier.abort()
-
-    threads = [threading.Thread(target=work, args=(r,)) for r in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    if errors:
-        raise errors[0]
-    return results, sandboxes, executors
-
-
-@pytest.mark.parametrize("size", [2, 3])
-def test_sharded_executor_gathers_every_share_in_order(size: int) -> None:
-    batches = [
-        [(f"p{i}", list(range(i % 3 + 1))) for i in range(7)],
-        [("only", [5])],  # fewer programs than processes: some shares are empty
-        [],
-    ]
-    results, sandboxes, executors = run_world(size, batches)
-    expected = [FakeSandbox().run(batch) for batch in batches]
-    for rank in range(size):
-        assert results[rank] == expected  # every process gets every outcome, in batch order
-    # Each process ran its own share only, and together they ran each program once.
-    ran = [sorted(s.ran) for s in sandboxes]
-    assert sorted(p for r in ran for p in r) == sorted(p for b in batches for p, _ in b)
-    assert sandboxes[0].ran[: len(range(0, 7, size))] == [f"p{i}" for i in range(0, 7, size)]
-    assert all(e.local_runs == len(s.ran) for e, s in zip(executors, sandboxes))
-    for executor, sandbox in zip(executors, sandboxes):
-        with executor:
-            pass
-        assert sandbox.closed
-
-
-def test_sharded_executor_refuses_inconsistent_gathers() -> None:
-    with pytest.raises(ValueError, match="process_index 2 not in"):
-        ShardedExecutor(FakeSandbox(), 2, 2, lambda b: [b, b])
-    lonely = ShardedExecutor(FakeSandbox(), 0, 2, lambda b: [b])
-    with pytest.raises(RuntimeError, match="gathered 1 shares from 2 processes"):
-        lonely.run([("p", [1])])
-    import pickle
-
-    liar = ShardedExecutor(FakeSandbox(), 0, 2, lambda b: [b, pickle.dumps([])])
-    with pytest.raises(RuntimeError, match="process 1 returned 0 outcomes for 1 programs"):
-        liar.run([("p", [1]), ("q", [2])])
-
-
-def test_one_process_uses_the_sandbox_itself() -> None:
-    sandbox = FakeSandbox()
-    assert open_executor(None, open_local=lambda config: sandbox) is sandbox
 
 
 def test_global_and_host_arrays_on_one_process() -> None:
@@ -236,3 +136,8 @@ def test_two_processes_run_and_resume_a_tiny_meta_iteration(tmp_path: Path) -> N
     assert len(rows) == 3 and rows[:2] == rows_before  # header, iteration 0 kept, iteration 1
     assert rows[2].startswith("1,")
     assert (workdir / "solutions_1.json").is_file()
+
+    # The report reads what the real run wrote.
+    page = write_report(workdir, tasks="arc1").read_text()
+    assert "2 meta-iteration(s)" in page and " of 2</b> evaluation tasks solved" in page
+    assert 'alt="fraction solved per meta-iteration" src="data:image/png;base64,' in page
