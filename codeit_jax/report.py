@@ -56,7 +56,7 @@ table.perf th { background: #eee; }
         padding: 12px 16px; }
 .task h3 { margin: 0 0 4px 0; font-family: monospace; font-size: 18px; }
 .task .body { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; }
-.program { flex: 0 1 420px; min-width: 280px; }
+.program { flex: 0 1 300px; min-width: 240px; }
 .program pre { background: #f4f4f4; border: 1px solid #e2e2e2; padding: 8px; font-size: 12px;
                overflow-x: auto; white-space: pre; margin: 0; }
 .examples { flex: 1 1 480px; display: flex; flex-wrap: wrap; gap: 14px; }
