@@ -114,8 +114,9 @@ cmd_setup() {
   local tarball
   tarball=$(mktemp /tmp/codeit_jax.XXXXXX.tar.gz)
   # The working tree as it is (committed or not), without outputs, caches or git history.
-  tar --exclude=.git --exclude='runs' --exclude='__pycache__' --exclude='*.egg-info' \
-    -czf "$tarball" .
+  tar --exclude=.git --exclude=./runs --exclude=./.venv --exclude=./venv \
+    --exclude='__pycache__' --exclude='*.egg-info' --exclude=.pytest_cache \
+    --exclude=.ruff_cache -czf "$tarball" .
   log "copying the checkout to every worker"
   gcloud_tpu scp "$tarball" "$TPU_NAME":codeit_jax.tar.gz --worker=all
   rm -f "$tarball"
