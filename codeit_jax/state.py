@@ -82,6 +82,8 @@ def run_identity(config: ConfigDict) -> dict[str, Any]:
         "n_eval_tasks": config.data.n_eval_tasks,
         "encoding": config.encoding.to_dict(),
         "n_samples": config.sampling.n_samples,
+        "buffer": config.buffer.to_dict(),  # the restored buffer keeps the settings it had
+        "no_exit": config.no_exit.to_dict(),
     }
 
 
