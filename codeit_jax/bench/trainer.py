@@ -2,7 +2,8 @@
 
 Workload (one CodeIt training step at codet5-small size): random codet5-small weights (60M
 parameters, vocabulary 32,100), batch 8, inputs of 512 tokens, labels of 128 tokens (every
-position real, so no padding flatters either side), dropout on (train mode), AdamW lr 5e-5.
+position real, so no padding flatters either side), dropout on (train mode; `--no-dropout`
+turns it off on both sides), AdamW lr 5e-5.
 
 Ours: `codeit_jax.trainer.Trainer` over every local device, the model's default compute dtype
 (float32 on CPU, bfloat16 on GPU/TPU), gradient clipping and AdamW inside the jitted step. The
@@ -65,7 +66,9 @@ def time_ours(trainer: Trainer, batch: Batch, steps: int) -> tuple[float, float,
     return first, per_step, loss, count_params(state.params)
 
 
-def time_reference(config: T5Config, batch: Batch, steps: int) -> tuple[float, float]:
+def time_reference(
+    config: T5Config, batch: Batch, steps: int, dropout: bool
+) -> tuple[float, float]:
     """(seconds per step, last loss) of a transformers T5 train step with torch AdamW."""
     import torch
     import transformers
@@ -74,7 +77,7 @@ def time_reference(config: T5Config, batch: Batch, steps: int) -> tuple[float, f
 
     torch.manual_seed(0)
     hf_config = transformers.T5Config(**config_to_hf(config))
-    model = transformers.T5ForConditionalGeneration(hf_config).train()
+    model = transformers.T5ForConditionalGeneration(hf_config).train(dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
     input_ids = torch.tensor(batch.input_ids, dtype=torch.long)
     attention_mask = torch.tensor(batch.attention_mask, dtype=torch.long)
@@ -104,6 +107,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--reference-steps", type=int, default=1)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument(
+        "--no-dropout", action="store_true", help="both sides without dropout (eval mode)"
+    )
     args = parser.parse_args()
 
     config = named_config(args.config)
@@ -114,7 +120,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load_before:.1f}, {platform.processor()}"
     )
     batch = random_batch(args.batch, args.input_length, args.label_length, config.vocab_size)
-    trainer = Trainer(T5(config), TrainConfig(batch_size=args.batch))
+    trainer = Trainer(T5(config), TrainConfig(batch_size=args.batch, dropout=not args.no_dropout))
 
     peak_before = measure_matmul_peak()
     first_s, step_s, loss, n_params = time_ours(trainer, batch, args.steps)
@@ -145,6 +151,7 @@ def main() -> None:
         "input_length": args.input_length,
         "label_length": args.label_length,
         "compute_dtype": str(config.compute_dtype),
+        "dropout": not args.no_dropout,
         "step_s": round(step_s, 3),
         "first_step_s": round(first_s, 2),
         "examples_per_s": round(examples_per_s, 4),
@@ -153,7 +160,7 @@ def main() -> None:
         "peak_fraction": round(fraction, 4),
     }
     if not args.no_reference:
-        ref_s, ref_loss = time_reference(config, batch, args.reference_steps)
+        ref_s, ref_loss = time_reference(config, batch, args.reference_steps, not args.no_dropout)
         ref_examples_per_s = args.batch / ref_s
         print(
             f"reference (transformers {_version('transformers')}, torch {_version('torch')}, "
