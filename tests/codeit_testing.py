@@ -35,6 +35,7 @@ def tiny_config(data_dir: Path | str, name: str = "tiny") -> ConfigDict:
     config.train.n_policy = 8
     config.train.n_mutated = 16
     config.train.batch_size = 8
+    config.train.epochs = 1
     config.train.input_buckets = (64,)
     config.train.label_buckets = (64,)
     config.sampling.n_samples = 2
