@@ -337,7 +337,12 @@ def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i:
 def meta_iteration(
     loop: Loop, state: RunState, i: int
 ) -> tuple[RunState, dict[str, Any], dict[str, Any]]:
-    """Meta-iteration ``i``: returns the new state, its performance row and its sample log."""
+    """Meta-iteration ``i``: returns the new state, its performance row and its sample log.
+
+    The buffer and the scoreboard are updated in place and the old train state is donated to
+    the trainer, so ``state`` must not be used afterwards; after a crash the checkpoint of
+    ``i - 1`` is the truth and ``i`` is run again from it.
+    """
     seed = loop.config.seed
     state.buffer.advance(i)
     begin = time.perf_counter()
