@@ -296,16 +296,18 @@ class Trainer:
         init_key, train_key = jax.random.split(jax.random.PRNGKey(self.config.seed))
         return init_key, train_key
 
+    def random_params(self) -> Any:
+        """The random initial parameters of `config.seed`, replicated over the mesh."""
+        return self._init_params(self._keys()[0])
+
     def init_state(self, params: Any | None = None) -> TrainState:
         """A fresh state at step 0, replicated over the mesh, from `config.seed`.
 
         `params` (e.g. converted from a pretrained checkpoint, or shared between trainers)
         replace the random initialisation; they are copied as float32.
         """
-        init_key, train_key = self._keys()
-        if params is None:
-            params = self._init_params(init_key)
-        return self._new_state(params, train_key)
+        params = self.random_params() if params is None else params
+        return self._new_state(params, self._keys()[1])
 
     def abstract_state(self) -> TrainState:
         """Shapes, dtypes and shardings of the state on this mesh (the target of a restore)."""

@@ -36,7 +36,7 @@ def model() -> T5:
 @pytest.fixture(scope="module")
 def params(model: T5):
     """One random initialisation shared by all trainers (each init would compile again)."""
-    return jax.device_get(Trainer(model, CONFIG)._init_params(jax.random.PRNGKey(0)))
+    return jax.device_get(Trainer(model, CONFIG).random_params())
 
 
 @pytest.fixture(scope="module")
