@@ -15,6 +15,7 @@ from absl import logging
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
+from codeit_jax.errors import ConfigError
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.program import ProgramError, StateSizeError, parse
 from codeit_jax.tasks import Task, load_codeit_dir
@@ -41,6 +42,8 @@ def check_task(task: Task, max_state_size: int | None) -> dict[str, Any]:
 
 def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     data_dir = Path(config.data_dir) if config.data_dir else codeit_data_dir()
+    if not (data_dir / "training").is_dir():
+        raise ConfigError(f"data_dir: no training/ directory in {data_dir}")
     tasks = [t for t in load_codeit_dir(data_dir / "training") if t.program]
     logging.info("loaded %d tasks with programs from %s", len(tasks), data_dir / "training")
     start = time.perf_counter()
@@ -48,6 +51,7 @@ def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     solved = [r["task"] for r in records if r["correct"] == r["total"]]
     failed = sorted(r["task"] for r in records if r["correct"] != r["total"])
+    workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "check_data.json"
     out.write_text(json.dumps(records, indent=1))
     runs = sum(r["total"] for r in records)

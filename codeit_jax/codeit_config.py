@@ -14,12 +14,11 @@ from pathlib import Path
 
 from ml_collections import ConfigDict
 
+from codeit_jax.errors import ConfigError
 from codeit_jax.model.t5 import CONFIGS
 from codeit_jax.paths import codeit_data_dir
 
-
-class ConfigError(ValueError):
-    """The config cannot be run as given."""
+__all__ = ["ConfigError"]
 
 
 def _no_exit(c: ConfigDict) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
+from codeit_jax.errors import ConfigError
+
 #: experiment name -> "module:function" taking (config, workdir) and returning a summary dict.
 EXPERIMENTS: dict[str, str] = {
     "check_data": "codeit_jax.check_data:run",
@@ -26,10 +28,6 @@ EXPERIMENTS: dict[str, str] = {
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir).")
-
-
-class ConfigError(ValueError):
-    """The config cannot be run as given."""
 
 
 def resolve_experiment(config: ConfigDict) -> Callable[[ConfigDict, Path], dict[str, Any]]:
@@ -57,12 +55,13 @@ def main(argv: list[str]) -> None:
     try:
         job = resolve_experiment(config)
         workdir = resolve_workdir(config, _WORKDIR.value)
+        logging.info("experiment %s -> %s", config.experiment, workdir)
+        # Jobs validate their config before they create the workdir, so a refused config
+        # leaves nothing behind.
+        summary = job(config, workdir)
     except ConfigError as e:
-        logging.error("%s", e)
+        logging.error("invalid config: %s", e)
         sys.exit(2)
-    workdir.mkdir(parents=True, exist_ok=True)
-    logging.info("experiment %s -> %s", config.experiment, workdir)
-    summary = job(config, workdir)
     print(json.dumps(summary, indent=2, default=str))
 
 

@@ -66,3 +66,25 @@ def test_bad_config_file_exits_nonzero(tmp_path):
     )
     assert proc.returncode != 0
     assert "no_such_field" in proc.stderr
+
+
+def test_invalid_config_value_exits_cleanly_and_writes_nothing(tmp_path):
+    workdir = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "codeit_jax.main",
+            "--config=configs/check_data.py",
+            f"--workdir={workdir}",
+            f"--config.data_dir={tmp_path / 'missing'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "invalid config: data_dir: no training/ directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not workdir.exists()
