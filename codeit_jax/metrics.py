@@ -58,11 +58,6 @@ def solves(output: object, target: Grid) -> bool:
     return is_grid(output) and output == target
 
 
-def program_length(program: str) -> int:
-    """Number of lines of a bare-lines program (the 'shorter program' of the tie-break)."""
-    return program.count("\n") + 1
-
-
 @dataclass(frozen=True)
 class SolutionRecord:
     """A program that solved at least one demonstration of an inference task.
@@ -110,8 +105,10 @@ class SolutionRecord:
 
 
 def rank_key(record: SolutionRecord) -> tuple[float, int, str]:
-    """Sort key of the submission rule: best demonstration performance, then shorter, then text."""
-    return (-record.mean_demonstration_performance, program_length(record.program), record.program)
+    """Sort key of the submission rule: best demonstration performance, then shorter program
+    text in characters (as CodeIt's scoring sorts by ``len(program)``), then the text itself
+    (CodeIt leaves that last tie to dictionary order; the text makes it deterministic)."""
+    return (-record.mean_demonstration_performance, len(record.program), record.program)
 
 
 def submission(
@@ -279,7 +276,6 @@ __all__ = [
     "Scoreboard",
     "SolutionRecord",
     "example_reward",
-    "program_length",
     "rank_key",
     "read_performance_csv",
     "solves",

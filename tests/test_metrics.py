@@ -39,6 +39,14 @@ def test_example_reward():
         assert example_reward(invalid, target) == 0.0
 
 
+def test_shorter_means_fewer_characters_not_fewer_lines():
+    long_line = "O = fork(combine, identity, hmirror)"
+    two_short = "x1 = vmirror(I)\nO = hmirror(x1)"
+    assert len(two_short) < len(long_line)
+    records = [rec("t", long_line, (1.0,), (0.0,)), rec("t", two_short, (1.0,), (1.0,))]
+    assert [r.program for r in submission(records, k=1)] == [two_short]
+
+
 def test_submission_ranks_by_demonstration_performance_then_length():
     records = [
         rec("t", lines(2, "a"), (1.0, 0.0), (1.0,)),  # mean 0.5, solves the test
