@@ -26,8 +26,24 @@ EXPERIMENTS: dict[str, str] = {
     "codeit": "codeit_jax.codeit:run",
 }
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir).")
+
+class _Flags:
+    """Command-line flags, defined only when this module is the program being run: absl flags
+    are process-global, and other entry points (``codeit_jax.report``) define ``--workdir`` too,
+    so defining them at import time would break any process that imports both modules."""
+
+    config: flags.FlagHolder | None = None
+    workdir: flags.FlagHolder | None = None
+
+    @classmethod
+    def define(cls) -> None:
+        if cls.config is None:
+            cls.config = config_flags.DEFINE_config_file(
+                "config", None, "Experiment config file (configs/)."
+            )
+            cls.workdir = flags.DEFINE_string(
+                "workdir", None, "Output directory (default: config.workdir)."
+            )
 
 
 def resolve_experiment(config: ConfigDict) -> Callable[[ConfigDict, Path], dict[str, Any]]:
@@ -49,12 +65,12 @@ def resolve_workdir(config: ConfigDict, override: str | None) -> Path:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
+    config = _Flags.config.value
     if config is None:
         raise app.UsageError("--config=configs/<name>.py is required")
     try:
         job = resolve_experiment(config)
-        workdir = resolve_workdir(config, _WORKDIR.value)
+        workdir = resolve_workdir(config, _Flags.workdir.value)
         logging.info("experiment %s -> %s", config.experiment, workdir)
         # Jobs validate their config before they create the workdir, so a refused config
         # leaves nothing behind.
@@ -67,6 +83,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
+    _Flags.define()
     app.run(main)
 
 
