@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from codeit_jax.model import T5, T5Config, init_cache, init_params, named_config, shift_right
-from codeit_jax.model.t5 import default_compute_dtype, relative_position_bucket_table
+from codeit_jax.model.t5 import (
+    Dropout,
+    default_compute_dtype,
+    dropout_mask,
+    relative_position_bucket_table,
+)
 
 VARIANTS = {
     "v1.0": named_config("tiny", dtype="float32"),
@@ -221,3 +226,36 @@ def test_relative_position_buckets_match_transformers():
 def test_shift_right():
     labels = jnp.array([[5, 6, 1, -100], [7, 1, -100, -100]])
     np.testing.assert_array_equal(shift_right(labels), [[0, 5, 6, 1], [0, 7, 1, 0]])
+
+
+def test_dropout_mask_is_bernoulli_keep_and_deterministic():
+    """Byte-lane masks: right keep rate, lanes of one 32-bit word independent."""
+    mask, keep = dropout_mask(jax.random.key(3), 0.9, (64, 4097))
+    assert keep == 230 / 256
+    m = np.asarray(mask, dtype=np.float64)
+    n = m.size
+    assert abs(m.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / n)
+    # Lanes 4i..4i+3 come from one 32-bit word: neighbours must agree as independent draws do,
+    # keep^2 + (1-keep)^2, and likewise across rows.
+    pairs = m[:, 0:4096:2] == m[:, 1:4096:2]
+    expected = keep**2 + (1 - keep) ** 2
+    assert abs(pairs.mean() - expected) < 5 * np.sqrt(expected * (1 - expected) / pairs.size)
+    rows = m[:-1] == m[1:]
+    assert abs(rows.mean() - expected) < 5 * np.sqrt(expected * (1 - expected) / rows.size)
+    np.testing.assert_array_equal(mask, dropout_mask(jax.random.key(3), 0.9, (64, 4097))[0])
+    other = np.asarray(dropout_mask(jax.random.key(4), 0.9, (64, 4097))[0])
+    assert (other != np.asarray(mask)).mean() > 0.1
+    # Raw uint32[2] keys (what the trainer folds) work too; a 0-d shape gives a 0-d mask.
+    assert dropout_mask(jax.random.PRNGKey(3), 0.5, (7,))[0].shape == (7,)
+    assert dropout_mask(jax.random.key(3), 0.5, ())[0].shape == ()
+
+
+def test_dropout_scales_kept_elements_by_inverse_keep():
+    x = jnp.ones((8, 1000), jnp.float32)
+    out = np.asarray(
+        Dropout(0.25).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+    )
+    _, keep = dropout_mask(jax.random.key(0), 0.75, x.shape)
+    assert set(np.unique(out)) <= {0.0, np.float32(1.0 / keep)}
+    assert abs(out.mean() - 1.0) < 0.05
+    np.testing.assert_array_equal(Dropout(0.25).apply({}, x, deterministic=True), x)
