@@ -14,7 +14,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from codeit_jax.model.t5 import T5Config
+from codeit_jax.model.t5 import T5Config, default_compute_dtype
 
 
 def _feed_forward(config: T5Config) -> float:
@@ -83,12 +83,35 @@ def sampling_flops(
     )
 
 
-def measure_matmul_peak(size: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
-    """FLOP/s of the best of ``repeats`` jitted [size, size] @ [size, size] matmuls.
+#: Matmul side of the peak measurement by backend: on CPU 2048^3 (~17 GFLOP) already saturates
+#: the cores; an H100 does that in ~20 us, under the dispatch overhead, so accelerators use
+#: 8192^3 (~1.1 TFLOP, ~1.4 ms in bfloat16 on an H100).
+PEAK_SIZE = {"cpu": 2048}
+ACCELERATOR_PEAK_SIZE = 8192
+
+
+def peak_matmul_size(backend: str | None = None) -> int:
+    """The matmul side ``measure_matmul_peak`` uses by default on ``backend`` (default: JAX's)."""
+    backend = jax.default_backend() if backend is None else backend
+    return PEAK_SIZE.get(backend, ACCELERATOR_PEAK_SIZE)
+
+
+def measure_matmul_peak(
+    size: int | None = None, repeats: int = 5, dtype=None, calls: int | None = None
+) -> float:
+    """FLOP/s of the best of ``repeats`` timings of jitted [size, size] @ [size, size] matmuls.
 
     A large square matmul is the fastest thing the backend does, so it stands in for the
-    machine's attainable peak (it includes whatever load other processes put on it).
+    machine's attainable peak (it includes whatever load other processes put on it). Defaults
+    follow the backend: ``dtype`` is the model's default compute dtype (float32 on CPU,
+    bfloat16 on GPU/TPU, so "fraction of peak" compares like with like), ``size`` is
+    ``peak_matmul_size()``, and each timing covers ``calls`` back-to-back matmuls (1 on CPU, 10
+    elsewhere, so the per-call dispatch is hidden behind the queue).
     """
+    backend = jax.default_backend()
+    size = peak_matmul_size(backend) if size is None else size
+    dtype = jnp.dtype(default_compute_dtype(backend) if dtype is None else dtype)
+    calls = (1 if backend == "cpu" else 10) if calls is None else calls
     a = jax.random.normal(jax.random.key(0), (size, size), dtype)
     b = jax.random.normal(jax.random.key(1), (size, size), dtype)
     matmul = jax.jit(jnp.matmul)
@@ -96,6 +119,8 @@ def measure_matmul_peak(size: int = 2048, repeats: int = 5, dtype=jnp.float32) -
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        matmul(a, b).block_until_ready()
+        for _ in range(calls):
+            out = matmul(a, b)
+        out.block_until_ready()
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return 2 * size**3 * calls / best

@@ -11,6 +11,7 @@ import pytest
 from codeit_jax.flops import (
     forward_flops,
     measure_matmul_peak,
+    peak_matmul_size,
     sampling_flops,
     train_step_flops,
 )
@@ -43,4 +44,12 @@ def test_sampling_with_one_sample_is_a_forward_pass():
 
 def test_matmul_peak_is_a_rate():
     rate = measure_matmul_peak(size=128, repeats=2)
+    assert math.isfinite(rate) and rate > 0
+
+
+def test_matmul_peak_defaults_follow_the_backend():
+    """float32 2048^3 on the CPU as before; accelerators need a bigger (bfloat16) matmul."""
+    assert peak_matmul_size("cpu") == 2048
+    assert peak_matmul_size("gpu") == peak_matmul_size("tpu") == 8192
+    rate = measure_matmul_peak(size=128, repeats=1, dtype=jnp.bfloat16, calls=3)
     assert math.isfinite(rate) and rate > 0

@@ -7,22 +7,30 @@ turns it off on both sides), AdamW lr 5e-5.
 
 Ours: `codeit_jax.trainer.Trainer` over every local device, the model's default compute dtype
 (float32 on CPU, bfloat16 on GPU/TPU), gradient clipping and AdamW inside the jitted step. The
-first step (compile) is timed separately; examples/s is over the following `--steps` steps.
+first step (compile) is timed separately; examples/s is over the following `--steps` steps
+(default 2 on the CPU, 20 on an accelerator).
 
 Reference: `transformers.T5ForConditionalGeneration` built from the same config (random init),
 `model.train()`, `torch.optim.AdamW(lr=5e-5, weight_decay=0.01)`, loss from `labels=`, gradient
-clipping to 1.0; one warm-up step, then `--reference-steps` timed steps. It runs on the CPU.
+clipping to 1.0; warm-up steps (1 on the CPU, 3 on a GPU), then `--reference-steps` timed steps
+(default 1 on the CPU, 10 on a GPU). It runs on `--reference-device` (default: `cuda` when torch
+sees a GPU, else the CPU) in our compute dtype (`--reference-dtype auto`): on a GPU float32
+master weights and AdamW with the forward pass and loss under `torch.autocast(bfloat16)`, as
+ours computes in bfloat16 with float32 parameters; float32 on the CPU (see
+`codeit_jax.bench.reference`).
 
-Peak fraction: model FLOPs per second over the FLOP rate of a large jitted float32 matmul,
-measured in the same run (best of the measurements before and after the timings, so a busy
-moment does not lower the peak). Model FLOPs = `codeit_jax.flops.train_step_flops`: 3x the
+Peak fraction: model FLOPs per second over the FLOP rate of a large jitted matmul in our compute
+dtype (`measure_matmul_peak`: float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU), measured in
+the same run (best of the measurements before and after the timings, so a busy moment does not
+lower the peak). Model FLOPs = `codeit_jax.flops.train_step_flops`: 3x the
 forward pass's matmuls, i.e. 6 x (matmul parameters) x tokens -- encoder weights x input tokens,
 decoder weights and the tied LM head x label tokens, cross-attention K/V x input tokens -- plus
 attention scores and mixing; norms, softmax and the optimizer update count nothing. The naive
 6 x all parameters x (input + label tokens) figure is printed alongside.
 
 Run: `python -m codeit_jax.bench.trainer [--config codet5_small --batch 8 --input-length 512
---label-length 128 --steps 2 --reference-steps 1 --no-reference]`.
+--label-length 128 --steps 2 --reference-steps 1 --no-reference --reference-device cpu
+--reference-dtype float32]`.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ import jax
 import numpy as np
 
 from codeit_jax.batching import EOS_ID, Batch, pad_batch
-from codeit_jax.flops import measure_matmul_peak, train_step_flops
+from codeit_jax.bench import reference
+from codeit_jax.flops import measure_matmul_peak, peak_matmul_size, train_step_flops
 from codeit_jax.model import T5, T5Config, count_params, named_config
 from codeit_jax.trainer import TrainConfig, Trainer
 
@@ -56,20 +65,31 @@ def time_ours(trainer: Trainer, batch: Batch, steps: int) -> tuple[float, float,
     jax.block_until_ready(state)
     start = time.perf_counter()
     state, metrics = trainer.step(state, batch)
-    jax.block_until_ready(metrics)
+    jax.block_until_ready((state, metrics))
     first = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
         state, metrics = trainer.step(state, batch)
-    loss = float(metrics["loss"])  # waits for the last step
+    jax.block_until_ready((state, metrics))  # steps are dispatched asynchronously
     per_step = (time.perf_counter() - start) / steps
+    loss = float(metrics["loss"])
     return first, per_step, loss, count_params(state.params)
 
 
 def time_reference(
-    config: T5Config, batch: Batch, steps: int, dropout: bool
+    config: T5Config,
+    batch: Batch,
+    steps: int,
+    dropout: bool,
+    device: str = "cpu",
+    dtype: str = "float32",
+    warmup: int = 1,
 ) -> tuple[float, float]:
-    """(seconds per step, last loss) of a transformers T5 train step with torch AdamW."""
+    """(seconds per step, last loss) of a transformers T5 train step with torch AdamW.
+
+    Parameters and optimizer state stay float32; with ``dtype="bfloat16"`` the forward pass and
+    the loss run under ``torch.autocast`` (the backward pass follows the forward's dtypes).
+    """
     import torch
     import transformers
 
@@ -77,25 +97,35 @@ def time_reference(
 
     torch.manual_seed(0)
     hf_config = transformers.T5Config(**config_to_hf(config))
-    model = transformers.T5ForConditionalGeneration(hf_config).train(dropout)
+    model = transformers.T5ForConditionalGeneration(hf_config).to(device).train(dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
-    input_ids = torch.tensor(batch.input_ids, dtype=torch.long)
-    attention_mask = torch.tensor(batch.attention_mask, dtype=torch.long)
-    labels = torch.tensor(np.where(batch.label_weights > 0, batch.labels, -100), dtype=torch.long)
 
-    def step() -> float:
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.tensor(x, dtype=torch.long, device=device)
+
+    input_ids, attention_mask = tensor(batch.input_ids), tensor(batch.attention_mask)
+    labels = tensor(np.where(batch.label_weights > 0, batch.labels, -100))
+    autocast = dtype != "float32"
+    device_type = torch.device(device).type
+
+    def step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+        with torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=autocast):
+            out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return out.loss.item()
+        return out.loss.detach()
 
-    step()  # warm-up: allocations, optimizer state
+    for _ in range(warmup):  # allocations, optimizer state, kernel selection
+        step()
+    reference.synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         loss = step()
-    return (time.perf_counter() - start) / steps, loss
+    reference.synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    return seconds, float(loss.item())
 
 
 def main() -> None:
@@ -104,16 +134,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--input-length", type=int, default=512)
     parser.add_argument("--label-length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--reference-steps", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=None, help="2 on the CPU, else 20")
+    parser.add_argument(
+        "--reference-steps", type=int, default=None, help="1 on a CPU reference, else 10"
+    )
     parser.add_argument("--no-reference", action="store_true")
+    reference.add_arguments(parser)
     parser.add_argument(
         "--no-dropout", action="store_true", help="both sides without dropout (eval mode)"
     )
     args = parser.parse_args()
+    if not args.no_reference:
+        reference.limit_jax_memory()
 
     config = named_config(args.config)
     device = jax.devices()[0]
+    if args.steps is None:
+        args.steps = 2 if jax.default_backend() == "cpu" else 20
+    peak_dtype, peak_size = config.compute_dtype, peak_matmul_size()
     load_before = os.getloadavg()[0]
     print(
         f"backend {jax.default_backend()} ({device.device_kind}), {jax.device_count()} devices, "
@@ -122,9 +160,9 @@ def main() -> None:
     batch = random_batch(args.batch, args.input_length, args.label_length, config.vocab_size)
     trainer = Trainer(T5(config), TrainConfig(batch_size=args.batch, dropout=not args.no_dropout))
 
-    peak_before = measure_matmul_peak()
+    peak_before = measure_matmul_peak(peak_size, dtype=peak_dtype)
     first_s, step_s, loss, n_params = time_ours(trainer, batch, args.steps)
-    peak = max(peak_before, measure_matmul_peak())
+    peak = max(peak_before, measure_matmul_peak(peak_size, dtype=peak_dtype))
     flops = train_step_flops(config, args.batch, args.input_length, args.label_length)
     naive = 6 * n_params * args.batch * (args.input_length + args.label_length)
     examples_per_s = args.batch / step_s
@@ -133,13 +171,15 @@ def main() -> None:
         f"{args.config}: {n_params / 1e6:.1f}M parameters, compute {config.compute_dtype}; "
         f"batch {args.batch}, {args.input_length} input / {args.label_length} label tokens"
     )
-    print(f"matmul peak (float32 2048^3, best of before/after): {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"matmul peak ({peak_dtype} {peak_size}^3, best of before/after): {peak / 1e9:.1f} GFLOP/s"
+    )
     print(
         f"model FLOPs per step {flops / 1e12:.3f} TFLOP (3 x forward matmuls incl. attention); "
         f"naive 6 x params x tokens = {naive / 1e12:.3f} TFLOP"
     )
     print(
-        f"ours: {step_s:.2f} s/step (mean of {args.steps}), {examples_per_s:.3f} examples/s, "
+        f"ours: {step_s:.3f} s/step (mean of {args.steps}), {examples_per_s:.3f} examples/s, "
         f"{flops / step_s / 1e9:.1f} GFLOP/s = {fraction:.1%} of peak; first step (compile) "
         f"{first_s:.1f} s; loss {loss:.3f}"
     )
@@ -152,25 +192,42 @@ def main() -> None:
         "label_length": args.label_length,
         "compute_dtype": str(config.compute_dtype),
         "dropout": not args.no_dropout,
-        "step_s": round(step_s, 3),
+        "step_s": round(step_s, 4),
         "first_step_s": round(first_s, 2),
         "examples_per_s": round(examples_per_s, 4),
         "model_tflops_per_step": round(flops / 1e12, 4),
         "peak_gflops_per_s": round(peak / 1e9, 2),
+        "peak_dtype": str(peak_dtype),
+        "peak_size": peak_size,
         "peak_fraction": round(fraction, 4),
     }
     if not args.no_reference:
-        ref_s, ref_loss = time_reference(config, batch, args.reference_steps, not args.no_dropout)
+        ref_device, ref_dtype = reference.resolve(
+            args.reference_device, args.reference_dtype, config.compute_dtype
+        )
+        on_cpu = ref_device == "cpu"
+        if args.reference_steps is None:
+            args.reference_steps = 1 if on_cpu else 10
+        ref_s, ref_loss = time_reference(
+            config, batch, args.reference_steps, not args.no_dropout, ref_device, ref_dtype,
+            warmup=1 if on_cpu else 3,
+        )  # fmt: skip
         ref_examples_per_s = args.batch / ref_s
+        precision = "float32" if ref_dtype == "float32" else f"autocast {ref_dtype}"
         print(
             f"reference (transformers {_version('transformers')}, torch {_version('torch')}, "
-            f"CPU): {ref_s:.2f} s/step (mean of {args.reference_steps}), "
+            f"{reference.device_name(ref_device)}, {precision}): "
+            f"{ref_s:.3f} s/step (mean of {args.reference_steps}), "
             f"{ref_examples_per_s:.3f} examples/s = {flops / ref_s / peak:.1%} of peak; "
             f"loss {ref_loss:.3f}"
         )
         print(f"speedup (ours / reference examples/s): {examples_per_s / ref_examples_per_s:.2f}x")
         figures.update(
-            reference_step_s=round(ref_s, 3),
+            reference_device=ref_device,
+            reference_device_name=reference.device_name(ref_device),
+            reference_dtype=ref_dtype,
+            reference_autocast=ref_dtype != "float32",  # float32 weights and AdamW either way
+            reference_step_s=round(ref_s, 4),
             reference_examples_per_s=round(ref_examples_per_s, 4),
             reference_peak_fraction=round(flops / ref_s / peak, 4),
             speedup=round(examples_per_s / ref_examples_per_s, 3),
