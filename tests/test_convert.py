@@ -15,7 +15,7 @@ import pytest
 from codeit_jax.mesh import make_mesh
 from codeit_jax.model import T5
 from codeit_jax.model.convert import load_hf_checkpoint, save_hf_checkpoint
-from codeit_jax.sampler import Sampler
+from tests.t5_testing import generate_greedy, sample_greedy, torch_logits
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -69,15 +69,6 @@ def _padded_batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def _torch_logits(model, ids, mask, decoder_ids) -> np.ndarray:
-    with torch.no_grad():
-        return model(
-            input_ids=torch.tensor(ids),
-            attention_mask=torch.tensor(mask),
-            decoder_input_ids=torch.tensor(decoder_ids),
-        ).logits.numpy()
-
-
 def test_config_is_read(hf_checkpoint):
     variant, model, _, (config, params) = hf_checkpoint
     assert (config.num_layers, config.num_decoder_layers) == (2, 3)
@@ -105,7 +96,7 @@ def test_decoder_logits_match(hf_checkpoint):
     ids, mask = _padded_batch(1)
     decoder_ids = np.random.default_rng(2).integers(0, VOCAB, size=(4, 7))
     decoder_ids[:, 0] = 0
-    expected = _torch_logits(model, ids, mask, decoder_ids)
+    expected = torch_logits(model, ids, mask, decoder_ids)
     ours = T5(config.replace(dtype="float32")).apply({"params": params}, ids, mask, decoder_ids)
     np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=1e-4)
 
@@ -115,23 +106,13 @@ def test_greedy_decoding_matches_generate(hf_checkpoint, devices):
     _, model, _, (config, params) = hf_checkpoint
     ids, mask = _padded_batch(3)
     max_new = 12
-    with torch.no_grad():
-        expected = model.generate(
-            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
-            num_beams=1, max_new_tokens=max_new, min_new_tokens=0, suppress_tokens=[0],
-            use_cache=False,  # transformers 5.24 cache breaks with num_decoder_layers != num_layers
-        ).numpy()[:, 1:]  # fmt: skip
-    expected = np.pad(expected, ((0, 0), (0, max_new - expected.shape[1])))
-    allowed = np.ones(VOCAB, bool)
-    allowed[0] = False  # same as suppress_tokens=[0]
-    sampler = Sampler(config.replace(dtype="float32"), mesh=make_mesh(jax.devices()[:devices]))
-    inputs = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
-    out = sampler.sample(
-        params, inputs, jax.random.key(0), num_samples=2, max_new_tokens=max_new,
-        greedy=True, allowed_tokens=allowed,
+    expected = generate_greedy(model, ids, mask, max_new)
+    tokens = sample_greedy(
+        config.replace(dtype="float32"), params, ids, mask, max_new,
+        mesh=make_mesh(jax.devices()[:devices]),
     )  # fmt: skip
-    np.testing.assert_array_equal(out.tokens[:, 0], expected)
-    np.testing.assert_array_equal(out.tokens[:, 1], expected)  # greedy: samples agree
+    np.testing.assert_array_equal(tokens[:, 0], expected)
+    np.testing.assert_array_equal(tokens[:, 1], expected)  # greedy: samples agree
     stopped = (expected == 1).any(1)
     assert stopped.any() and not stopped.all(), "test model should stop some rows, not all"
 
@@ -145,8 +126,8 @@ def test_round_trip_through_transformers(hf_checkpoint, tmp_path):
     ids, mask = _padded_batch(4)
     decoder_ids = np.array([[0, 5, 9, 3]] * 4)
     np.testing.assert_allclose(
-        _torch_logits(reloaded, ids, mask, decoder_ids),
-        _torch_logits(model, ids, mask, decoder_ids),
+        torch_logits(reloaded, ids, mask, decoder_ids),
+        torch_logits(model, ids, mask, decoder_ids),
         atol=1e-5,
         rtol=1e-5,
     )

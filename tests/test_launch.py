@@ -6,6 +6,7 @@ are exercised without a cloud account or a cluster."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = [REPO / "launch" / name for name in ("tpu_vm.sh", "gpu.sh", "slurm.sbatch")]
+SCRIPTS = [
+    REPO / "launch" / name for name in ("tpu_vm.sh", "gpu.sh", "slurm.sbatch", "gpu_check.sh")
+]
 
 
 def _executable(path: Path, text: str) -> Path:
@@ -44,6 +47,7 @@ def test_scripts_parse_and_pass_shellcheck(script: Path) -> None:
         ("tpu_vm.sh", ["TPU_NAME", "ZONE", "ACCELERATOR_TYPE", "BUCKET", "CONFIG_ARGS"]),
         ("gpu.sh", ["CONFIG", "WORKDIR", "GPUS", "MAX_RESTARTS"]),
         ("slurm.sbatch", ["CONFIG", "WORKDIR", "COORDINATOR_PORT", "GPUS_PER_NODE"]),
+        ("gpu_check.sh", ["OUT", "GPU_CHECK_BUDGET", "GPU_CHECK_QUICK", "JAX_PLATFORMS"]),
     ],
 )
 def test_help_lists_the_settings(script: str, variables: list[str]) -> None:
@@ -93,6 +97,45 @@ def test_gpu_script_restarts_a_failed_run_with_the_same_command(tmp_path: Path) 
     env["CONFIG"] = "configs/no_such_config.py"
     done = _run(["bash", "launch/gpu.sh"], env)
     assert done.returncode == 2 and "no config file" in done.stderr
+
+
+# --------------------------------------------------------------------------- gpu_check.sh
+
+FAKE_CHECK_PYTHON = """#!/usr/bin/env bash
+# The parity step fails, the trainer steps hang, the others print a JSON line.
+echo "$*" >> "$FAKE_ROOT/calls"
+case "$*" in
+  *pytest*) echo "1 failed"; exit 3 ;;
+  *bench.trainer*) sleep 60 ;;
+  *) echo '{"fake": 1}' ;;
+esac
+"""
+
+
+def test_gpu_check_goes_on_after_failures_and_stops_at_its_budget(tmp_path: Path) -> None:
+    python = _executable(tmp_path / "python", FAKE_CHECK_PYTHON)
+    out = tmp_path / "out"
+    env = dict(
+        os.environ, FAKE_ROOT=str(tmp_path), PYTHON=str(python), OUT=str(out),
+        GPU_CHECK_BUDGET="8", GPU_CHECK_MIN_STEP="2",
+    )  # fmt: skip
+    done = _run(["bash", "launch/gpu_check.sh"], env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = (out / "summary.txt").read_text()
+    assert re.search(r"^env +ok", summary, re.M)
+    assert re.search(r"^parity +FAILED \(exit 3\)", summary, re.M)
+    assert re.search(r"^sampler +ok", summary, re.M)
+    assert re.search(r"^trainer +TIMEOUT", summary, re.M)  # cut at the budget's end
+    assert re.search(r"^trainer32 +SKIPPED", summary, re.M)
+    assert 'sampler: {"fake": 1}' in summary
+    assert (out / "parity.log").read_text() == "1 failed\n"
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0].startswith("-c ")  # the environment report
+    assert [call for call in calls if call.startswith("-m ")] == [
+        "-m pytest -q -rs -s -p no:cacheprovider tests/test_gpu.py",
+        "-m codeit_jax.bench.sampler --program-vocab 512",
+        "-m codeit_jax.bench.trainer",
+    ]
 
 
 # --------------------------------------------------------------------------- slurm.sbatch
