@@ -66,6 +66,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
+from codeit_jax.line_sharing import GroupMatches, ProgramGroup, match_group
 from codeit_jax.sandbox_exec import (
     CRASH,
     DEFAULT_COMPILER,
@@ -96,15 +97,19 @@ __all__ = [
     "SYNTAX",
     "TIMEOUT",
     "FunctionValue",
+    "GroupMatches",
     "Outcome",
     "Sandbox",
     "SandboxError",
     "default_workers",
     "is_grid",
+    "match_in_process",
     "run_in_process",
 ]
 
 Batch = Sequence[tuple[str, Sequence[Any]]]
+#: ``(program texts, input grid, expected output grid)`` work units of :meth:`Sandbox.match`.
+MatchUnits = Sequence[tuple[Sequence[str], Any, Any]]
 
 _MAX_CHUNK = 128  # runs per chunk at most: bounds the work redone when a worker is killed
 _POLL_S = 0.05  # how often the watchdog looks at busy workers
@@ -188,6 +193,63 @@ def _flatten(batch: Batch) -> _Runs:
     return _Runs(runs, shape)
 
 
+class _Job(NamedTuple):
+    """How the scheduler handles one kind of work item."""
+
+    message: Any  # chunk (item indices) -> the picklable message for a worker
+    decode: Any  # a worker's record -> the item's result
+    lost: Any  # (error kind, detail) -> the result of an item lost with its worker
+
+
+def _check_units(units: MatchUnits) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """Validate match units (grids checked once per object); texts as tuples."""
+    if isinstance(units, (str, bytes)) or not isinstance(units, Sequence):
+        raise TypeError(
+            "units must be a list of (program texts, input, expected) triples, got "
+            f"{type(units).__name__}"
+        )
+    checked: list[tuple[tuple[str, ...], Any, Any]] = []
+    good_grids: set[int] = set()
+    keep_alive: list[Any] = []  # ids are only unique while the objects live
+    texts_of: dict[int, tuple[str, ...]] = {}
+    for i, unit in enumerate(units):
+        if not isinstance(unit, (tuple, list)) or len(unit) != 3:
+            raise TypeError(f"units[{i}] must be a (texts, input, expected) triple: {unit!r:.80}")
+        texts, grid, expected = unit
+        as_tuple = texts_of.get(id(texts))
+        if as_tuple is None:
+            if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+                raise TypeError(f"units[{i}]: program texts must be a list of str")
+            as_tuple = tuple(texts)
+            if not all(isinstance(text, str) for text in as_tuple):
+                raise TypeError(f"units[{i}]: program texts must be a list of str")
+            texts_of[id(texts)] = as_tuple
+            keep_alive.append(texts)
+        for what, value in (("input", grid), ("expected output", expected)):
+            if id(value) not in good_grids:
+                if not is_grid(value):
+                    raise ValueError(f"units[{i}]: the {what} is not a valid grid: {value!r:.80}")
+                good_grids.add(id(value))
+                keep_alive.append(value)
+        checked.append((as_tuple, grid, expected))
+    return checked
+
+
+def _match_message(units: list[tuple[tuple[str, ...], Any, Any]], chunk: list[int]) -> tuple:
+    """``("match", {group id: texts}, [(group id, grid, expected)])``: each group's texts once."""
+    ids: dict[int, int] = {}
+    groups: dict[int, tuple[str, ...]] = {}
+    work = []
+    for k in chunk:
+        texts, grid, expected = units[k]
+        gid = ids.get(id(texts))
+        if gid is None:
+            gid = ids[id(texts)] = len(groups)
+            groups[gid] = texts
+        work.append((gid, grid, expected))
+    return ("match", groups, work)
+
+
 def _check_settings(
     timeout_s: float, max_state_size: int | None, max_output_bytes: int, clock: str
 ) -> None:
@@ -253,6 +315,38 @@ def run_in_process(
     finally:
         executor.close()
     return [[outcomes[k] for k in row] for row in flat.shape]
+
+
+def match_in_process(
+    units: MatchUnits,
+    *,
+    timeout_s: float = 0.25,
+    max_state_size: int | None = 1000,
+    clock: str = "cpu",
+) -> list[GroupMatches]:
+    """:meth:`Sandbox.match` in this process, without isolation (as :func:`run_in_process`)."""
+    _check_settings(timeout_s, max_state_size, DEFAULT_MAX_OUTPUT_BYTES, clock)
+    executor = Executor(timeout_s=timeout_s, max_state_size=max_state_size, clock=clock)
+    groups: dict[tuple[str, ...], ProgramGroup] = {}
+    try:
+        results = []
+        for texts, grid, expected in _check_units(units):
+            group = groups.get(texts)
+            if group is None:
+                group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
+            results.append(
+                match_group(
+                    group,
+                    grid,
+                    expected,
+                    timer=executor.timer,
+                    timeout_s=timeout_s,
+                    max_state_size=max_state_size,
+                )
+            )
+    finally:
+        executor.close()
+    return results
 
 
 class _Worker:
@@ -421,7 +515,7 @@ class Sandbox:
         try:
             self._fill()
             while any(w.state == "starting" for w in self._workers):
-                self._step(deque(), [])
+                self._step(deque(), [], None)
                 self._fill()  # retry failed starts (a SandboxError ends this after a few)
         except BaseException:
             self.close()
@@ -432,11 +526,34 @@ class Sandbox:
     def run(self, batch: Batch) -> list[list[Outcome]]:
         """Run every program on each of its inputs; ``result[i][j]`` is program i on input j."""
         flat = _flatten(batch)
-        with self._lock:
-            if not self._finalizer.alive:
-                raise SandboxError("the sandbox is closed")
-            outcomes = self._execute(flat.runs)
+        runs = flat.runs
+        job = _Job(
+            message=lambda chunk: [runs[k] for k in chunk],
+            decode=_outcome,
+            lost=lambda kind, detail: Outcome(False, None, kind, detail),
+        )
+        outcomes = self._locked_execute(len(runs), job)
         return [[outcomes[k] for k in row] for row in flat.shape]
+
+    def match(self, units: MatchUnits) -> list[GroupMatches]:
+        """For each ``(program texts, input grid, expected grid)`` unit, which programs return
+        exactly the expected grid (see :mod:`codeit_jax.line_sharing`: each distinct line of
+        the unit's programs is computed once, with ``timeout_s`` per line).
+
+        Outputs never leave the workers. A unit whose worker crashed or was killed by the
+        watchdog matches nothing and counts all its programs as failures.
+        """
+        checked = _check_units(units)
+        job = _Job(
+            message=lambda chunk: _match_message(checked, chunk),
+            decode=lambda record: GroupMatches(*record),
+            lost=lambda kind, detail: None,
+        )
+        found = self._locked_execute(len(checked), job)
+        return [
+            GroupMatches((), 0, len(checked[k][0])) if result is None else result
+            for k, result in enumerate(found)
+        ]
 
     def close(self) -> None:
         """Kill and reap all workers; the sandbox cannot be used afterwards."""
@@ -459,17 +576,24 @@ class Sandbox:
 
     # ------------------------------------------------------------------ the scheduling loop
 
-    def _execute(self, runs: list[tuple[str, Any]]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(runs)
-        pending = deque(range(len(runs)))
+    def _locked_execute(self, count: int, job: _Job) -> list[Any]:
+        with self._lock:
+            if not self._finalizer.alive:
+                raise SandboxError("the sandbox is closed")
+            return self._execute(count, job)
+
+    def _execute(self, count: int, job: _Job) -> list[Any]:
+        """Run work items ``0..count-1`` (what they are is the job's business)."""
+        outcomes: list[Any] = [None] * count
+        pending = deque(range(count))
         self._unblamed.clear()
         try:
             while pending or any(w.state == "busy" for w in self._workers):
                 self._fill()
                 for worker in self._workers:
                     if worker.state == "idle" and pending:
-                        self._send(worker, pending, runs)
-                self._step(pending, outcomes)
+                        self._send(worker, pending, job)
+                self._step(pending, outcomes, job)
         except BaseException:
             # Replies still in flight would answer the wrong batch: drop those workers.
             for worker in [w for w in self._workers if w.state != "idle"]:
@@ -491,18 +615,18 @@ class Sandbox:
             return self.chunk_size
         return max(1, min(_MAX_CHUNK, math.ceil(n_pending / (2 * self.n_workers))))
 
-    def _send(self, worker: _Worker, pending: deque[int], runs: list[tuple[str, Any]]) -> None:
+    def _send(self, worker: _Worker, pending: deque[int], job: _Job) -> None:
         chunk = [
             pending.popleft() for _ in range(min(len(pending), self._chunk_length(len(pending))))
         ]
         worker.chunk = chunk
         worker.state = "busy"
-        message = pickle.dumps([runs[k] for k in chunk], protocol=pickle.HIGHEST_PROTOCOL)
+        message = pickle.dumps(job.message(chunk), protocol=pickle.HIGHEST_PROTOCOL)
         # If it died since its last reply, the send fails and _step handles the death.
         with contextlib.suppress(OSError):
             worker.commands.send_bytes(message)
 
-    def _step(self, pending: deque[int], outcomes: list[Outcome | None]) -> None:
+    def _step(self, pending: deque[int], outcomes: list[Any], job: _Job | None) -> None:
         """Wait briefly for replies, handle them and any deaths, then run the watchdog."""
         by_channel = {w.replies: w for w in self._workers if w.state != "idle"}
         for channel in wait(list(by_channel), timeout=_POLL_S):
@@ -510,19 +634,19 @@ class Sandbox:
             try:
                 message = pickle.loads(worker.replies.recv_bytes())
             except (EOFError, OSError):
-                self._on_death(worker, pending, outcomes)
+                self._on_death(worker, pending, outcomes, job)
                 continue
             if worker.state == "starting":
                 worker.state = "idle"
                 self._start_failures = 0
             else:
                 for run, record in zip(worker.chunk, message):
-                    outcomes[run] = _outcome(record)
+                    outcomes[run] = job.decode(record)
                 worker.chunk = []
                 worker.state = "idle"
-        self._watchdog(pending, outcomes)
+        self._watchdog(pending, outcomes, job)
 
-    def _watchdog(self, pending: deque[int], outcomes: list[Outcome | None]) -> None:
+    def _watchdog(self, pending: deque[int], outcomes: list[Any], job: _Job | None) -> None:
         """Kill workers stuck past a run's hard deadline, or that never finished starting."""
         now = time.monotonic()
         for worker in list(self._workers):
@@ -531,13 +655,13 @@ class Sandbox:
                 if index != IDLE and now > deadline:
                     worker.killed_in = index
                     worker.kill()
-                    self._on_death(worker, pending, outcomes)
+                    self._on_death(worker, pending, outcomes, job)
             elif worker.state == "starting" and now - worker.started_at > _START_TIMEOUT_S:
                 worker.kill()
-                self._on_death(worker, pending, outcomes)
+                self._on_death(worker, pending, outcomes, job)
 
     def _on_death(
-        self, worker: _Worker, pending: deque[int], outcomes: list[Outcome | None]
+        self, worker: _Worker, pending: deque[int], outcomes: list[Any], job: _Job | None
     ) -> None:
         """Record the run a dead worker was in, requeue the rest of its chunk, replace it."""
         state, chunk = worker.state, worker.chunk
@@ -561,11 +685,11 @@ class Sandbox:
         self.restarts += 1
         if 0 <= index < len(chunk):
             if killed_by_watchdog:
-                outcomes[chunk[index]] = Outcome(
-                    False, None, TIMEOUT, "killed by the watchdog: stuck past its hard deadline"
+                outcomes[chunk[index]] = job.lost(
+                    TIMEOUT, "killed by the watchdog: stuck past its hard deadline"
                 )
             else:
-                outcomes[chunk[index]] = Outcome(False, None, CRASH, _death_detail(worker))
+                outcomes[chunk[index]] = job.lost(CRASH, _death_detail(worker))
             requeue = chunk[:index] + chunk[index + 1 :]
         else:  # died between runs: retry the chunk, but not forever
             requeue = []
@@ -573,7 +697,7 @@ class Sandbox:
                 deaths = self._unblamed.get(run, 0) + 1
                 self._unblamed[run] = deaths
                 if deaths > _MAX_UNBLAMED_DEATHS:
-                    outcomes[run] = Outcome(False, None, CRASH, _death_detail(worker))
+                    outcomes[run] = job.lost(CRASH, _death_detail(worker))
                 else:
                     requeue.append(run)
         pending.extendleft(reversed(requeue))

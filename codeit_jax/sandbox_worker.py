@@ -7,9 +7,11 @@ the program parser and the DSL starts in about 0.1 s.
 
 Channels, all inherited file descriptors:
 
-* commands (parent -> worker): pickled lists of ``(text, grid)`` runs, or ``None`` to stop;
+* commands (parent -> worker): pickled lists of ``(text, grid)`` runs, or
+  ``("match", {group id: texts}, [(group id, grid, expected)])`` for
+  :meth:`~codeit_jax.sandbox.Sandbox.match`, or ``None`` to stop;
 * replies (worker -> parent): ``("ready", pid)`` once, then one pickled list of records per
-  chunk (see :mod:`codeit_jax.sandbox_exec`);
+  chunk (see :mod:`codeit_jax.sandbox_exec`; for a match chunk, ``GroupMatches`` tuples);
 * lifeline: a pipe the parent never writes; end-of-file means the parent is gone;
 * progress slot: 16 shared bytes, ``int64`` index of the run in progress (-1 when idle) and
   ``float64`` monotonic deadline after which the parent's watchdog kills this worker.
@@ -37,7 +39,11 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from codeit_jax.line_sharing import ProgramGroup, match_group
 from codeit_jax.sandbox_exec import Executor, load_compiler
+
+#: Program groups kept per worker for :meth:`Sandbox.match` (oldest evicted first).
+GROUP_CACHE_SIZE = 256
 
 #: Code run by ``python -c``; argv[1] is the JSON config. Ctrl-C is ignored from the first
 #: instruction on (it is the parent's to handle), then the parent's sys.path is installed so
@@ -110,6 +116,7 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
     hard_factor = config["hard_factor"]
     hard_grace = config["hard_grace_s"]
     _limit_memory(config["memory_mb"])
+    groups: dict[tuple[str, ...], ProgramGroup] = {}
     replies.send_bytes(pickle.dumps(("ready", os.getpid())))
     while True:
         try:
@@ -119,6 +126,11 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         runs = pickle.loads(message)
         if runs is None:
             return
+        if isinstance(runs, tuple):
+            records = _match(executor, groups, runs, slot, hard_factor, hard_grace)
+            _publish(slot, IDLE, float("inf"))
+            replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+            continue
         records = []
         for index, (text, grid) in enumerate(runs):
             _publish(slot, index, time.monotonic() + hard_grace)
@@ -129,6 +141,45 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
             records.append(executor.execute(program, grid))
         _publish(slot, IDLE, float("inf"))
         replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _match(
+    executor: Executor,
+    groups: dict[tuple[str, ...], ProgramGroup],
+    message: tuple,
+    slot: Any,
+    hard_factor: float,
+    hard_grace: float,
+) -> list[tuple]:
+    """Records of a match chunk; the watchdog deadline is renewed for every program."""
+    _, texts_by_id, units = message
+    by_id = {}
+    for gid, texts in texts_by_id.items():
+        group = groups.get(texts)
+        if group is None:
+            if len(groups) >= GROUP_CACHE_SIZE:
+                del groups[next(iter(groups))]
+            group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
+        by_id[gid] = group
+    per_line = hard_factor * executor.timeout_s
+    records = []
+    for index, (gid, grid, expected) in enumerate(units):
+
+        def on_program(lines: int, index: int = index) -> None:
+            _publish(slot, index, time.monotonic() + per_line * max(1, lines) + hard_grace)
+
+        _publish(slot, index, time.monotonic() + hard_grace)
+        result = match_group(
+            by_id[gid],
+            grid,
+            expected,
+            timer=executor.timer,
+            timeout_s=executor.timeout_s,
+            max_state_size=executor.max_state_size,
+            on_program=on_program,
+        )
+        records.append(tuple(result))
+    return records
 
 
 def main(config: dict[str, Any]) -> None:
