@@ -39,6 +39,7 @@ def get_config() -> ConfigDict:
     config.eval_tasks = "arc1"
     config.n_eval_tasks = 0  # 0: all of them
     config.early_exit = False  # deviation: stop a program on a task at its first wrong output
-    config.eval_batch_programs = 32  # programs per sandbox batch
+    # Mutants of one parent are evaluated together, each distinct line once per input.
+    config.eval_group_size = 64  # programs per group at most
     config.lock()
     return config

@@ -36,12 +36,20 @@ class StandInExecutor:
         self.timeout_s = timeout_s
         self.max_state_size = max_state_size
         self.runs = 0
+        self.units = 0
 
     def __enter__(self) -> StandInExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+    def match(self, units: Sequence[tuple[Sequence[str], Any, Any]]) -> list[Any]:
+        """The sandbox's ``match`` semantics, in process (shared lines, per-line time limit)."""
+        from codeit_jax.sandbox import match_in_process
+
+        self.units += len(units)
+        return match_in_process(units, timeout_s=self.timeout_s, max_state_size=self.max_state_size)
 
     def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[StandInOutcome]]:
         rows = []

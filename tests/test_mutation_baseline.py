@@ -136,11 +136,19 @@ def test_early_exit_drops_programs_whose_first_demonstration_is_wrong(codeit_dat
     solved_both = Task("u", [(grid_a, grid_a), (grid_b, grid_b)], [(grid_b, grid_b)])
     full = small_config(codeit_data, early_exit=False)
     early = small_config(codeit_data, early_exit=True)
-    scores = baseline.demo_scores(texts, [task, solved_both], StandInExecutor(), full)
-    assert scores == {(0, 0): 1, (2, 1): 2}
-    scores = baseline.demo_scores(texts, [task, solved_both], StandInExecutor(), early)
-    assert scores == {(2, 1): 2}
-    tests = baseline.test_scores(
-        [(0, 0), (2, 1)], texts, [task, solved_both], StandInExecutor(), full
-    )
-    assert tests == {(0, 0): (1.0,), (2, 1): (1.0,)}
+    for groups in ([[0, 1, 2]], [[0], [1, 2]], [[2], [1], [0]]):
+        programs = baseline.EvalPrograms(texts, [1, 1, 1], [1], groups)
+        scores = baseline.demo_scores(programs, [task, solved_both], StandInExecutor(), full)
+        assert scores == {(0, 0): 1, (2, 1): 2}
+        scores = baseline.demo_scores(programs, [task, solved_both], StandInExecutor(), early)
+        assert scores == {(2, 1): 2}
+        tests = baseline.test_scores(
+            [(0, 0), (2, 1)], programs, [task, solved_both], StandInExecutor()
+        )
+        assert tests == {(0, 0): (1.0,), (2, 1): (1.0,)}
+
+
+def test_programs_are_grouped_by_parent_in_first_seen_order():
+    parents = ["a", "b", "a", "c", "a", "b", "a"]
+    assert baseline.group_programs(parents, 64) == [[0, 2, 4, 6], [1, 5], [3]]
+    assert baseline.group_programs(parents, 3) == [[0, 2, 4], [6], [1, 5], [3]]

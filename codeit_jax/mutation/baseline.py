@@ -17,10 +17,13 @@ random type-directed program run on a random training task's inputs instead.
 **Evaluation.** Every distinct mutant program is run on the demonstration inputs of every
 evaluation task; a program that solves at least one demonstration of a task is run on its test
 inputs; CodeIt's top-3 rule (:func:`codeit_jax.metrics.task_solved`) gives the fraction solved
-after each file, written as ``mutation_performance.csv`` (``samples,fraction`` lines, no header, as
-the official file). Optional deviation, ``early_exit``: a program stops on a task at its first
-wrong demonstration output; it then only ever records programs that solve *all*
-demonstrations, so a task that only a partially correct program solves is lost.
+after each file. Programs go to the sandbox's :meth:`~codeit_jax.sandbox.Sandbox.match` in
+groups of mutants of one parent, so each distinct line is computed once per input (see
+:mod:`codeit_jax.line_sharing`; time is CodeIt's 0.25 s per line). The curve is written as
+``mutation_performance.csv`` (``samples,fraction`` lines, no header, as the official file).
+Optional deviation, ``early_exit``: a program stops on a task at its first wrong demonstration
+output; it then only ever records programs that solve *all* demonstrations, so a task that only
+a partially correct program solves is lost.
 """
 
 from __future__ import annotations
@@ -58,9 +61,13 @@ CANDIDATES_FILE = "mutation_candidates.json"
 
 
 class Executor(Protocol):
-    """What the baseline needs from the sandbox: ``run(batch)[i][j]`` = program i on input j."""
+    """What the baseline needs from the sandbox: ``run(batch)[i][j]`` = program i on input j
+    (generation), and ``match(units)`` = which programs of each (texts, input, expected) unit
+    return the expected grid (evaluation; see :meth:`codeit_jax.sandbox.Sandbox.match`)."""
 
     def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
+
+    def match(self, units: Sequence[tuple[Sequence[str], Any, Any]]) -> list[Any]: ...
 
 
 class BaselineError(ValueError):
@@ -76,7 +83,13 @@ def _data_dir(config: ConfigDict) -> Path:
 
 def check_config(config: ConfigDict) -> None:
     """Reject bad settings up front with a message naming the field."""
-    for name in ("n_samples", "save_chunk_size", "tries_per_sample", "draws_per_try"):
+    for name in (
+        "n_samples",
+        "save_chunk_size",
+        "tries_per_sample",
+        "draws_per_try",
+        "eval_group_size",
+    ):
         value = config.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BaselineError(f"config.{name} must be a positive integer, got {value!r}")
@@ -304,13 +317,38 @@ def load_eval_tasks(config: ConfigDict) -> list[Task]:
     return tasks
 
 
-def collect_programs(workdir: Path, n_samples: int) -> tuple[list[str], list[int], list[int]]:
-    """Distinct program texts of the chunk files (<= n_samples), in sample order.
+@dataclass(frozen=True)
+class EvalPrograms:
+    """The distinct mutant programs to evaluate, and how they are grouped for line sharing.
 
-    Returns the texts, the chunk end (file ``n``) at which each first appears, and the ends.
+    ``found_at[p]`` is the chunk end (file ``n``) where program ``p`` first appears; ``groups``
+    lists program indices, one group per parent (split at ``eval_group_size``): mutants of one
+    parent repeat most of its lines, which a group computes once per input.
     """
+
+    texts: list[str]
+    found_at: list[int]
+    ends: list[int]
+    groups: list[list[int]]
+
+
+def group_programs(parents: Sequence[str], max_size: int) -> list[list[int]]:
+    """Program indices grouped by parent key, in first-seen order, at most ``max_size`` each."""
+    by_parent: dict[str, list[int]] = {}
+    for p, parent in enumerate(parents):
+        by_parent.setdefault(parent, []).append(p)
+    return [
+        members[i : i + max_size]
+        for members in by_parent.values()
+        for i in range(0, len(members), max_size)
+    ]
+
+
+def collect_programs(workdir: Path, n_samples: int, max_group: int = 64) -> EvalPrograms:
+    """Distinct program texts of the chunk files (<= n_samples), in sample order, grouped."""
     texts: list[str] = []
     found_at: list[int] = []
+    parents: list[str] = []
     seen: set[str] = set()
     ends = [n for n in saved_chunks(workdir) if n <= n_samples]
     if not ends:
@@ -325,105 +363,112 @@ def collect_programs(workdir: Path, n_samples: int) -> tuple[list[str], list[int
                 seen.add(text)
                 texts.append(text)
                 found_at.append(n)
-    return texts, found_at, ends
+                parents.append(task.parent_key or task.key)
+    return EvalPrograms(texts, found_at, ends, group_programs(parents, max_group))
 
 
-def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+#: Match units handed to the executor per call (a progress step).
+UNITS_PER_CALL = 8192
+
+
+def _match_all(
+    executor: Executor,
+    units: list[tuple[Sequence[str], Any, Any]],
+    what: str,
+) -> list[Any]:
+    """``executor.match`` over all units, in calls of :data:`UNITS_PER_CALL` with progress."""
+    from tqdm import tqdm
+
+    results: list[Any] = []
+    calls = range(0, len(units), UNITS_PER_CALL)
+    for start in tqdm(calls, desc=what, unit="call", mininterval=30):
+        results.extend(executor.match(units[start : start + UNITS_PER_CALL]))
+    return results
 
 
 def demo_scores(
-    texts: Sequence[str], tasks: Sequence[Task], executor: Executor, config: ConfigDict
+    programs: EvalPrograms, tasks: Sequence[Task], executor: Executor, config: ConfigDict
 ) -> dict[tuple[int, int], int]:
     """(program index, task index) -> demonstrations solved, where at least one."""
-    size = config.eval_batch_programs
+    texts = programs.texts
     scores: dict[tuple[int, int], int] = {}
     if not config.early_exit:
-        inputs = [x for task in tasks for x, _ in task.train]
-        owner = [(t, y) for t, task in enumerate(tasks) for _, y in task.train]
-        for offset, batch in _progress(_batches(texts, size), "demonstrations", size):
-            rows = executor.run([(text, inputs) for text in batch])
-            for p, row in enumerate(rows, start=offset):
-                right: dict[int, int] = {}
-                for outcome, (t, expected) in zip(row, owner):
-                    if outcome.ok and outcome.value == expected:
-                        right[t] = right.get(t, 0) + 1
-                for t, count in right.items():
-                    scores[(p, t)] = count
+        cases = [(t, k) for t, task in enumerate(tasks) for k in range(len(task.train))]
+        units, owners = [], []
+        for group in programs.groups:  # group-major: a worker keeps reusing its parsed group
+            group_texts = [texts[p] for p in group]
+            for t, k in cases:
+                units.append((group_texts, *tasks[t].train[k]))
+                owners.append((group, t))
+        for (group, t), found in zip(owners, _match_all(executor, units, "demonstrations")):
+            for i in found.indices:
+                key = (group[i], t)
+                scores[key] = scores.get(key, 0) + 1
         return scores
     # Early exit: stage k runs demonstration k only where demonstrations 0..k-1 were right.
-    alive = {p: list(range(len(tasks))) for p in range(len(texts))}
+    alive = {(g, t): group for g, group in enumerate(programs.groups) for t in range(len(tasks))}
     depth = max(len(task.train) for task in tasks)
     for k in range(depth):
-        jobs = []
-        for p, live in alive.items():
-            live = [t for t in live if len(tasks[t].train) > k]
-            if live:
-                jobs.append((p, live))
-        survivors: dict[int, list[int]] = {}
-        for _, batch in _progress(_batches(jobs, size), f"demonstration {k + 1}", size):
-            rows = executor.run(
-                [(texts[p], [tasks[t].train[k][0] for t in live]) for p, live in batch]
-            )
-            for (p, live), row in zip(batch, rows):
-                kept = [t for t, o in zip(live, row) if o.ok and o.value == tasks[t].train[k][1]]
-                if kept:
-                    survivors[p] = kept
+        units, owners = [], []
+        for (g, t), members in alive.items():
+            if len(tasks[t].train) > k:
+                units.append(([texts[p] for p in members], *tasks[t].train[k]))
+                owners.append((g, t, members))
+        survivors: dict[tuple[int, int], list[int]] = {}
+        for (g, t, members), found in zip(
+            owners, _match_all(executor, units, f"demonstration {k + 1}")
+        ):
+            if found.indices:
+                survivors[(g, t)] = [members[i] for i in found.indices]
         alive = survivors
-        for p, live in alive.items():
-            for t in live:
-                if len(tasks[t].train) == k + 1:
+        for (_, t), members in alive.items():
+            if len(tasks[t].train) == k + 1:
+                for p in members:
                     scores[(p, t)] = k + 1
     return scores
 
 
 def test_scores(
     pairs: Sequence[tuple[int, int]],
-    texts: Sequence[str],
+    programs: EvalPrograms,
     tasks: Sequence[Task],
     executor: Executor,
-    config: ConfigDict,
 ) -> dict[tuple[int, int], tuple[float, ...]]:
     """(program, task) -> per test example, 1.0 if solved else 0.0."""
-    by_program: dict[int, list[int]] = {}
+    group_of = {p: g for g, group in enumerate(programs.groups) for p in group}
+    by_unit: dict[tuple[int, int], list[int]] = {}
     for p, t in pairs:
-        by_program.setdefault(p, []).append(t)
-    jobs = list(by_program.items())
-    result: dict[tuple[int, int], tuple[float, ...]] = {}
-    size = config.eval_batch_programs
-    for _, batch in _progress(_batches(jobs, size), "tests", size):
-        rows = executor.run(
-            [(texts[p], [x for t in ts for x, _ in tasks[t].test]) for p, ts in batch]
-        )
-        for (p, ts), row in zip(batch, rows):
-            position = 0
-            for t in ts:
-                n = len(tasks[t].test)
-                outs = row[position : position + n]
-                position += n
-                result[(p, t)] = tuple(
-                    float(o.ok and o.value == y) for o, (_, y) in zip(outs, tasks[t].test)
-                )
-    return result
-
-
-def _progress(batches: list[Sequence[Any]], what: str, size: int):
-    """(offset, batch) pairs with a tqdm bar over the batches."""
-    from tqdm import tqdm
-
-    for i, batch in enumerate(tqdm(batches, desc=what, unit="batch", mininterval=10)):
-        yield i * size, batch
+        by_unit.setdefault((group_of[p], t), []).append(p)
+    units, owners = [], []
+    for (_, t), members in by_unit.items():
+        member_texts = [programs.texts[p] for p in members]
+        for e, example in enumerate(tasks[t].test):
+            units.append((member_texts, *example))
+            owners.append((t, e, members))
+    solved: set[tuple[int, int, int]] = set()
+    for (t, e, members), found in zip(owners, _match_all(executor, units, "tests")):
+        solved.update((members[i], t, e) for i in found.indices)
+    return {
+        (p, t): tuple(float((p, t, e) in solved) for e in range(len(tasks[t].test)))
+        for p, t in pairs
+    }
 
 
 def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
     """Score the saved mutants on the evaluation tasks; write the performance curve."""
     start = time.time()
-    texts, found_at, ends = collect_programs(workdir, config.n_samples)
+    programs = collect_programs(workdir, config.n_samples, config.eval_group_size)
+    texts, found_at, ends = programs.texts, programs.found_at, programs.ends
     tasks = load_eval_tasks(config)
-    logging.info("evaluating %d distinct programs on %d tasks", len(texts), len(tasks))
-    demo = demo_scores(texts, tasks, executor, config)
+    logging.info(
+        "evaluating %d distinct programs (%d groups) on %d tasks",
+        len(texts),
+        len(programs.groups),
+        len(tasks),
+    )
+    demo = demo_scores(programs, tasks, executor, config)
     demo_seconds = time.time() - start
-    tests = test_scores(sorted(demo), texts, tasks, executor, config)
+    tests = test_scores(sorted(demo), programs, tasks, executor)
     keys = [task.key for task in tasks]
     # A record's meta_iteration holds the sample count of the file where its program first
     # appeared: the curve point from which it counts.
