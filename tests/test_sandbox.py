@@ -340,7 +340,10 @@ def test_exception_during_run_drops_the_busy_worker(sandbox):
 
 
 CHILD = """
-import json, sys, threading, time
+import json, signal, sys, threading, time
+# A shell starts background jobs with SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: give this child a terminal's Ctrl-C whatever started pytest.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = {paths!r}
 from codeit_jax.sandbox import Sandbox
 GRID = ((1, 2), (3, 4))
