@@ -18,6 +18,8 @@ import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's codeit_jax
+
 
 def tiny_config(data_dir: str, n_meta_iterations: int):
     """The loop tests' tiny config (tests/codeit_testing.py), distributed, with the settings

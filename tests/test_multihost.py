@@ -54,10 +54,6 @@ def run_two_processes(tmp: Path, workdir: Path, n_iterations: int, phase: str) -
     for pid in (0, 1):
         env = dict(os.environ, JAX_PLATFORMS="cpu")
         env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # this process's devices
-        # The child imports codeit_jax from this checkout, installed or not.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(CHILD.parent.parent), os.environ.get("PYTHONPATH", "")) if p
-        )
         result = tmp / f"{phase}_{pid}.json"
         with open(tmp / f"{phase}_{pid}.log", "w") as log:  # the child keeps its own handle
             procs.append(

@@ -206,10 +206,6 @@ def _child(workdir: Path, *args: str) -> subprocess.Popen:
         "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax_cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-        # The child imports codeit_jax from this checkout, installed or not.
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(CHILD.parent.parent), os.environ.get("PYTHONPATH", "")) if p
-        ),
     }
     return subprocess.Popen(
         [sys.executable, str(CHILD), str(workdir), *args],

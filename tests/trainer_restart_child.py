@@ -9,7 +9,10 @@ end it writes the parameters to `--out` (npz) and prints "DONE <step>".
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's codeit_jax
 
 import jax
 import numpy as np
