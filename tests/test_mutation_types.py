@@ -118,6 +118,11 @@ def test_signature_table_drops_non_base_uses():
         [("vmirror", Arrow(("Grid",), "Grid")), ("apply", Arrow((CALLABLE, "Objects"), "Objects"))]
     )
     assert list(table.by_primitive) == ["vmirror"]
+    assert table.functional == {"apply": (Arrow((CALLABLE, "Objects"), "Objects"),)}
+    assert table.signatures("apply") == (Arrow((CALLABLE, "Objects"), "Objects"),)
+    assert (
+        SignatureTable.from_uses([("apply", Arrow((CALLABLE, CONTAINER), "Any"))]).functional == {}
+    )
     with pytest.raises(ValueError, match="not a DSL primitive"):
         SignatureTable.from_uses([("nope", Arrow(("Grid",), "Grid"))])
 
@@ -135,5 +140,30 @@ def test_check_types(codeit_data):
         check_types("x1 = objects(I, T, F, T)\nO = first(x1)", table)
     with pytest.raises(TypeCheckError, match="no signature of vmirror takes"):
         check_types("O = vmirror(ONE)", table)
-    with pytest.raises(TypeCheckError, match="not a typed term"):
+
+
+def test_check_types_types_primitives_as_function_values(codeit_data, training_tasks):
+    """A primitive name is a Callable value where a (functional) signature takes one, and a
+    variable can hold a function; a variable callee still does not type."""
+    table = training_signature_table(codeit_data)
+    assert "argmax" in table.functional and "argmax" not in table.by_primitive
+    env = check_types("x1 = objects(I, T, F, T)\nx2 = argmax(x1, size)\nO = subgrid(x2, I)", table)
+    assert env["x2"] == frozenset({"Object"})
+    env = check_types(
+        "x1 = lbind(colorcount, I)\nx2 = objects(I, T, F, T)\n"
+        "x3 = argmax(x2, x1)\nO = subgrid(x3, I)",
+        table,
+    )
+    assert env["x1"] == frozenset({CALLABLE})
+    with pytest.raises(TypeCheckError, match="no signature of hconcat takes"):
         check_types("O = hconcat(I, vmirror)", table)
+    with pytest.raises(TypeCheckError, match="x1 has no signature"):
+        check_types("x1 = lbind(colorcount, I)\nO = x1(I)", table)
+    typed = 0
+    for task in training_tasks:
+        try:
+            check_types(task.program, table)
+            typed += 1
+        except TypeCheckError:
+            pass
+    assert typed > len(training_tasks) // 2  # most ground truth is in the checked fragment

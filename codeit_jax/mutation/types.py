@@ -156,6 +156,14 @@ class Arrow:
         """True when every type in the signature is a base type (usable to build calls)."""
         return self.output in BASE_TYPES and all(t in BASE_TYPES for t in self.inputs)
 
+    @property
+    def is_functional(self) -> bool:
+        """True for a signature of base and ``Callable`` types that names ``Callable`` at least
+        once (``argmax: (Objects, Callable) -> Object``, ``lbind: (Callable, Grid) ->
+        Callable``): a static check can type it, though mutation cannot build calls from it."""
+        typed = BASE_TYPES | {CALLABLE}
+        return not self.is_base and self.output in typed and all(t in typed for t in self.inputs)
+
     def __str__(self) -> str:
         return f"({', '.join(self.inputs)}) -> {self.output}"
 
@@ -277,21 +285,29 @@ class SignatureTable:
 
     ``by_primitive``: primitive -> its signatures (first-seen order); ``by_output``: type ->
     (primitive, signature) pairs producing it; ``by_arrow``: signature -> primitives using it.
+    ``functional``: primitive -> its *functional* signatures (`Arrow.is_functional`), kept
+    apart so that mutation and random programs, which only build calls from base signatures,
+    see the same table as before; the static check and constrained decoding use both.
     """
 
     by_primitive: Mapping[str, tuple[Arrow, ...]]
     by_output: Mapping[str, tuple[tuple[str, Arrow], ...]]
     by_arrow: Mapping[Arrow, tuple[str, ...]]
+    functional: Mapping[str, tuple[Arrow, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_uses(cls, uses: Iterable[tuple[str, Arrow]]) -> SignatureTable:
-        """Build the table from (primitive, concrete signature) uses; non-base ones are dropped."""
+        """Build the table from (primitive, concrete signature) uses; functional ones go to
+        ``functional``, any other non-base one is dropped."""
         by_primitive: dict[str, list[Arrow]] = {}
+        functional: dict[str, list[Arrow]] = {}
         for name, arrow in uses:
             if name not in SIGNATURES:
                 raise ValueError(f"{name!r} is not a DSL primitive")
             if arrow.is_base and arrow not in by_primitive.setdefault(name, []):
                 by_primitive[name].append(arrow)
+            elif arrow.is_functional and arrow not in functional.setdefault(name, []):
+                functional[name].append(arrow)
         by_output: dict[str, list[tuple[str, Arrow]]] = {}
         by_arrow: dict[Arrow, list[str]] = {}
         for name, arrows in by_primitive.items():
@@ -302,7 +318,13 @@ class SignatureTable:
             by_primitive={k: tuple(v) for k, v in by_primitive.items() if v},
             by_output={k: tuple(v) for k, v in by_output.items()},
             by_arrow={k: tuple(v) for k, v in by_arrow.items()},
+            functional={k: tuple(v) for k, v in functional.items() if v},
         )
+
+    def signatures(self, name: str) -> tuple[Arrow, ...]:
+        """Every signature the static check accepts for primitive ``name``: base, then
+        functional."""
+        return (*self.by_primitive.get(name, ()), *self.functional.get(name, ()))
 
     def __len__(self) -> int:
         return sum(len(arrows) for arrows in self.by_primitive.values())
@@ -359,16 +381,18 @@ class TypeCheckError(ValueError):
 def check_types(program: Program | str, table: SignatureTable) -> dict[str, frozenset[str]]:
     """Statically type ``program`` against ``table``, without running it.
 
-    Every line must call a primitive with arguments (``I``, earlier variables, constants) whose
-    possible types match one of that primitive's table signatures; ``O`` must possibly be a
-    Grid. Returns each variable's possible types; raises :class:`TypeCheckError` naming the
-    first line that does not type. This is the contract of the random program sampler.
+    Every line must call a primitive with arguments (``I``, earlier variables, constants, or a
+    primitive name, which is a ``Callable`` value) whose possible types match one of that
+    primitive's table signatures (`SignatureTable.signatures`, functional ones included);
+    ``O`` must possibly be a Grid. Returns each variable's possible types; raises
+    :class:`TypeCheckError` naming the first line that does not type. This is the contract of
+    the random program sampler and of constrained decoding.
     """
     if isinstance(program, str):
         program = parse(program)
     env: dict[str, frozenset[str]] = {"I": frozenset({"Grid"})}
     for number, line in enumerate(program.lines, start=1):
-        arrows = table.by_primitive.get(line.callee)
+        arrows = table.signatures(line.callee)
         if not arrows:
             raise TypeCheckError(f"line {number} {line.text!r}: {line.callee} has no signature")
         arg_types = []
@@ -377,6 +401,8 @@ def check_types(program: Program | str, table: SignatureTable) -> dict[str, froz
                 arg_types.append(env[arg])
             elif arg in CONSTANT_TYPE:
                 arg_types.append(frozenset({CONSTANT_TYPE[arg]}))
+            elif arg in SIGNATURES:
+                arg_types.append(frozenset({CALLABLE}))
             else:
                 raise TypeCheckError(f"line {number} {line.text!r}: {arg} is not a typed term")
         outputs = frozenset(
