@@ -20,6 +20,13 @@ emits pad. The allowed-token mask (bool [V]) is used in one of two ways:
 * ``end_on_disallowed=True`` (CodeIt's ``BadTokenEnforcedEndLogitsProcessor``): every token can
   be sampled, but a row whose previous token is not allowed emits EOS next.
 
+With a ``constraint`` (constrained decoding, e.g. `codeit_jax.grammar.TypedGrammar`), the
+mask is per row and per step instead: a small automaton state per row rides in the loop carry,
+``constraint.allowed`` picks the tokens that keep the row inside the program grammar (EOS only
+where a program may end) and ``constraint.advance`` moves the state on with the sampled token,
+all inside the jitted loop. The static ``allowed_tokens`` mask and ``end_on_disallowed`` do
+not apply then; the candidates are the tokens the constraint can ever allow.
+
 ``top_k`` > 0 keeps only the ``top_k`` largest logits of a step (ties at the k-th value kept,
 as transformers' top-k warper does; among the allowed tokens in the first mode), before
 temperature sampling: CodeIt samples with ``generate``'s default top-k of 50.
@@ -55,6 +62,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from functools import partial
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +86,29 @@ DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
 
 #: Vocabulary block size of the two-level inverse-CDF sampler.
 _BLOCK = 128
+
+
+class Constraint(Protocol):
+    """A token automaton run per row inside the decode loop (see the module docstring).
+
+    ``tables`` are numpy arrays, passed to the jitted program as arguments; the object itself
+    is a static argument (hashed by identity), so keep one per policy. ``allowed`` must never
+    return an all-False row for a state reached through allowed tokens with at least
+    ``min_new_tokens()`` tokens in all, and must allow EOS within ``max_new_tokens``.
+    """
+
+    token_mask: np.ndarray  # bool [vocab]: the tokens it can ever allow
+
+    def tables(self) -> dict[str, np.ndarray]: ...
+
+    def min_new_tokens(self) -> int: ...
+
+    def init(self, tables: dict, n: int, max_new_tokens: int) -> Any: ...
+
+    def allowed(self, tables: dict, state: Any, remaining: jax.Array, candidates: jax.Array
+                ) -> jax.Array: ...  # fmt: skip
+
+    def advance(self, tables: dict, state: Any, token: jax.Array) -> Any: ...
 
 
 def length_bucket(length: int, buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS) -> int:
@@ -141,6 +172,7 @@ def _sample_shard(
     candidate_ok: jax.Array,
     continue_ok: jax.Array,
     temperature: jax.Array,
+    grammar_tables: dict,
     *,
     num_samples: int,
     max_new_tokens: int,
@@ -148,6 +180,7 @@ def _sample_shard(
     full_head: bool,
     top_k: int,
     end_on_disallowed: bool,
+    constraint: Constraint | None,
 ) -> jax.Array:
     """Tokens [b, K, max_new_tokens] for the b tasks of one shard (pad after EOS).
 
@@ -155,6 +188,8 @@ def _sample_shard(
     (padding entries are not); with ``full_head`` they are the whole vocabulary in order and the
     decoder computes every logit, otherwise only the candidates' logits. With
     ``end_on_disallowed``, ``continue_ok`` [V] says which previous tokens a row may go on after.
+    With a ``constraint``, its per-row mask over the candidates applies too (``grammar_tables``:
+    its arrays).
     """
     config = model.config
     variables = {"params": params}
@@ -165,8 +200,8 @@ def _sample_shard(
     task_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, task_index)
     logit_ids = None if full_head else candidates
 
-    def next_tokens(logits: jax.Array, step: jax.Array) -> jax.Array:
-        logits = jnp.where(candidate_ok, logits, -jnp.inf)
+    def next_tokens(logits: jax.Array, step: jax.Array, allowed: jax.Array) -> jax.Array:
+        logits = jnp.where(candidate_ok & allowed, logits, -jnp.inf)
         if greedy:
             return candidates[jnp.argmax(logits, axis=-1)]
         if 0 < top_k < logits.shape[-1]:
@@ -177,11 +212,11 @@ def _sample_shard(
         return candidates[sample_from_logits(row_keys, logits / temperature)]
 
     def unfinished(state: tuple) -> jax.Array:
-        step, _, _, finished, _ = state
+        step, _, _, finished, _, _ = state
         return (step < max_new_tokens) & ~jnp.all(finished)
 
     def step_fn(state: tuple) -> tuple:
-        step, tokens, last, finished, cache = state
+        step, tokens, last, finished, cache, grammar = state
         logits, cache = model.apply(
             variables,
             last[:, None],
@@ -192,12 +227,22 @@ def _sample_shard(
             logit_ids=logit_ids,
             method=T5.decode,
         )
-        token = next_tokens(logits[:, 0], step)
+        allowed = True
+        if constraint is not None:
+            allowed = constraint.allowed(grammar_tables, grammar, max_new_tokens - step, candidates)
+        token = next_tokens(logits[:, 0], step, allowed)
         if end_on_disallowed:  # the start token (step 0) is never a reason to stop
             token = jnp.where((step > 0) & ~continue_ok[last], config.eos_token_id, token)
         token = jnp.where(finished, config.pad_token_id, token)
+        if constraint is not None:  # finished rows keep their state
+            moved = constraint.advance(grammar_tables, grammar, token)
+            grammar = jax.tree_util.tree_map(
+                lambda old, new: jnp.where(finished.reshape(-1, *(1,) * (old.ndim - 1)), old, new),
+                grammar,
+                moved,
+            )
         tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, step))
-        return step + 1, tokens, token, finished | (token == config.eos_token_id), cache
+        return step + 1, tokens, token, finished | (token == config.eos_token_id), cache, grammar
 
     state = (
         jnp.int32(0),
@@ -205,6 +250,7 @@ def _sample_shard(
         jnp.full((n,), config.decoder_start_token_id, jnp.int32),
         ~jnp.repeat(active, num_samples),  # padding tasks start finished
         init_cache(config, n, max_new_tokens),
+        None if constraint is None else constraint.init(grammar_tables, n, max_new_tokens),
     )
     tokens = jax.lax.while_loop(unfinished, step_fn, state)[1]
     return tokens.reshape(b, num_samples, max_new_tokens)
@@ -256,14 +302,14 @@ class Sampler:
             self._sharded,
             static_argnames=(
                 "num_samples", "max_new_tokens", "greedy", "full_head", "top_k",
-                "end_on_disallowed",
+                "end_on_disallowed", "constraint",
             ),
         )  # fmt: skip
 
     def _sharded(self, params, input_ids, mask, task_index, active, key, candidates,
-                 candidate_ok, continue_ok, temperature, *, num_samples: int,
+                 candidate_ok, continue_ok, temperature, grammar_tables, *, num_samples: int,
                  max_new_tokens: int, greedy: bool, full_head: bool, top_k: int,
-                 end_on_disallowed: bool):  # fmt: skip
+                 end_on_disallowed: bool, constraint: Constraint | None):  # fmt: skip
         shard = partial(
             _sample_shard,
             self.model,
@@ -273,16 +319,17 @@ class Sampler:
             full_head=full_head,
             top_k=top_k,
             end_on_disallowed=end_on_disallowed,
+            constraint=constraint,
         )
         rows, whole = batch_spec(), PartitionSpec()
         return jax.shard_map(
             shard,
             mesh=self.mesh,
-            in_specs=(whole, rows, rows, rows, rows, whole, whole, whole, whole, whole),
+            in_specs=(whole, rows, rows, rows, rows, whole, whole, whole, whole, whole, whole),
             out_specs=rows,
             check_vma=False,
         )(params, input_ids, mask, task_index, active, key, candidates, candidate_ok,
-          continue_ok, temperature)  # fmt: skip
+          continue_ok, temperature, grammar_tables)  # fmt: skip
 
     def _check_mask(self, allowed_tokens: np.ndarray | None) -> np.ndarray:
         """The mask as a bool [V] copy (all True for None)."""
@@ -296,6 +343,16 @@ class Sampler:
                 f"got {allowed_tokens.dtype} {allowed_tokens.shape}"
             )
         return allowed_tokens.copy()
+
+    def _constraint_mask(self, constraint: Constraint) -> np.ndarray:
+        """The constraint's token set as a mask over the model's vocabulary."""
+        mask = np.asarray(constraint.token_mask, bool)
+        if mask.shape[0] > self.config.vocab_size:
+            raise ValueError(
+                f"the constraint's vocabulary ({mask.shape[0]}) exceeds the model's "
+                f"({self.config.vocab_size})"
+            )
+        return np.pad(mask, (0, self.config.vocab_size - mask.shape[0]))
 
     def candidates(
         self, allowed_tokens: np.ndarray | None, end_on_disallowed: bool = False
@@ -330,6 +387,7 @@ class Sampler:
         greedy: bool,
         allowed_tokens: np.ndarray | None,
         end_on_disallowed: bool,
+        constraint: Constraint | None = None,
     ) -> Iterator[tuple[int, tuple, bool]]:
         """Validated, padded, placed arguments of the jitted program, per chunk of tasks:
         (number of real tasks, args, full_head). Multi-host: every process passes the same
@@ -338,6 +396,14 @@ class Sampler:
             raise ValueError("no tasks to sample")
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True), got {temperature}")
+        grammar_tables: dict = {}
+        if constraint is not None:
+            if end_on_disallowed or allowed_tokens is not None:
+                raise ValueError(
+                    "a constraint replaces allowed_tokens and end_on_disallowed: pass neither"
+                )
+            allowed_tokens = self._constraint_mask(constraint)
+            grammar_tables = constraint.tables()
         candidates, candidate_ok, full_head = self.candidates(allowed_tokens, end_on_disallowed)
         continue_ok = self._check_mask(allowed_tokens)
         length = length_bucket(max(1, max(len(s) for s in inputs)), self.length_buckets)
@@ -348,6 +414,7 @@ class Sampler:
             global_array(x, replicated)
             for x in (key, candidates, candidate_ok, continue_ok, np.float32(temperature))
         ]
+        shared.append(jax.tree_util.tree_map(lambda x: global_array(x, replicated), grammar_tables))
         for start in range(0, len(inputs), chunk):
             part = inputs[start : start + chunk]
             ids, mask = pad_inputs(part, length, self.config.pad_token_id)
@@ -372,12 +439,14 @@ class Sampler:
         allowed_tokens: np.ndarray | None = None,
         top_k: int = 0,
         end_on_disallowed: bool = False,
+        constraint: Constraint | None = None,
     ) -> jax.stages.Lowered:
         """The lowered program ``sample`` runs for the first chunk of these arguments (to
         compile ahead of time, time the compile, or read its HLO and cost analysis)."""
         chunks = self._chunks(
-            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed
-        )
+            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed,
+            constraint,
+        )  # fmt: skip
         _, args, full_head = next(chunks)
         return self._sample.lower(
             *args,
@@ -387,6 +456,7 @@ class Sampler:
             full_head=full_head,
             top_k=top_k,
             end_on_disallowed=end_on_disallowed,
+            constraint=constraint,
         )
 
     def sample(
@@ -402,21 +472,29 @@ class Sampler:
         allowed_tokens: np.ndarray | None = None,
         top_k: int = 0,
         end_on_disallowed: bool = False,
+        constraint: Constraint | None = None,
     ) -> SampleOutput:
         """K samples for each task's encoder input tokens (unpadded lists).
 
         ``top_k`` > 0 samples from the ``top_k`` largest logits of each step only;
         ``end_on_disallowed`` switches the mask from "never sample" to CodeIt's "end the sample
-        after a disallowed token" (see the module docstring).
+        after a disallowed token" (see the module docstring). A ``constraint`` replaces both
+        (pass neither with it) and needs ``max_new_tokens >= constraint.min_new_tokens()``.
         """
         if num_samples <= 0 or max_new_tokens <= 0:
             raise ValueError("num_samples and max_new_tokens must be positive")
+        if constraint is not None and max_new_tokens < constraint.min_new_tokens():
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} is below the {constraint.min_new_tokens()} "
+                "tokens constrained decoding needs to guarantee a complete program"
+            )
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0: off), got {top_k}")
         outputs = []
         chunks = self._chunks(
-            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed
-        )
+            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed,
+            constraint,
+        )  # fmt: skip
         for n_tasks, args, full_head in chunks:
             tokens = self._sample(
                 *args,
@@ -426,6 +504,7 @@ class Sampler:
                 full_head=full_head,
                 top_k=top_k,
                 end_on_disallowed=end_on_disallowed,
+                constraint=constraint,
             )
             outputs.append(host_array(tokens)[:n_tasks])
         tokens = np.concatenate(outputs)

@@ -1,0 +1,455 @@
+"""Grammar- and type-constrained decoding for the built-in DSL tokenizer.
+
+`TypedGrammar` is a token automaton that the jitted sampler runs per row inside its decode
+loop: ``allowed(tables, state, remaining, candidates)`` says which candidate tokens may come
+next, ``advance(tables, state, token)`` moves on. Both are pure JAX functions of small numpy
+tables computed once per (tokenizer, signature table) on the host; nothing calls back to the
+host per token.
+
+What every sample then is (the canonical token spelling of a normalised program):
+
+* lines ``x<k> = <primitive>(<arg>, <arg>, ...)`` with targets ``x1``, ``x2``, ... in order and
+  a last line ``O = ...``; EOS only right after that line's ``)``;
+* each argument is ``I``, a variable defined above, a constant, or a primitive name (a
+  ``Callable`` value); the callee is a primitive (never a variable);
+* arity and argument types fit one of the callee's signatures in the table
+  (`SignatureTable.signatures`, functional ones included), tracked as in `check_types`: a
+  variable has the *set* of output types of the signatures its arguments left possible;
+  ``O``'s call only uses signatures that return a Grid;
+* no call text repeats an earlier line's (the parser refuses that).
+
+No dead end: a token is allowed only if the automaton can still finish from the state it
+leads to. For the types, a signature stays usable while each of its remaining argument
+positions has a term of its type. For repeated calls, each row keeps the calls of its lines;
+a signature may be continued from a call prefix ``P`` only while the number of distinct
+completions (the product of the counts of terms of its remaining argument types, capped) is
+larger than the number of earlier lines whose call starts with ``P``; by pigeonhole some next
+argument then keeps that true, so the condition carries on to ``)``. For length, a line of at
+most ``2 * max_arity + 5`` tokens is started only when it and a following ``O`` line of that
+length still fit in the tokens left, so every row ends with EOS within ``max_new_tokens``
+(`TypedGrammar.min_new_tokens` is the least budget). At table build time the table must offer
+a Grid-returning call on ``I`` and constants with more distinct argument choices than a
+program can have lines, which makes ``O = ...`` possible after any history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from codeit_jax.dsl import CONSTANTS, PRIMITIVE_NAMES
+from codeit_jax.mutation.types import (
+    BASE_TYPES,
+    CALLABLE,
+    CONSTANT_TYPE,
+    SignatureTable,
+    annotated_arrow,
+    training_signature_table,
+)
+from codeit_jax.tokenizer import EOS, NEWLINE, SPACE, VARIABLES, DSLTokenizer
+
+#: Type names in bit order: a type set is an int32 bitmask over them.
+TYPE_NAMES: tuple[str, ...] = (*sorted(BASE_TYPES), CALLABLE)
+#: Counts of terms of a type are capped here (above any line count), so that the product over
+#: four argument positions stays within int32.
+COUNT_CAP = 128
+#: Most lines a program can have: the variables ``x1``..``x99`` and ``O``.
+MAX_VARIABLES = len(VARIABLES)
+
+# Phases of the line grammar (per row).
+PREFIX, START, EQUALS, CALLEE, OPEN, ARG, SEP, END, DONE = range(9)
+
+# Non-argument token units: 0 never, 1..99 target x<k>, then these, then one per callee.
+_U_O, _U_EQ, _U_OPEN, _U_COMMA, _U_CLOSE, _U_NEWLINE, _U_EOS = range(100, 107)
+_U_CALLEE = 107
+
+State = dict[str, jax.Array]
+Tables = dict[str, jax.Array]
+
+
+def _bit(type_name: str) -> int:
+    return 1 << TYPE_NAMES.index(type_name)
+
+
+def terms() -> tuple[str, ...]:
+    """Argument terms in index order: ``I``, constants, primitive names, ``x1``..``x99`` (the
+    variables last, so that a row's first variables are a prefix of the term range)."""
+    return ("I", *CONSTANTS, *PRIMITIVE_NAMES, *VARIABLES)
+
+
+class TypedGrammar:
+    """The typed line automaton over a `DSLTokenizer` vocabulary (see the module docstring).
+
+    ``vocab_size``: the model's vocabulary (at least the tokenizer's; extra ids are never
+    allowed). Instances are hashable by identity, so one can be a static argument of a jitted
+    function; its arrays travel separately as `tables`.
+    """
+
+    def __init__(
+        self, tokenizer: DSLTokenizer, table: SignatureTable, vocab_size: int | None = None
+    ) -> None:
+        vocab_size = tokenizer.vocab_size if vocab_size is None else vocab_size
+        if vocab_size < tokenizer.vocab_size:
+            raise ValueError(f"vocab_size {vocab_size} < tokenizer's {tokenizer.vocab_size}")
+        self.vocab_size = vocab_size
+        self.prefix_ids = tuple(int(i) for i in tokenizer.prefix_ids)
+        term_names = terms()
+        self.n_terms = len(term_names)
+        self.n_fixed = self.n_terms - MAX_VARIABLES  # I, constants, primitives
+        self.n_callees = len(PRIMITIVE_NAMES)
+
+        signatures = []  # (callee, inputs, output), grouped by callee
+        for callee, name in enumerate(PRIMITIVE_NAMES):
+            for arrow in table.signatures(name):
+                if arrow.inputs:
+                    signatures.append((callee, arrow.inputs, arrow.output))
+        if not signatures:
+            raise ValueError("the signature table is empty")
+        self.max_arity = max(len(inputs) for _, inputs, _ in signatures)
+        if COUNT_CAP**self.max_arity >= 2**31:
+            raise ValueError(f"arity {self.max_arity} is too large for int32 choice counts")
+        per_callee = [
+            [s for s, sig in enumerate(signatures) if sig[0] == c] for c in range(self.n_callees)
+        ]
+        self.max_signatures = max(len(ids) for ids in per_callee)
+        if self.max_signatures > 31:
+            raise ValueError("a primitive has more than 31 signatures (bitmask overflow)")
+        dummy = len(signatures)  # padding signature: arity 0, never valid
+        sig_inputs = np.full((dummy + 1, self.max_arity), -1, np.int32)
+        sig_arity = np.zeros(dummy + 1, np.int32)
+        sig_output = np.zeros(dummy + 1, np.int32)
+        sig_callee = np.full(dummy + 1, self.n_callees, np.int32)
+        for s, (callee, inputs, output) in enumerate(signatures):
+            sig_inputs[s, : len(inputs)] = [TYPE_NAMES.index(t) for t in inputs]
+            sig_arity[s] = len(inputs)
+            sig_output[s] = TYPE_NAMES.index(output)
+            sig_callee[s] = callee
+        sig_grid = sig_output == TYPE_NAMES.index("Grid")
+        sig_grid[dummy] = False
+        # How many argument positions of each signature have each type, and the one-hot map
+        # from signatures to callees: matmuls with these sum logs and any-reduce cheaply.
+        type_positions = np.stack(
+            [(sig_inputs == t).sum(1) for t in range(len(TYPE_NAMES))]
+        ).astype(np.float32)
+        callee_of_sig = (sig_callee[:, None] == np.arange(self.n_callees)).astype(np.float32)
+        callee_sigs = np.full((self.n_callees, self.max_signatures), dummy, np.int32)
+        for c, ids in enumerate(per_callee):
+            callee_sigs[c, : len(ids)] = ids
+        slot_bits = 1 << np.arange(self.max_signatures)
+        valid = callee_sigs != dummy
+        callee_any = (valid * slot_bits).sum(1).astype(np.int32)
+        callee_grid = ((valid & sig_grid[callee_sigs]) * slot_bits).sum(1).astype(np.int32)
+
+        term_index = {name: i for i, name in enumerate(term_names)}
+        fixed_type = np.zeros(self.n_fixed, np.int32)  # each fixed term has a single type
+        fixed_type[term_index["I"]] = TYPE_NAMES.index("Grid")
+        for name in CONSTANTS:
+            fixed_type[term_index[name]] = TYPE_NAMES.index(CONSTANT_TYPE[name])
+        for name in PRIMITIVE_NAMES:
+            fixed_type[term_index[name]] = TYPE_NAMES.index(CALLABLE)
+        counts = np.bincount(fixed_type, minlength=len(TYPE_NAMES)).astype(np.int32)
+        self._check_output_always_possible(sig_inputs, sig_grid, counts)
+
+        unit_of_token = np.zeros(vocab_size, np.int32)
+        argcol_of_token = np.zeros(vocab_size, np.int32)
+        for k, name in enumerate(VARIABLES, start=1):
+            unit_of_token[tokenizer.token_id(name)] = k
+        fixed_units = {"O": _U_O, SPACE + "=": _U_EQ, "(": _U_OPEN, ",": _U_COMMA,
+                       ")": _U_CLOSE, NEWLINE: _U_NEWLINE, EOS: _U_EOS}  # fmt: skip
+        for token, unit in fixed_units.items():
+            unit_of_token[tokenizer.token_id(token)] = unit
+        for c, name in enumerate(PRIMITIVE_NAMES):
+            unit_of_token[tokenizer.token_id(SPACE + name)] = _U_CALLEE + c
+        for a, name in enumerate(term_names):
+            argcol_of_token[tokenizer.token_id(name)] = 1 + a
+            argcol_of_token[tokenizer.token_id(SPACE + name)] = 1 + self.n_terms + a
+
+        self.line_tokens = 2 * self.max_arity + 5
+        self._tables = {
+            "sig_inputs": sig_inputs, "sig_arity": sig_arity, "sig_output": sig_output,
+            "sig_callee": sig_callee, "type_positions": type_positions,
+            "callee_of_sig": callee_of_sig,
+ "sig_grid": sig_grid,
+            "sig_real": sig_callee < self.n_callees,
+            "callee_sigs": callee_sigs, "callee_any": callee_any, "callee_grid": callee_grid,
+            "fixed_type": fixed_type, "counts": counts, "unit_of_token": unit_of_token,
+            "argcol_of_token": argcol_of_token,
+            "prefix": np.array(self.prefix_ids or (0,), np.int32),
+        }  # fmt: skip
+        self.token_mask = (unit_of_token > 0) | (argcol_of_token > 0)
+        self.token_mask[list(self.prefix_ids)] = True
+
+    @staticmethod
+    def _check_output_always_possible(sig_inputs, sig_grid, counts) -> None:
+        """Some Grid call on ``I``, constants and primitives alone has more argument choices
+        than a program has lines, so ``O = ...`` always has a call no line used before."""
+        per_position = np.where(
+            sig_inputs >= 0, np.minimum(counts[np.maximum(sig_inputs, 0)], COUNT_CAP), 1
+        )
+        if not (per_position.prod(axis=1)[sig_grid] > MAX_VARIABLES).any():
+            raise ValueError(
+                "the signature table has no Grid-returning call with enough argument choices on "
+                "I and constants alone; constrained decoding could dead-end on the O line"
+            )
+
+    # ------------------------------------------------------------------ host side
+
+    def tables(self) -> dict[str, np.ndarray]:
+        """The numpy arrays `allowed` and `advance` index (pass them, as arrays, to jit)."""
+        return dict(self._tables)
+
+    def min_new_tokens(self) -> int:
+        """The smallest ``max_new_tokens`` with which every row is sure to reach EOS."""
+        return len(self.prefix_ids) + self.line_tokens
+
+    def max_lines(self, max_new_tokens: int) -> int:
+        """Variables a row can define within ``max_new_tokens`` (a line takes at least 7
+        tokens, and the ``O`` line must fit after them), capped at 99."""
+        return max(1, min(MAX_VARIABLES, (max_new_tokens - len(self.prefix_ids)) // 7))
+
+    # ------------------------------------------------------------------ JAX side
+
+    def init(self, tables: Tables, n: int, max_new_tokens: int) -> State:
+        """The start state of ``n`` rows."""
+        lines = self.max_lines(max_new_tokens)
+        width = self.max_arity + 2  # callee, arguments, and a column that is always -1
+        zeros = jnp.zeros((n,), jnp.int32)
+        return {
+            "phase": jnp.full((n,), PREFIX if self.prefix_ids else START, jnp.int32),
+            "pos": zeros,
+            "is_o": jnp.zeros((n,), bool),
+            "n_vars": zeros,
+            "var_types": jnp.zeros((n, lines), jnp.int32),  # type bitmask per variable
+            "counts": jnp.broadcast_to(jnp.asarray(tables["counts"]), (n, len(TYPE_NAMES))),
+            "callee": zeros,
+            "sigs": zeros,  # bitmask over the callee's signature slots still possible
+            "argi": zeros,
+            "call": jnp.full((n, width), -1, jnp.int32),
+            "lines": jnp.full((n, lines, width), -1, jnp.int32),
+            "uses": jnp.zeros((n, self.n_callees + 1), jnp.int32),  # lines per callee
+            "prefix": jnp.zeros((n, lines), bool),  # lines whose call starts like this one
+        }
+
+    def _call_view(self, tables: Tables, state: State) -> dict[str, jax.Array]:
+        """The current callee's signature slots [n, S]: which are still possible, their arity,
+        the type at the current argument position (-1 past the end), and the distinct ways to
+        fill their positions after it (see `COUNT_CAP`)."""
+        sig_ids = tables["callee_sigs"][state["callee"]]
+        slots = jnp.arange(self.max_signatures)
+        valid = ((state["sigs"][:, None] >> slots) & 1) > 0
+        argi = state["argi"][:, None]
+        inputs = tables["sig_inputs"][sig_ids]  # [n, S, A]
+        positions = jnp.arange(self.max_arity)
+        in_type = jnp.max(jnp.where(positions == argi[:, :, None], inputs, -1), axis=2)
+        capped = jnp.minimum(state["counts"], COUNT_CAP)
+        per_position = jnp.take_along_axis(capped[:, None, :], jnp.maximum(inputs, 0), axis=2)
+        later = (inputs >= 0) & (positions > argi[:, :, None])
+        rest = jnp.prod(jnp.where(later, per_position, 1), axis=2)
+        return {"sig_ids": sig_ids, "valid": valid, "in_type": in_type,
+                "arity": tables["sig_arity"][sig_ids], "rest": rest}  # fmt: skip
+
+    def allowed(
+        self, tables: Tables, state: State, remaining: jax.Array, candidates: jax.Array
+    ) -> jax.Array:
+        """bool [n, C]: which of the ``candidates`` (token ids) may come next; ``remaining``:
+        tokens left to the row including this one."""
+        n, n_lines = state["var_types"].shape
+        rows = jnp.arange(n)[:, None]
+        phase, argi, lines = state["phase"], state["argi"], state["lines"]
+        at = phase[:, None]
+
+        # Callees: a signature is usable while its argument choices (a product of term counts,
+        # summed as logs by a small matmul) outnumber the lines that called the same primitive.
+        counts = state["counts"]
+        log_counts = jnp.log(jnp.maximum(counts, 1).astype(jnp.float32))
+        log_choices = log_counts @ tables["type_positions"]  # [n, NS]
+        unfillable = (counts == 0).astype(jnp.float32) @ tables["type_positions"] > 0
+        threshold = jnp.log(state["uses"][:, tables["sig_callee"]].astype(jnp.float32) + 0.5)
+        usable = (log_choices > threshold) & ~unfillable
+        callee_x = (usable & tables["sig_real"]).astype(jnp.float32) @ tables["callee_of_sig"]
+        callee_o = (usable & tables["sig_grid"]).astype(jnp.float32) @ tables["callee_of_sig"]
+        callee_x, callee_o = callee_x > 0.5, callee_o > 0.5
+        callee_ok = jnp.where(state["is_o"][:, None], callee_o, callee_x)
+        start_x = jnp.any(callee_x, axis=1) & (remaining >= 2 * self.line_tokens)
+        start_x &= state["n_vars"] < n_lines
+        start_o = jnp.any(callee_o, axis=1) & (remaining >= self.line_tokens)
+
+        # Arguments: term a may come if a signature taking its type here can still close the
+        # call without repeating a line, or go on with more choices than lines share the call
+        # so far. Worked out per type, then spread over the terms.
+        view = self._call_view(tables, state)
+        valid, arity, rest = view["valid"], view["arity"], view["rest"]
+        takes = (view["in_type"][:, :, None] == jnp.arange(len(TYPE_NAMES))) & valid[:, :, None]
+        closes = (arity == argi[:, None] + 1)[:, :, None]
+        close_type = jnp.any(takes & closes, axis=1)  # [n, types]
+        goes_on = (arity > argi[:, None] + 1)[:, :, None]
+        best_type = jnp.max(jnp.where(takes & goes_on, rest[:, :, None], 0), axis=1)
+        var_bits = ((state["var_types"][:, :, None] >> jnp.arange(len(TYPE_NAMES))) & 1) > 0
+        close_term = jnp.concatenate(
+            [close_type[:, tables["fixed_type"]], jnp.any(var_bits & close_type[:, None], 2)], 1
+        )
+        best_term = jnp.concatenate(
+            [
+                best_type[:, tables["fixed_type"]],
+                jnp.max(jnp.where(var_bits, best_type[:, None], 0), axis=2),
+            ],
+            axis=1,
+        )  # [n, n_fixed + n_lines]
+        width = self.max_arity + 1
+        column = jnp.take_along_axis(lines, jnp.minimum(argi + 1, width)[:, None, None], 2)[..., 0]
+        after = jnp.take_along_axis(lines, jnp.minimum(argi + 2, width)[:, None, None], 2)[..., 0]
+        prefix = state["prefix"]
+        n_active = self.n_fixed + n_lines
+        target = jnp.where(prefix & (column >= 0), column, n_active)
+        same = jnp.zeros((n, n_active + 1), jnp.int32).at[rows, target].add(1)[:, :n_active]
+        target = jnp.where(after < 0, target, n_active)
+        repeat = jnp.zeros((n, n_active + 1), jnp.int32).at[rows, target].add(1)[:, :n_active]
+        arg_ok = ((close_term & (repeat == 0)) | (best_term > same)) & (at == ARG)
+
+        # After an argument: ',' if a longer signature can still finish, ')' if not a repeat.
+        matching = jnp.sum(prefix, axis=1)
+        repeats = jnp.sum(prefix & (after < 0), axis=1)
+        comma_ok = jnp.any(valid & (arity > argi[:, None] + 1) & (rest > matching[:, None]), 1)
+        close_ok = jnp.any(valid & (arity == argi[:, None] + 1), axis=1) & (repeats == 0)
+
+        targets = (jnp.arange(1, MAX_VARIABLES + 1) == state["n_vars"][:, None] + 1) & (
+            start_x[:, None] & (at == START)
+        )
+        units = jnp.concatenate(
+            [
+                jnp.zeros((n, 1), bool),
+                targets,
+                start_o[:, None] & (at == START),
+                at == EQUALS,
+                at == OPEN,
+                comma_ok[:, None] & (at == SEP),
+                close_ok[:, None] & (at == SEP),
+                (at == END) & ~state["is_o"][:, None],
+                (at == END) & state["is_o"][:, None],
+                callee_ok & (at == CALLEE),
+            ],
+            axis=1,
+        )
+        first = (argi == 0)[:, None]
+        unused = jnp.zeros((n, MAX_VARIABLES - n_lines), bool)
+        argcols = jnp.concatenate(
+            [jnp.zeros((n, 1), bool), arg_ok & first, unused, arg_ok & ~first, unused], axis=1
+        )
+        mask = units[:, tables["unit_of_token"][candidates]]
+        mask |= argcols[:, tables["argcol_of_token"][candidates]]
+        if self.prefix_ids:
+            wanted = tables["prefix"][jnp.minimum(state["pos"], len(self.prefix_ids) - 1)]
+            mask = jnp.where(at == PREFIX, candidates[None, :] == wanted[:, None], mask)
+        return mask
+
+    def advance(self, tables: Tables, state: State, token: jax.Array) -> State:
+        """The state after each row's ``token`` (one that `allowed` allowed)."""
+        n, n_lines = state["var_types"].shape
+        rows = jnp.arange(n)
+        phase, argi = state["phase"], state["argi"]
+        unit = tables["unit_of_token"][token]
+        col = tables["argcol_of_token"][token]
+        term = jnp.where(col > self.n_terms, col - 1 - self.n_terms, col - 1)
+        slot_bits = 1 << jnp.arange(self.max_signatures)
+        width = self.max_arity + 1
+        new = dict(state)
+
+        pos = state["pos"] + (phase == PREFIX)
+        new["pos"] = pos
+        is_o = jnp.where(phase == START, unit == _U_O, state["is_o"])
+        new["is_o"] = is_o
+
+        # CALLEE: its signatures (Grid-returning ones on the O line), the lines it matches.
+        at_callee = phase == CALLEE
+        callee = jnp.clip(unit - _U_CALLEE, 0, self.n_callees - 1)
+        new["callee"] = jnp.where(at_callee, callee, state["callee"])
+        sigs_start = jnp.where(is_o, tables["callee_grid"][callee], tables["callee_any"][callee])
+        prefix = jnp.where(
+            at_callee[:, None], state["lines"][:, :, 0] == callee[:, None], state["prefix"]
+        )
+        # ARG: keep the signatures taking the term's type here; record the term.
+        at_arg = phase == ARG
+        view = self._call_view(tables, state)
+        var_index = jnp.clip(term - self.n_fixed, 0, n_lines - 1)
+        term_types = jnp.where(
+            term >= self.n_fixed,
+            state["var_types"][rows, var_index],
+            1 << tables["fixed_type"][jnp.clip(term, 0, self.n_fixed - 1)],
+        )
+        takes = ((term_types[:, None] >> jnp.maximum(view["in_type"], 0)) & 1) > 0
+        takes &= view["valid"] & (view["in_type"] >= 0)
+        sigs_arg = jnp.sum(jnp.where(takes, slot_bits, 0), axis=1)
+        column = jnp.take_along_axis(
+            state["lines"], jnp.minimum(argi + 1, width)[:, None, None], axis=2
+        )[:, :, 0]
+        new["prefix"] = jnp.where(at_arg[:, None], prefix & (column == term[:, None]), prefix)
+        call = jnp.where(
+            at_callee[:, None],
+            jnp.full_like(state["call"], -1).at[:, 0].set(callee),
+            state["call"],
+        )
+        new["call"] = jnp.where(
+            at_arg[:, None], call.at[rows, jnp.minimum(argi + 1, width)].set(term), call
+        )
+        # SEP: ',' keeps the longer signatures, ')' those of this arity and ends the call.
+        at_sep = phase == SEP
+        comma = at_sep & (unit == _U_COMMA)
+        close = at_sep & (unit == _U_CLOSE)
+        longer = jnp.sum(jnp.where(view["arity"] > argi[:, None] + 1, slot_bits, 0), axis=1)
+        exact = jnp.sum(jnp.where(view["arity"] == argi[:, None] + 1, slot_bits, 0), axis=1)
+        sigs = jnp.where(at_callee, sigs_start, state["sigs"])
+        sigs = jnp.where(at_arg, sigs_arg, sigs)
+        sigs = jnp.where(comma, sigs & longer, sigs)
+        sigs = jnp.where(close, sigs & exact, sigs)
+        new["sigs"] = sigs
+        new["argi"] = jnp.where(phase == OPEN, 0, argi + comma)
+        # ')' of an x line defines a variable: its type set, the type counts, its call.
+        out_bits = jnp.where(
+            ((sigs[:, None] >> jnp.arange(self.max_signatures)) & 1) > 0,
+            1 << tables["sig_output"][view["sig_ids"]],
+            0,
+        )
+        out = jax.lax.reduce(out_bits, jnp.int32(0), jax.lax.bitwise_or, (1,))
+        define = close & ~is_o
+        line = jnp.minimum(state["n_vars"], n_lines - 1)
+        new["var_types"] = (
+            state["var_types"]
+            .at[rows, line]
+            .set(jnp.where(define, out, state["var_types"][rows, line]))
+        )
+        has_type = ((out[:, None] >> jnp.arange(len(TYPE_NAMES))) & 1) * define[:, None]
+        new["counts"] = state["counts"] + has_type
+        new["lines"] = (
+            state["lines"]
+            .at[rows, line]
+            .set(jnp.where(define[:, None], state["call"], state["lines"][rows, line]))
+        )
+        new["uses"] = (
+            state["uses"].at[rows, jnp.where(define, state["callee"], self.n_callees)].add(1)
+        )
+        new["n_vars"] = state["n_vars"] + define
+        phase_next = jnp.select(
+            [phase == PREFIX, phase == START, phase == EQUALS, at_callee, phase == OPEN,
+             at_arg, comma, close, (phase == END) & (unit == _U_NEWLINE), phase == END],
+            [jnp.where(pos >= len(self.prefix_ids), START, PREFIX), EQUALS, CALLEE, OPEN, ARG,
+             SEP, ARG, END, START, DONE],
+            phase,
+        )  # fmt: skip
+        new["phase"] = phase_next.astype(jnp.int32)
+        return new
+
+
+def signature_table_for(data_dir: str | Path | None) -> SignatureTable:
+    """The table constrained decoding types against: the training programs' signatures when
+    ``<data_dir>/training`` exists, else every primitive's annotated signature that names base
+    and Callable types only (as `codeit_jax.seeds.signature_table` falls back)."""
+    if data_dir is not None and (Path(data_dir) / "training").is_dir():
+        return training_signature_table(data_dir)
+    return SignatureTable.from_uses((name, annotated_arrow(name)) for name in PRIMITIVE_NAMES)
+
+
+__all__: Sequence[str] = ["TYPE_NAMES", "TypedGrammar", "signature_table_for", "terms"]
