@@ -376,6 +376,7 @@ def meta_iteration(
         loop.executor,
         i,
         loop.progress,
+        constraint=loop.policy.constraint,
     )
     state.scoreboard.add(result.solutions)
     added = add_experience(loop, state.buffer, result, i)

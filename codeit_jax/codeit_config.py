@@ -188,6 +188,9 @@ def _check(c: ConfigDict) -> None:
     _number(c, "sampling.temperature", 0.0, math.inf)
     _positive_int(c, "sampling.top_k", minimum=0)
     _one_of(c, "sampling.disallowed_tokens", DISALLOWED_TOKENS)
+    _boolean(c, "sampling.constrained")
+    if c.sampling.constrained and c.sampling.disallowed_tokens == "end":
+        raise ConfigError('config.sampling.constrained needs sampling.disallowed_tokens="mask"')
     _positive_int(c, "buffer.capacity", minimum=0)
     _positive_int(c, "sandbox.workers", minimum=0)
     _number(c, "sandbox.timeout_s", 0.0, math.inf, open_low=True)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from codeit_jax.metrics import SolutionRecord
 from codeit_jax.relabel import needs_test_run, output_grid, relabel, unique_programs
-from codeit_jax.sampler import Sampler
+from codeit_jax.sampler import Constraint, Sampler
 from codeit_jax.tasks import Task
 from codeit_jax.tokenizer import Tokenizer
 
@@ -69,12 +69,16 @@ def sample_programs(
     settings: SamplingSettings,
     allowed_tokens: np.ndarray,
     progress: bool = True,
+    constraint: Constraint | None = None,
 ) -> list[list[str]]:
     """``n_samples`` decoded program texts per task input, in sample order.
 
     Chunk ``c`` of ``tasks_per_batch`` tasks uses ``fold_in(key, c)``, so the samples depend on
-    the key and the chunking only.
+    the key and the chunking only. A ``constraint`` (constrained decoding) replaces
+    ``allowed_tokens`` and cannot be combined with ``settings.end_on_disallowed``.
     """
+    if constraint is not None and settings.end_on_disallowed:
+        raise ValueError("constrained decoding cannot end samples on disallowed tokens")
     texts: list[list[str]] = []
     starts = range(0, len(inputs), settings.tasks_per_batch)
     for chunk, start in enumerate(
@@ -88,9 +92,10 @@ def sample_programs(
             max_new_tokens=settings.max_new_tokens,
             temperature=settings.temperature or 1.0,
             greedy=settings.temperature == 0,
-            allowed_tokens=allowed_tokens,
+            allowed_tokens=None if constraint is not None else allowed_tokens,
             top_k=settings.top_k,
             end_on_disallowed=settings.end_on_disallowed,
+            constraint=constraint,
         )
         for rows in out.tokens:
             texts.append([tokenizer.decode(row) for row in rows])
@@ -185,11 +190,13 @@ def infer(
     executor: Executor,
     meta_iteration: int,
     progress: bool = True,
+    constraint: Constraint | None = None,
 ) -> InferenceResult:
-    """Sample, execute and relabel for every inference task, timing the two stages."""
+    """Sample (under ``constraint``, if given), execute and relabel for every inference task,
+    timing the two stages."""
     begin = time.perf_counter()
     samples = sample_programs(
-        sampler, params, tokenizer, inputs, key, settings, allowed_tokens, progress
+        sampler, params, tokenizer, inputs, key, settings, allowed_tokens, progress, constraint
     )
     sampled = time.perf_counter()
     result = execute_and_relabel(tasks, samples, executor, meta_iteration, progress)

@@ -20,10 +20,14 @@ from ml_collections import ConfigDict
 
 from codeit_jax.encoding import max_input_length
 from codeit_jax.errors import ConfigError
+from codeit_jax.grammar import TypedGrammar
+from codeit_jax.grammar_bpe import BPEGrammar
 from codeit_jax.mesh import padded_batch_size
 from codeit_jax.model.convert import load_hf_checkpoint
 from codeit_jax.model.t5 import T5, T5Config, named_config
-from codeit_jax.sampler import Sampler
+from codeit_jax.mutation.types import SignatureTable
+from codeit_jax.sampler import Constraint, Sampler
+from codeit_jax.seeds import signature_table
 from codeit_jax.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
 from codeit_jax.trainer import TrainConfig, Trainer
 
@@ -39,6 +43,7 @@ class Policy:
     sampler: Sampler
     allowed_tokens: np.ndarray  # bool [vocab]: what a sampled program may contain
     pretrained_params: Any | None  # weights to start from; None: random init from the seed
+    constraint: Constraint | None = None  # constrained decoding (config.sampling.constrained)
 
 
 def has_hf_tokenizer(path: str | Path) -> bool:
@@ -90,6 +95,18 @@ def allowed_tokens(tokenizer: Tokenizer, vocab_size: int, codeit_set: bool = Fal
     return mask
 
 
+def make_constraint(
+    tokenizer: Tokenizer, vocab_size: int, table: SignatureTable
+) -> TypedGrammar | BPEGrammar:
+    """The decoding constraint for a tokenizer: typed for the DSL tokenizer, the untyped
+    grammar through a token trie for a Hugging Face one."""
+    if isinstance(tokenizer, DSLTokenizer):
+        return TypedGrammar(tokenizer, table, vocab_size)
+    if isinstance(tokenizer, HFTokenizer):
+        return BPEGrammar(tokenizer, vocab_size)
+    raise TypeError(f"no decoding constraint for a {type(tokenizer).__name__}")
+
+
 def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = ()) -> Policy:
     tokenizer = make_tokenizer(config, seed_programs)
     model_config, params = model_config_and_weights(config, tokenizer)
@@ -131,4 +148,13 @@ def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = 
             codeit_set=config.sampling.disallowed_tokens == "end",
         ),
         pretrained_params=params,
+        constraint=_constraint(config, tokenizer, model_config.vocab_size),
     )
+
+
+def _constraint(config: ConfigDict, tokenizer: Tokenizer, vocab_size: int) -> Constraint | None:
+    """The constraint ``config.sampling.constrained`` asks for, typed against the signature
+    table random seeds use (training programs, else the annotations)."""
+    if not config.sampling.get("constrained", False):
+        return None
+    return make_constraint(tokenizer, vocab_size, signature_table(config))

@@ -79,6 +79,8 @@ def get_config() -> ConfigDict:
     config.sampling.disallowed_tokens = "end"
     config.sampling.tasks_per_batch = 32  # inference tasks per sampler call
     config.sampling.max_new_tokens = 511  # CodeIt: generate(max_length=512), start token included
+    # Grammar- and type-constrained decoding (beyond the paper; needs disallowed_tokens="mask").
+    config.sampling.constrained = False
 
     config.buffer = ConfigDict()
     config.buffer.capacity = 10_000_000  # per partition; 0: unbounded
