@@ -230,6 +230,9 @@ def _sample_shard(
         allowed = True
         if constraint is not None:
             allowed = constraint.allowed(grammar_tables, grammar, max_new_tokens - step, candidates)
+            # Materialise the mask once: fused into the sampler's several passes over the
+            # logits, XLA would recompute it in each of them.
+            allowed = jax.lax.optimization_barrier(allowed)
         token = next_tokens(logits[:, 0], step, allowed)
         if end_on_disallowed:  # the start token (step 0) is never a reason to stop
             token = jnp.where((step > 0) & ~continue_ok[last], config.eos_token_id, token)
