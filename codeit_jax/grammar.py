@@ -102,47 +102,35 @@ class TypedGrammar:
         self.n_fixed = self.n_terms - MAX_VARIABLES  # I, constants, primitives
         self.n_callees = len(PRIMITIVE_NAMES)
 
-        signatures = []  # (callee, inputs, output), grouped by callee
-        for callee, name in enumerate(PRIMITIVE_NAMES):
-            for arrow in table.signatures(name):
-                if arrow.inputs:
-                    signatures.append((callee, arrow.inputs, arrow.output))
-        if not signatures:
+        # Signatures on a grid [callee, slot]: callee c's signatures are its first slots.
+        per_callee = [
+            [arrow for arrow in table.signatures(name) if arrow.inputs] for name in PRIMITIVE_NAMES
+        ]
+        if not any(per_callee):
             raise ValueError("the signature table is empty")
-        self.max_arity = max(len(inputs) for _, inputs, _ in signatures)
+        self.max_arity = max(len(a.inputs) for arrows in per_callee for a in arrows)
         if COUNT_CAP**self.max_arity >= 2**31:
             raise ValueError(f"arity {self.max_arity} is too large for int32 choice counts")
-        per_callee = [
-            [s for s, sig in enumerate(signatures) if sig[0] == c] for c in range(self.n_callees)
-        ]
-        self.max_signatures = max(len(ids) for ids in per_callee)
+        self.max_signatures = max(len(arrows) for arrows in per_callee)
         if self.max_signatures > 31:
             raise ValueError("a primitive has more than 31 signatures (bitmask overflow)")
-        dummy = len(signatures)  # padding signature: arity 0, never valid
-        sig_inputs = np.full((dummy + 1, self.max_arity), -1, np.int32)
-        sig_arity = np.zeros(dummy + 1, np.int32)
-        sig_output = np.zeros(dummy + 1, np.int32)
-        sig_callee = np.full(dummy + 1, self.n_callees, np.int32)
-        for s, (callee, inputs, output) in enumerate(signatures):
-            sig_inputs[s, : len(inputs)] = [TYPE_NAMES.index(t) for t in inputs]
-            sig_arity[s] = len(inputs)
-            sig_output[s] = TYPE_NAMES.index(output)
-            sig_callee[s] = callee
-        sig_grid = sig_output == TYPE_NAMES.index("Grid")
-        sig_grid[dummy] = False
-        # How many argument positions of each signature have each type, and the one-hot map
-        # from signatures to callees: matmuls with these sum logs and any-reduce cheaply.
-        type_positions = np.stack(
-            [(sig_inputs == t).sum(1) for t in range(len(TYPE_NAMES))]
-        ).astype(np.float32)
-        callee_of_sig = (sig_callee[:, None] == np.arange(self.n_callees)).astype(np.float32)
-        callee_sigs = np.full((self.n_callees, self.max_signatures), dummy, np.int32)
-        for c, ids in enumerate(per_callee):
-            callee_sigs[c, : len(ids)] = ids
+        grid_shape = (self.n_callees, self.max_signatures)
+        sig_inputs = np.full((*grid_shape, self.max_arity), -1, np.int32)
+        sig_arity = np.zeros(grid_shape, np.int32)  # 0: an empty slot
+        sig_output = np.zeros(grid_shape, np.int32)
+        for c, arrows in enumerate(per_callee):
+            for slot, arrow in enumerate(arrows):
+                sig_inputs[c, slot, : len(arrow.inputs)] = [TYPE_NAMES.index(t) for t in
+                                                            arrow.inputs]  # fmt: skip
+                sig_arity[c, slot] = len(arrow.inputs)
+                sig_output[c, slot] = TYPE_NAMES.index(arrow.output)
+        sig_real = sig_arity > 0
+        sig_grid = sig_real & (sig_output == TYPE_NAMES.index("Grid"))
+        sig_types = np.where(sig_inputs >= 0, 1 << np.maximum(sig_inputs, 0), 0)
+        sig_types = np.bitwise_or.reduce(sig_types, axis=-1).astype(np.int32)  # input type set
         slot_bits = 1 << np.arange(self.max_signatures)
-        valid = callee_sigs != dummy
-        callee_any = (valid * slot_bits).sum(1).astype(np.int32)
-        callee_grid = ((valid & sig_grid[callee_sigs]) * slot_bits).sum(1).astype(np.int32)
+        callee_any = (sig_real * slot_bits).sum(1).astype(np.int32)
+        callee_grid = (sig_grid * slot_bits).sum(1).astype(np.int32)
 
         term_index = {name: i for i, name in enumerate(term_names)}
         fixed_type = np.zeros(self.n_fixed, np.int32)  # each fixed term has a single type
@@ -152,7 +140,7 @@ class TypedGrammar:
         for name in PRIMITIVE_NAMES:
             fixed_type[term_index[name]] = TYPE_NAMES.index(CALLABLE)
         counts = np.bincount(fixed_type, minlength=len(TYPE_NAMES)).astype(np.int32)
-        self._check_output_always_possible(sig_inputs, sig_grid, counts)
+        self._check_output_always_possible(sig_inputs[sig_grid], counts)
 
         unit_of_token = np.zeros(vocab_size, np.int32)
         argcol_of_token = np.zeros(vocab_size, np.int32)
@@ -171,11 +159,8 @@ class TypedGrammar:
         self.line_tokens = 2 * self.max_arity + 5
         self._tables = {
             "sig_inputs": sig_inputs, "sig_arity": sig_arity, "sig_output": sig_output,
-            "sig_callee": sig_callee, "type_positions": type_positions,
-            "callee_of_sig": callee_of_sig,
- "sig_grid": sig_grid,
-            "sig_real": sig_callee < self.n_callees,
-            "callee_sigs": callee_sigs, "callee_any": callee_any, "callee_grid": callee_grid,
+            "sig_real": sig_real, "sig_grid": sig_grid, "sig_types": sig_types,
+            "callee_any": callee_any, "callee_grid": callee_grid,
             "fixed_type": fixed_type, "counts": counts, "unit_of_token": unit_of_token,
             "argcol_of_token": argcol_of_token,
             "prefix": np.array(self.prefix_ids or (0,), np.int32),
@@ -184,13 +169,13 @@ class TypedGrammar:
         self.token_mask[list(self.prefix_ids)] = True
 
     @staticmethod
-    def _check_output_always_possible(sig_inputs, sig_grid, counts) -> None:
+    def _check_output_always_possible(grid_inputs: np.ndarray, counts: np.ndarray) -> None:
         """Some Grid call on ``I``, constants and primitives alone has more argument choices
         than a program has lines, so ``O = ...`` always has a call no line used before."""
         per_position = np.where(
-            sig_inputs >= 0, np.minimum(counts[np.maximum(sig_inputs, 0)], COUNT_CAP), 1
+            grid_inputs >= 0, np.minimum(counts[np.maximum(grid_inputs, 0)], COUNT_CAP), 1
         )
-        if not (per_position.prod(axis=1)[sig_grid] > MAX_VARIABLES).any():
+        if not (per_position.prod(axis=1) > MAX_VARIABLES).any():
             raise ValueError(
                 "the signature table has no Grid-returning call with enough argument choices on "
                 "I and constants alone; constrained decoding could dead-end on the O line"
@@ -238,19 +223,19 @@ class TypedGrammar:
         """The current callee's signature slots [n, S]: which are still possible, their arity,
         the type at the current argument position (-1 past the end), and the distinct ways to
         fill their positions after it (see `COUNT_CAP`)."""
-        sig_ids = tables["callee_sigs"][state["callee"]]
+        callee = state["callee"]
         slots = jnp.arange(self.max_signatures)
         valid = ((state["sigs"][:, None] >> slots) & 1) > 0
         argi = state["argi"][:, None]
-        inputs = tables["sig_inputs"][sig_ids]  # [n, S, A]
+        inputs = tables["sig_inputs"][callee]  # [n, S, A]
         positions = jnp.arange(self.max_arity)
         in_type = jnp.max(jnp.where(positions == argi[:, :, None], inputs, -1), axis=2)
         capped = jnp.minimum(state["counts"], COUNT_CAP)
         per_position = jnp.take_along_axis(capped[:, None, :], jnp.maximum(inputs, 0), axis=2)
         later = (inputs >= 0) & (positions > argi[:, :, None])
         rest = jnp.prod(jnp.where(later, per_position, 1), axis=2)
-        return {"sig_ids": sig_ids, "valid": valid, "in_type": in_type,
-                "arity": tables["sig_arity"][sig_ids], "rest": rest}  # fmt: skip
+        return {"valid": valid, "in_type": in_type, "arity": tables["sig_arity"][callee],
+                "output": tables["sig_output"][callee], "rest": rest}  # fmt: skip
 
     def allowed(
         self, tables: Tables, state: State, remaining: jax.Array, candidates: jax.Array
@@ -262,17 +247,35 @@ class TypedGrammar:
         phase, argi, lines = state["phase"], state["argi"], state["lines"]
         at = phase[:, None]
 
-        # Callees: a signature is usable while its argument choices (a product of term counts,
-        # summed as logs by a small matmul) outnumber the lines that called the same primitive.
+        # Callees: a signature is usable while its argument choices (the product of the term
+        # counts of its input types) outnumber the lines that called the same primitive. For a
+        # primitive no line called, that is: every input type has a term; the primitives the
+        # lines called are then corrected with their exact counts.
         counts = state["counts"]
-        log_counts = jnp.log(jnp.maximum(counts, 1).astype(jnp.float32))
-        log_choices = log_counts @ tables["type_positions"]  # [n, NS]
-        unfillable = (counts == 0).astype(jnp.float32) @ tables["type_positions"] > 0
-        threshold = jnp.log(state["uses"][:, tables["sig_callee"]].astype(jnp.float32) + 0.5)
-        usable = (log_choices > threshold) & ~unfillable
-        callee_x = (usable & tables["sig_real"]).astype(jnp.float32) @ tables["callee_of_sig"]
-        callee_o = (usable & tables["sig_grid"]).astype(jnp.float32) @ tables["callee_of_sig"]
-        callee_x, callee_o = callee_x > 0.5, callee_o > 0.5
+        types = jnp.arange(len(TYPE_NAMES))
+        available = jnp.sum(jnp.where(counts > 0, 1 << types, 0), axis=1)
+        fillable = (tables["sig_types"] & ~available[:, None, None]) == 0  # [n, callee, slot]
+        callee_x = jnp.any(fillable & tables["sig_real"], axis=2)
+        callee_o = jnp.any(fillable & tables["sig_grid"], axis=2)
+        used = lines[:, :, 0]  # [n, lines]: the callee of each line, -1 past the last
+        callee = jnp.maximum(used, 0)
+        inputs = tables["sig_inputs"][callee]  # [n, lines, slot, A]
+        capped = jnp.minimum(counts, COUNT_CAP)[:, None, None, :]
+        per_position = jnp.take_along_axis(capped, jnp.maximum(inputs, 0).reshape(n, 1, 1, -1),
+                                           axis=3).reshape(inputs.shape)  # fmt: skip
+        choices = jnp.prod(jnp.where(inputs >= 0, per_position, 1), axis=3)
+        enough = choices > state["uses"][rows, callee][:, :, None]  # [n, lines, slot]
+        column = jnp.where(used >= 0, used, self.n_callees)
+        callee_x = (
+            jnp.pad(callee_x, ((0, 0), (0, 1)))
+            .at[rows, column]
+            .set(jnp.any(enough & tables["sig_real"][callee], axis=2))[:, : self.n_callees]
+        )
+        callee_o = (
+            jnp.pad(callee_o, ((0, 0), (0, 1)))
+            .at[rows, column]
+            .set(jnp.any(enough & tables["sig_grid"][callee], axis=2))[:, : self.n_callees]
+        )
         callee_ok = jnp.where(state["is_o"][:, None], callee_o, callee_x)
         start_x = jnp.any(callee_x, axis=1) & (remaining >= 2 * self.line_tokens)
         start_x &= state["n_vars"] < n_lines
@@ -288,6 +291,7 @@ class TypedGrammar:
         close_type = jnp.any(takes & closes, axis=1)  # [n, types]
         goes_on = (arity > argi[:, None] + 1)[:, :, None]
         best_type = jnp.max(jnp.where(takes & goes_on, rest[:, :, None], 0), axis=1)
+        close_type, best_type = jax.lax.optimization_barrier((close_type, best_type))
         var_bits = ((state["var_types"][:, :, None] >> jnp.arange(len(TYPE_NAMES))) & 1) > 0
         close_term = jnp.concatenate(
             [close_type[:, tables["fixed_type"]], jnp.any(var_bits & close_type[:, None], 2)], 1
@@ -339,6 +343,7 @@ class TypedGrammar:
         argcols = jnp.concatenate(
             [jnp.zeros((n, 1), bool), arg_ok & first, unused, arg_ok & ~first, unused], axis=1
         )
+        units, argcols = jax.lax.optimization_barrier((units, argcols))
         mask = units[:, tables["unit_of_token"][candidates]]
         mask |= argcols[:, tables["argcol_of_token"][candidates]]
         if self.prefix_ids:
@@ -410,7 +415,7 @@ class TypedGrammar:
         # ')' of an x line defines a variable: its type set, the type counts, its call.
         out_bits = jnp.where(
             ((sigs[:, None] >> jnp.arange(self.max_signatures)) & 1) > 0,
-            1 << tables["sig_output"][view["sig_ids"]],
+            1 << view["output"],
             0,
         )
         out = jax.lax.reduce(out_bits, jnp.int32(0), jax.lax.bitwise_or, (1,))
