@@ -97,6 +97,7 @@ class TypedGrammar:
             raise ValueError(f"vocab_size {vocab_size} < tokenizer's {tokenizer.vocab_size}")
         self.vocab_size = vocab_size
         self.prefix_ids = tuple(int(i) for i in tokenizer.prefix_ids)
+        self.pad_id = tokenizer.pad_id
         term_names = terms()
         self.n_terms = len(term_names)
         self.n_fixed = self.n_terms - MAX_VARIABLES  # I, constants, primitives
@@ -160,9 +161,9 @@ class TypedGrammar:
         self._tables = {
             "sig_inputs": sig_inputs, "sig_arity": sig_arity, "sig_output": sig_output,
             "sig_real": sig_real, "sig_grid": sig_grid, "sig_types": sig_types,
-            "callee_any": callee_any, "callee_grid": callee_grid,
-            "fixed_type": fixed_type, "counts": counts, "unit_of_token": unit_of_token,
-            "argcol_of_token": argcol_of_token,
+            "callee_start": np.stack([callee_any, callee_grid], axis=1),
+            "token_meaning": np.stack([unit_of_token, argcol_of_token], axis=1),
+            "fixed_type": fixed_type, "counts": counts,
             "prefix": np.array(self.prefix_ids or (0,), np.int32),
         }  # fmt: skip
         self.token_mask = (unit_of_token > 0) | (argcol_of_token > 0)
@@ -247,16 +248,17 @@ class TypedGrammar:
         phase, argi, lines = state["phase"], state["argi"], state["lines"]
         at = phase[:, None]
 
-        # Callees: a signature is usable while its argument choices (the product of the term
-        # counts of its input types) outnumber the lines that called the same primitive. For a
-        # primitive no line called, that is: every input type has a term; the primitives the
-        # lines called are then corrected with their exact counts.
+        # Callees: a signature (one returning a Grid on the O line) is usable while its argument
+        # choices (the product of the term counts of its input types) outnumber the lines that
+        # called the same primitive. For a primitive no line called, that is: every input type
+        # has a term; the primitives the lines called are then corrected with their exact counts.
         counts = state["counts"]
         types = jnp.arange(len(TYPE_NAMES))
         available = jnp.sum(jnp.where(counts > 0, 1 << types, 0), axis=1)
+        is_o = state["is_o"]
+        kinds = jnp.where(is_o[:, None, None], tables["sig_grid"], tables["sig_real"])
         fillable = (tables["sig_types"] & ~available[:, None, None]) == 0  # [n, callee, slot]
-        callee_x = jnp.any(fillable & tables["sig_real"], axis=2)
-        callee_o = jnp.any(fillable & tables["sig_grid"], axis=2)
+        callee_ok = jnp.any(fillable & kinds, axis=2)
         used = lines[:, :, 0]  # [n, lines]: the callee of each line, -1 past the last
         callee = jnp.maximum(used, 0)
         inputs = tables["sig_inputs"][callee]  # [n, lines, slot, A]
@@ -265,21 +267,16 @@ class TypedGrammar:
                                            axis=3).reshape(inputs.shape)  # fmt: skip
         choices = jnp.prod(jnp.where(inputs >= 0, per_position, 1), axis=3)
         enough = choices > state["uses"][rows, callee][:, :, None]  # [n, lines, slot]
-        column = jnp.where(used >= 0, used, self.n_callees)
-        callee_x = (
-            jnp.pad(callee_x, ((0, 0), (0, 1)))
-            .at[rows, column]
-            .set(jnp.any(enough & tables["sig_real"][callee], axis=2))[:, : self.n_callees]
-        )
-        callee_o = (
-            jnp.pad(callee_o, ((0, 0), (0, 1)))
-            .at[rows, column]
-            .set(jnp.any(enough & tables["sig_grid"][callee], axis=2))[:, : self.n_callees]
-        )
-        callee_ok = jnp.where(state["is_o"][:, None], callee_o, callee_x)
-        start_x = jnp.any(callee_x, axis=1) & (remaining >= 2 * self.line_tokens)
-        start_x &= state["n_vars"] < n_lines
-        start_o = jnp.any(callee_o, axis=1) & (remaining >= self.line_tokens)
+        line_kinds = jnp.where(is_o[:, None, None], tables["sig_grid"][callee],
+                               tables["sig_real"][callee])  # fmt: skip
+        short = ~jnp.any(enough & line_kinds, axis=2)  # [n, lines]
+        line_callee = used[:, :, None] == jnp.arange(self.n_callees)  # [n, lines, callee]
+        callee_ok &= ~jnp.any(line_callee & short[:, :, None], axis=1)
+        # Some usable callee always exists (checked on the table when it is built), so a line
+        # may start whenever it fits in the tokens left.
+        remaining = jnp.broadcast_to(jnp.asarray(remaining), (n,))
+        start_x = (remaining >= 2 * self.line_tokens) & (state["n_vars"] < n_lines)
+        start_o = remaining >= self.line_tokens
 
         # Arguments: term a may come if a signature taking its type here can still close the
         # call without repeating a line, or go on with more choices than lines share the call
@@ -291,7 +288,6 @@ class TypedGrammar:
         close_type = jnp.any(takes & closes, axis=1)  # [n, types]
         goes_on = (arity > argi[:, None] + 1)[:, :, None]
         best_type = jnp.max(jnp.where(takes & goes_on, rest[:, :, None], 0), axis=1)
-        close_type, best_type = jax.lax.optimization_barrier((close_type, best_type))
         var_bits = ((state["var_types"][:, :, None] >> jnp.arange(len(TYPE_NAMES))) & 1) > 0
         close_term = jnp.concatenate(
             [close_type[:, tables["fixed_type"]], jnp.any(var_bits & close_type[:, None], 2)], 1
@@ -308,10 +304,9 @@ class TypedGrammar:
         after = jnp.take_along_axis(lines, jnp.minimum(argi + 2, width)[:, None, None], 2)[..., 0]
         prefix = state["prefix"]
         n_active = self.n_fixed + n_lines
-        target = jnp.where(prefix & (column >= 0), column, n_active)
-        same = jnp.zeros((n, n_active + 1), jnp.int32).at[rows, target].add(1)[:, :n_active]
-        target = jnp.where(after < 0, target, n_active)
-        repeat = jnp.zeros((n, n_active + 1), jnp.int32).at[rows, target].add(1)[:, :n_active]
+        hits = (column[:, :, None] == jnp.arange(n_active)) & prefix[:, :, None]  # [n, lines, T]
+        same = jnp.sum(hits, axis=1)
+        repeat = jnp.sum(hits & (after < 0)[:, :, None], axis=1)
         arg_ok = ((close_term & (repeat == 0)) | (best_term > same)) & (at == ARG)
 
         # After an argument: ',' if a longer signature can still finish, ')' if not a repeat.
@@ -343,21 +338,25 @@ class TypedGrammar:
         argcols = jnp.concatenate(
             [jnp.zeros((n, 1), bool), arg_ok & first, unused, arg_ok & ~first, unused], axis=1
         )
+        # Materialised once: fused into the per-token gathers below, XLA would recompute them.
         units, argcols = jax.lax.optimization_barrier((units, argcols))
-        mask = units[:, tables["unit_of_token"][candidates]]
-        mask |= argcols[:, tables["argcol_of_token"][candidates]]
+        meaning = tables["token_meaning"][candidates]  # [C, 2]: (unit, argument column)
+        mask = units[:, meaning[:, 0]] | argcols[:, meaning[:, 1]]
         if self.prefix_ids:
             wanted = tables["prefix"][jnp.minimum(state["pos"], len(self.prefix_ids) - 1)]
             mask = jnp.where(at == PREFIX, candidates[None, :] == wanted[:, None], mask)
         return mask
 
     def advance(self, tables: Tables, state: State, token: jax.Array) -> State:
-        """The state after each row's ``token`` (one that `allowed` allowed)."""
+        """The state after each row's ``token`` (one that `allowed` allowed); a row whose
+        token is pad (a finished row) stays as it is."""
         n, n_lines = state["var_types"].shape
         rows = jnp.arange(n)
-        phase, argi = state["phase"], state["argi"]
-        unit = tables["unit_of_token"][token]
-        col = tables["argcol_of_token"][token]
+        # A pad token moves nothing: such a row is treated as DONE, which no branch handles.
+        phase = jnp.where(token == self.pad_id, DONE, state["phase"])
+        argi = state["argi"]
+        meaning = tables["token_meaning"][token]  # [n, 2]: (unit, argument column)
+        unit, col = meaning[:, 0], meaning[:, 1]
         term = jnp.where(col > self.n_terms, col - 1 - self.n_terms, col - 1)
         slot_bits = 1 << jnp.arange(self.max_signatures)
         width = self.max_arity + 1
@@ -372,7 +371,8 @@ class TypedGrammar:
         at_callee = phase == CALLEE
         callee = jnp.clip(unit - _U_CALLEE, 0, self.n_callees - 1)
         new["callee"] = jnp.where(at_callee, callee, state["callee"])
-        sigs_start = jnp.where(is_o, tables["callee_grid"][callee], tables["callee_any"][callee])
+        start_sets = tables["callee_start"][callee]  # [n, 2]: all signatures, Grid ones
+        sigs_start = jnp.where(is_o, start_sets[:, 1], start_sets[:, 0])
         prefix = jnp.where(
             at_callee[:, None], state["lines"][:, :, 0] == callee[:, None], state["prefix"]
         )
@@ -392,13 +392,11 @@ class TypedGrammar:
             state["lines"], jnp.minimum(argi + 1, width)[:, None, None], axis=2
         )[:, :, 0]
         new["prefix"] = jnp.where(at_arg[:, None], prefix & (column == term[:, None]), prefix)
-        call = jnp.where(
-            at_callee[:, None],
-            jnp.full_like(state["call"], -1).at[:, 0].set(callee),
-            state["call"],
-        )
+        call_column = jnp.arange(width + 1)
+        call = jnp.where(at_callee[:, None], jnp.where(call_column == 0, callee[:, None], -1),
+                         state["call"])  # fmt: skip
         new["call"] = jnp.where(
-            at_arg[:, None], call.at[rows, jnp.minimum(argi + 1, width)].set(term), call
+            at_arg[:, None] & (call_column == argi[:, None] + 1), term[:, None], call
         )
         # SEP: ',' keeps the longer signatures, ')' those of this arity and ends the call.
         at_sep = phase == SEP
@@ -420,30 +418,29 @@ class TypedGrammar:
         )
         out = jax.lax.reduce(out_bits, jnp.int32(0), jax.lax.bitwise_or, (1,))
         define = close & ~is_o
-        line = jnp.minimum(state["n_vars"], n_lines - 1)
-        new["var_types"] = (
-            state["var_types"]
-            .at[rows, line]
-            .set(jnp.where(define, out, state["var_types"][rows, line]))
-        )
+        here = define[:, None] & (jnp.arange(n_lines) == state["n_vars"][:, None])  # [n, lines]
+        new["var_types"] = jnp.where(here, out[:, None], state["var_types"])
         has_type = ((out[:, None] >> jnp.arange(len(TYPE_NAMES))) & 1) * define[:, None]
         new["counts"] = state["counts"] + has_type
-        new["lines"] = (
-            state["lines"]
-            .at[rows, line]
-            .set(jnp.where(define[:, None], state["call"], state["lines"][rows, line]))
-        )
-        new["uses"] = (
-            state["uses"].at[rows, jnp.where(define, state["callee"], self.n_callees)].add(1)
+        new["lines"] = jnp.where(here[:, :, None], state["call"][:, None, :], state["lines"])
+        new["uses"] = state["uses"] + (
+            define[:, None] & (jnp.arange(self.n_callees + 1) == state["callee"][:, None])
         )
         new["n_vars"] = state["n_vars"] + define
-        phase_next = jnp.select(
-            [phase == PREFIX, phase == START, phase == EQUALS, at_callee, phase == OPEN,
-             at_arg, comma, close, (phase == END) & (unit == _U_NEWLINE), phase == END],
-            [jnp.where(pos >= len(self.prefix_ids), START, PREFIX), EQUALS, CALLEE, OPEN, ARG,
-             SEP, ARG, END, START, DONE],
-            phase,
-        )  # fmt: skip
+        # START..ARG lead to the next phase in order; the others depend on the token.
+        phase_next = jnp.where(
+            phase == SEP,
+            jnp.where(comma, ARG, END),
+            jnp.where(
+                phase == END,
+                jnp.where(unit == _U_NEWLINE, START, DONE),
+                jnp.where(
+                    phase == PREFIX,
+                    jnp.where(pos >= len(self.prefix_ids), START, PREFIX),
+                    jnp.where(phase == DONE, state["phase"], phase + 1),
+                ),
+            ),
+        )
         new["phase"] = phase_next.astype(jnp.int32)
         return new
 

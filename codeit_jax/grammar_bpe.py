@@ -109,6 +109,7 @@ class BPEGrammar:
         vocab_size = tokenizer.vocab_size if vocab_size is None else vocab_size
         self.vocab_size = vocab_size
         self.eos_id = tokenizer.eos_id
+        self.pad_id = tokenizer.pad_id
         self.prefix_ids = tuple(int(i) for i in tokenizer.prefix_ids)
         chars, self.start, accept = line_automaton()
         n_states = chars.shape[0]
@@ -191,8 +192,8 @@ class BPEGrammar:
         return mask
 
     def advance(self, tables: dict, state: dict, token: jax.Array) -> dict[str, jax.Array]:
-        """The state after each row's (allowed) ``token``."""
-        in_prefix = state["pos"] < len(self.prefix_ids)
+        """The state after each row's (allowed) ``token``; pad (a finished row) moves nothing."""
+        in_prefix = (state["pos"] < len(self.prefix_ids)) & (token != self.pad_id)
         column = tables["column_of_token"][token]
         moved = tables["moves"][state["state"], jnp.maximum(column, 0)]
         keep = in_prefix | (column < 0)  # prefix tokens and EOS leave the automaton alone

@@ -94,7 +94,8 @@ class Constraint(Protocol):
     ``tables`` are numpy arrays, passed to the jitted program as arguments; the object itself
     is a static argument (hashed by identity), so keep one per policy. ``allowed`` must never
     return an all-False row for a state reached through allowed tokens with at least
-    ``min_new_tokens()`` tokens in all, and must allow EOS within ``max_new_tokens``.
+    ``min_new_tokens()`` tokens in all, and must allow EOS within ``max_new_tokens``. It never
+    allows pad, and ``advance`` leaves a row whose token is pad (a finished row) unchanged.
     """
 
     token_mask: np.ndarray  # bool [vocab]: the tokens it can ever allow
@@ -237,13 +238,8 @@ def _sample_shard(
         if end_on_disallowed:  # the start token (step 0) is never a reason to stop
             token = jnp.where((step > 0) & ~continue_ok[last], config.eos_token_id, token)
         token = jnp.where(finished, config.pad_token_id, token)
-        if constraint is not None:  # finished rows keep their state
-            moved = constraint.advance(grammar_tables, grammar, token)
-            grammar = jax.tree_util.tree_map(
-                lambda old, new: jnp.where(finished.reshape(-1, *(1,) * (old.ndim - 1)), old, new),
-                grammar,
-                moved,
-            )
+        if constraint is not None:  # finished rows emit pad, which leaves their state alone
+            grammar = constraint.advance(grammar_tables, grammar, token)
         tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, step))
         return step + 1, tokens, token, finished | (token == config.eos_token_id), cache, grammar
 
