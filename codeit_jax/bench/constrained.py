@@ -14,7 +14,8 @@ lengths (unconstrained rows rarely draw EOS and run to ``max_new_tokens``; const
 after their ``O`` line while the loop runs on for the longest row), so that figure says more
 about lengths than about cost. Prints the figures, then one JSON line.
 
-    python -m codeit_jax.bench.constrained [--samples-out=samples.jsonl] [--repeats=3]
+    python -m codeit_jax.bench.constrained [--samples-out=samples.jsonl] [--repeats=5]
+        [--model=tiny]
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def compare(
 ) -> dict[str, dict[str, Any]]:
     """Unconstrained (program mask) and constrained runs on a random tiny model."""
     config = named_config(
-        "tiny", vocab_size=tokenizer.vocab_size, dtype="float32",
+        args.model, vocab_size=tokenizer.vocab_size, dtype="float32",
         pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eos_id,
     )  # fmt: skip
     params = init_params(config, jax.random.key(args.seed))
@@ -164,6 +165,7 @@ def main(argv: list[str]) -> dict[str, float]:
     parser.add_argument("--input-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="tiny", help="T5 shape (random weights)")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     print(f"load average before: {load_before:.2f}, {jax.device_count()} device(s)")
