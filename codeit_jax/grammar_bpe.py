@@ -149,7 +149,7 @@ class BPEGrammar:
         column_of_token[self.token_ids] = np.arange(len(self.token_ids))
         self._start_cost = int(to_end[self.start])
         self._tables = {
-            "moves": moves,
+            "moves": moves.astype(np.int16 if n_states <= np.iinfo(np.int16).max else np.int32),
             "to_end": np.minimum(to_end, unreachable).astype(np.int32),
             "accepting": np.arange(n_states) == accept,
             "column_of_token": column_of_token,
