@@ -71,10 +71,6 @@ State = dict[str, jax.Array]
 Tables = dict[str, jax.Array]
 
 
-def _bit(type_name: str) -> int:
-    return 1 << TYPE_NAMES.index(type_name)
-
-
 def terms() -> tuple[str, ...]:
     """Argument terms in index order: ``I``, constants, primitive names, ``x1``..``x99`` (the
     variables last, so that a row's first variables are a prefix of the term range)."""
