@@ -93,8 +93,15 @@ def sample_programs(
             end_on_disallowed=settings.end_on_disallowed,
         )
         for rows in out.tokens:
-            texts.append([tokenizer.decode(row) for row in rows])
+            texts.append([program_text(tokenizer.decode(row)) for row in rows])
     return texts
+
+
+def program_text(decoded: str) -> str:
+    """A decoded sample as the program to run: the text before any ``#``, as CodeIt's
+    ``decode_actions`` cuts it (a ``#`` is never part of a program; a sample that ends right
+    after one, as CodeIt's disallowed-token rule makes it, keeps its program)."""
+    return decoded.split("#", 1)[0]
 
 
 def run_batched(

@@ -17,7 +17,7 @@ def get_config() -> ConfigDict:
     config.experiment = "codeit"
     config.workdir = "runs/codeit"
     config.seed = 17  # CodeIt's base_config seed
-    config.n_meta_iterations = 100
+    config.n_meta_iterations = 99  # base_config.yaml exit.n_iters (A1 has 99 search files)
     # One of codeit_jax.codeit_config.ABLATIONS; the ablation files in configs/ set it.
     config.ablation = "none"
 
@@ -87,7 +87,7 @@ def get_config() -> ConfigDict:
     config.buffer.length_penalty = 0.0
     config.buffer.age_penalty = 0.0
     config.buffer.distance_penalty = 0.0
-    config.buffer.epsilon = 1e-6
+    config.buffer.epsilon = 1e-19  # added to every priority, as CodeIt's get_priority
     config.buffer.priority_in_mutated = True
 
     config.sandbox = ConfigDict()

@@ -149,7 +149,7 @@ def test_paper_config_has_the_official_settings():
     c = load_config("codeit")
     official = {
         "seed": 17,
-        "n_meta_iterations": 100,
+        "n_meta_iterations": 99,
         "encoding.n_examples": 10,
         "encoding.input_state_max": 512,
         "train.n_policy": 90_000,
@@ -176,6 +176,7 @@ def test_paper_config_has_the_official_settings():
         "buffer.age_penalty": 0.0,
         "buffer.distance_penalty": 0.0,
         "buffer.priority_in_mutated": True,
+        "buffer.epsilon": 1e-19,
         "sandbox.timeout_s": 0.25,
         "sandbox.max_state_size": 1000,
         "model.name": "codet5p_220m",
