@@ -17,7 +17,9 @@ def get_config() -> ConfigDict:
     config.experiment = "codeit"
     config.workdir = "runs/codeit"
     config.seed = 17  # CodeIt's base_config seed
-    config.n_meta_iterations = 99  # base_config.yaml exit.n_iters (A1 has 99 search files)
+    # The official run: solutions_100.json after 100 meta-iterations (base_config.yaml ships
+    # exit.n_iters: 99; its results and A1 files run to 100).
+    config.n_meta_iterations = 100
     # One of codeit_jax.codeit_config.ABLATIONS; the ablation files in configs/ set it.
     config.ablation = "none"
 

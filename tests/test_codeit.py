@@ -149,7 +149,7 @@ def test_paper_config_has_the_official_settings():
     c = load_config("codeit")
     official = {
         "seed": 17,
-        "n_meta_iterations": 99,
+        "n_meta_iterations": 100,
         "encoding.n_examples": 10,
         "encoding.input_state_max": 512,
         "train.n_policy": 90_000,
