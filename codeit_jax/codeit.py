@@ -238,7 +238,7 @@ def initial_buffer(loop: Loop) -> ReplayBuffer:
     seeds = seed_tasks(config, loop.executor, loop.progress)
     files = split_paths(config.data.mutated_files)
     load = load_mutated_files(
-        files, tokenizer, config.encoding.n_examples, config.data.max_mutated_tasks
+        files, tokenizer, loop.encoding.n_examples, config.data.max_mutated_tasks
     )
     if files:
         logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())

@@ -235,12 +235,14 @@ def add_mutated_tasks(
     settings: EncodingSettings,
     age: int,
 ) -> int:
-    """Add tasks to the mutated partition with the official priority inputs; returns how many.
+    """Add tasks to the mutated partition as the official buffer does; returns how many.
 
     The official priority reads ``task_demonstration_performance`` (and ``distance``) from a
     task's extra info and takes 0 when it is absent, as for the training tasks, the seed files'
     mutants and random seeds: those entries all weigh the same, while A1's search tasks weigh by
-    how much of their evaluation task's demonstrations the program got right.
+    how much of their evaluation task's demonstrations the program got right. Entries are keyed
+    by (parent key, program), the parent being the task itself when it has none, so two mutants
+    of one parent with the same program make one entry, the later one.
     """
     return add_tasks(
         buffer,
@@ -249,6 +251,7 @@ def add_mutated_tasks(
         tokenizer,
         settings,
         age=age,
+        keys=[t.parent_key or t.key for t in tasks],
         performance=[float(t.extra.get("task_demonstration_performance", 0.0)) for t in tasks],
         distance=[float(t.extra.get("distance", 0.0)) for t in tasks],
     )

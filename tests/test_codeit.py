@@ -308,7 +308,7 @@ def test_a3_no_prioritization_samples_uniformly(codeit_data, policy, sandbox, tr
         _, state, _, _, _ = scripted_iteration(config, policy, sandbox, training_tasks)
         priorities = state.buffer.priorities("policy")
         assert (np.ptp(priorities) == 0) == uniform, ablation
-        assert np.ptp(state.buffer.priorities("mutated")) == 0  # all seeds have performance 1
+        assert np.ptp(state.buffer.priorities("mutated")) == 0  # all seeds weigh the same
 
 
 def test_a4_no_pretraining_ignores_the_checkpoint_weights(tmp_path, codeit_data, policy):

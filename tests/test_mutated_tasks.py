@@ -177,17 +177,22 @@ def test_a_file_that_is_not_a_json_object_is_one_error_naming_it(tmp_path, conte
         load([path])
 
 
-def test_mutated_entries_take_the_official_priority_inputs(tmp_path):
+def test_mutated_entries_take_the_official_priority_inputs_and_keys(tmp_path):
+    search_extra = {"task_demonstration_performance": 0.5, "distance": 0.25}
     records = [
-        record("plain"),
-        record("search", extra_info={"task_demonstration_performance": 0.5, "distance": 0.25}),
+        record("plain", parent_key=None),
+        record("search", extra_info=search_extra, parent_key="eval_task"),
+        record("mutant_1", parent_key="train_task"),
+        record("mutant_2", [[[7]]], parent_key="train_task"),  # same parent, same program
     ]
     tasks = load([write(tmp_path / "m.json", records)]).tasks
     buffer = ReplayBuffer(BufferConfig())
-    assert add_mutated_tasks(buffer, tasks, TOKENIZER, EncodingSettings(10, 512, 512), age=3) == 2
+    add_mutated_tasks(buffer, tasks, TOKENIZER, EncodingSettings(10, 512, 512), age=3)
     entries = {e.parent_key: e for e in buffer.entries("mutated")}
+    assert sorted(entries) == ["eval_task", "plain", "train_task"]
     assert (entries["plain"].performance, entries["plain"].distance) == (0.0, 0.0)
-    assert (entries["search"].performance, entries["search"].distance) == (0.5, 0.25)
+    assert (entries["eval_task"].performance, entries["eval_task"].distance) == (0.5, 0.25)
+    assert "7" in TOKENIZER.decode(entries["train_task"].input_ids)  # the later mutant's grids
     assert {e.age for e in entries.values()} == {3}
 
 
