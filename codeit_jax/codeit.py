@@ -243,7 +243,7 @@ def initial_buffer(loop: Loop) -> ReplayBuffer:
     if files:
         logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
     mutated = load.tasks
-    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, loop.encoding, age=0)
+    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, loop.encoding, 0, key_by_parent=False)
     n_mutated = add_mutated_tasks(buffer, mutated, tokenizer, loop.encoding, age=0)
     logging.info(
         "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "

@@ -234,6 +234,7 @@ def add_mutated_tasks(
     tokenizer: Tokenizer,
     settings: EncodingSettings,
     age: int,
+    key_by_parent: bool = True,
 ) -> int:
     """Add tasks to the mutated partition as the official buffer does; returns how many.
 
@@ -242,7 +243,9 @@ def add_mutated_tasks(
     mutants and random seeds: those entries all weigh the same, while A1's search tasks weigh by
     how much of their evaluation task's demonstrations the program got right. Entries are keyed
     by (parent key, program), the parent being the task itself when it has none, so two mutants
-    of one parent with the same program make one entry, the later one.
+    of one parent with the same program make one entry, the later one; ``key_by_parent=False``
+    keys each task by its own key (seed tasks: the official run keys a training task by itself,
+    and random seeds, which it does not have, stay distinct tasks).
     """
     return add_tasks(
         buffer,
@@ -251,7 +254,7 @@ def add_mutated_tasks(
         tokenizer,
         settings,
         age=age,
-        keys=[t.parent_key or t.key for t in tasks],
+        keys=[(t.parent_key if key_by_parent else None) or t.key for t in tasks],
         performance=[float(t.extra.get("task_demonstration_performance", 0.0)) for t in tasks],
         distance=[float(t.extra.get("distance", 0.0)) for t in tasks],
     )
