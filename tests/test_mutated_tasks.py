@@ -92,6 +92,11 @@ def test_the_official_filter_looks_at_training_outputs_only(tmp_path):
     empty = next(t for t in result.tasks if t.key == "empty_grids")
     assert [y for _, y in empty.train] == [(), ((),)]
     assert next(t for t in result.tasks if t.key == "colour_12").train[0][1] == ((12, 12),) * 2
+    # They all go into the buffer, encoded with the built-in tokenizer.
+    buffer = ReplayBuffer(BufferConfig())
+    settings = EncodingSettings(10, 512, 512)
+    assert add_mutated_tasks(buffer, result.tasks, TOKENIZER, settings, 0, key_by_parent=False) == 6
+    assert buffer.size("mutated") == 6
 
 
 class _AnyTextTokenizer:
