@@ -67,9 +67,9 @@ ABLATIONS: dict[str, Callable[[ConfigDict], None] | None] = {
 }
 
 SEED_SOURCES = ("auto", "codeit", "random")
+EVAL_SOURCES = ("auto", "codeit", "arc1")
 #: Stands for the data directory in ``data.mutated_files`` and ``no_exit.search_dir``.
 DATA_DIR_PLACEHOLDER = "{data_dir}"
-EVAL_SOURCES = ("auto", "codeit", "arc1")
 
 
 def split_paths(text: str) -> list[Path]:
