@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging as std_logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,16 +28,17 @@ from ml_collections import ConfigDict
 
 from codeit_jax.batching import BucketBatcher
 from codeit_jax.buffer import BufferConfig, ReplayBuffer
-from codeit_jax.codeit_config import data_dir, prepare_config
+from codeit_jax.codeit_config import data_dir, prepare_config, split_paths
 from codeit_jax.encoding import bare_program
 from codeit_jax.experience import EncodingSettings, add_tasks, encode_input
 from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, infer
 from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import Scoreboard
 from codeit_jax.model.t5 import count_params
+from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
-from codeit_jax.seeds import load_eval_tasks, load_mutated_tasks, seed_tasks
+from codeit_jax.seeds import load_eval_tasks, seed_tasks
 from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
     RunCheckpoints,
@@ -90,7 +90,6 @@ class Loop:
     sampling: SamplingSettings
     eval_tasks: list[Task]
     eval_inputs: list[list[int]]
-    no_exit_pool: list[Task]
     executor: Executor
     progress: bool
 
@@ -222,13 +221,9 @@ def make_loop(
         ),
         eval_tasks=eval_tasks,
         eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
-        no_exit_pool=(
-            [] if config.add_policy_experience
-            else load_mutated_tasks(config.no_exit.mutated_files)
-        ),
         executor=executor,
         progress=progress,
-    )  # fmt: skip
+    )
 
 
 def known_programs(config: ConfigDict) -> list[str]:
@@ -249,14 +244,20 @@ def make_buffer(config: ConfigDict) -> ReplayBuffer:
 
 
 def initial_buffer(loop: Loop) -> ReplayBuffer:
-    """The buffer a fresh run starts with: seed tasks and mutated tasks, both in the mutated
-    partition, with performance 1 (each program solves its own task)."""
-    buffer = make_buffer(loop.config)
-    tokenizer = loop.policy.tokenizer
-    seeds = seed_tasks(loop.config, loop.executor, loop.progress)
-    mutated = load_mutated_tasks(loop.config.data.mutated_files)
-    n_seeds = add_tasks(buffer, "mutated", seeds, tokenizer, loop.encoding, age=0)
-    n_mutated = add_tasks(buffer, "mutated", mutated, tokenizer, loop.encoding, age=0)
+    """The buffer a fresh run starts with: seed tasks and the mutated files' tasks, both in the
+    mutated partition with the official priority inputs (`add_mutated_tasks`)."""
+    config, tokenizer = loop.config, loop.policy.tokenizer
+    buffer = make_buffer(config)
+    seeds = seed_tasks(config, loop.executor, loop.progress)
+    files = split_paths(config.data.mutated_files)
+    load = load_mutated_files(
+        files, tokenizer, loop.encoding.n_examples, config.data.max_mutated_tasks
+    )
+    if files:
+        logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
+    mutated = load.tasks
+    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, loop.encoding, 0, key_by_parent=False)
+    n_mutated = add_mutated_tasks(buffer, mutated, tokenizer, loop.encoding, age=0)
     logging.info(
         "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "
         "left out)",
@@ -325,15 +326,12 @@ def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i:
 
     Normally every relabelled task goes into the policy partition with its demonstration
     performance as priority (A2: only the programs that solve their task). A1 adds no policy
-    experience; slice ``i`` of the pre-computed mutated tasks goes into the mutated partition.
+    experience (its search tasks came before training, in `meta_iteration`).
     """
     config = loop.config
     tokenizer = loop.policy.tokenizer
     if not config.add_policy_experience:
-        pool = loop.no_exit_pool
-        per = config.no_exit.tasks_per_iteration or math.ceil(len(pool) / config.n_meta_iterations)
-        chunk = pool[i * per : (i + 1) * per]
-        return add_tasks(buffer, "mutated", chunk, tokenizer, loop.encoding, age=i)
+        return 0
     tasks = result.relabelled
     if not config.relabel:
         tasks = [t for t in tasks if t.extra["demonstration_performance"] == 1.0]
@@ -361,6 +359,11 @@ def meta_iteration(
     """
     seed = loop.config.seed
     state.buffer.advance(i)
+    added = 0
+    if not loop.config.add_policy_experience:  # A1: this iteration's search tasks, then train
+        added = add_search_tasks(
+            state.buffer, loop.config.no_exit, i, loop.policy.tokenizer, loop.encoding
+        )
     begin = time.perf_counter()
     train_state, losses = train_on_buffer(loop, state, i)
     train_seconds = time.perf_counter() - begin
@@ -378,7 +381,7 @@ def meta_iteration(
         loop.progress,
     )
     state.scoreboard.add(result.solutions)
-    added = add_experience(loop, state.buffer, result, i)
+    added += add_experience(loop, state.buffer, result, i)
     row = {
         "meta_iteration": i,
         "cumulative_performance": state.scoreboard.cumulative_performance(i),

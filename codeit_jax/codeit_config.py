@@ -16,6 +16,7 @@ from ml_collections import ConfigDict
 
 from codeit_jax.errors import ConfigError
 from codeit_jax.model.t5 import CONFIGS
+from codeit_jax.mutated_tasks import first_missing_search_file, search_samples
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.trainer import WEIGHT_DECAY_ON
 
@@ -23,7 +24,8 @@ __all__ = ["ConfigError"]
 
 
 def _no_exit(c: ConfigDict) -> None:
-    """A1: the policy's samples are not added; pre-computed mutated tasks arrive instead."""
+    """A1: the policy's samples are not added; the mutation baseline's search tasks arrive
+    before each meta-iteration's training instead (``no_exit``)."""
     c.add_policy_experience = False
 
 
@@ -69,6 +71,8 @@ SEED_SOURCES = ("auto", "codeit", "random")
 #: config.sampling.disallowed_tokens: "mask" never samples them, "end" ends the sample after one.
 DISALLOWED_TOKENS = ("mask", "end")
 EVAL_SOURCES = ("auto", "codeit", "arc1")
+#: Stands for the data directory in ``data.mutated_files`` and ``no_exit.search_dir``.
+DATA_DIR_PLACEHOLDER = "{data_dir}"
 
 
 def split_paths(text: str) -> list[Path]:
@@ -86,8 +90,9 @@ def prepare_config(config: ConfigDict) -> ConfigDict:
     """An unlocked copy of ``config`` with its ablation applied and every field checked.
 
     Derived fields the loop reads: ``add_policy_experience``, ``relabel``,
-    ``model.load_weights``, ``data.seeds`` resolved to "codeit" or "random" and
-    ``data.eval_tasks`` to "codeit" or "arc1".
+    ``model.load_weights``, ``data.seeds`` resolved to "codeit" or "random",
+    ``data.eval_tasks`` to "codeit" or "arc1", and ``{data_dir}`` in ``data.mutated_files``
+    and ``no_exit.search_dir`` replaced by the data directory.
     """
     if config.get("experiment") != "codeit":
         raise ConfigError(f"config.experiment is {config.get('experiment')!r}, not 'codeit'")
@@ -192,19 +197,18 @@ def _check(c: ConfigDict) -> None:
     _positive_int(c, "sandbox.workers", minimum=0)
     _number(c, "sandbox.timeout_s", 0.0, math.inf, open_low=True)
     _positive_int(c, "checkpoint_max_to_keep")
-    _positive_int(c, "no_exit.tasks_per_iteration", minimum=0)
+    _positive_int(c, "no_exit.start_samples", minimum=0)
+    _positive_int(c, "no_exit.interval")
     _positive_int(c, "data.n_eval_tasks", minimum=0)
+    _positive_int(c, "data.max_mutated_tasks", minimum=0)
     _positive_int(c, "data.n_random_seeds", minimum=0)
     _number(c, "model.dropout_rate", 0.0, 1.0)
     if c.model.dropout_rate >= 1.0:
         raise ConfigError("config.model.dropout_rate must be below 1")
     _check_data(c)
     _check_model(c)
-    if not c.add_policy_experience and not split_paths(c.no_exit.mutated_files):
-        raise ConfigError(
-            "ablation a1_no_exit adds pre-computed mutated tasks each meta-iteration: set "
-            "config.no_exit.mutated_files (mutation baseline output)"
-        )
+    if not c.add_policy_experience:
+        _check_search_files(c)
 
 
 def _check_data(c: ConfigDict) -> None:
@@ -231,10 +235,34 @@ def _check_data(c: ConfigDict) -> None:
         c.data.eval_tasks = "codeit" if has_eval else "arc1"
     elif evals == "codeit" and not has_eval:
         raise ConfigError(f"config.data.eval_tasks='codeit' but {root / 'evaluation'} is missing")
-    for field in ("data.mutated_files", "no_exit.mutated_files"):
-        for path in split_paths(_get(c, field)):
-            if not path.is_file():
-                raise ConfigError(f"config.{field}: {path} is not a file")
+    c.data.mutated_files = str(c.data.mutated_files).replace(DATA_DIR_PLACEHOLDER, str(root))
+    c.no_exit.search_dir = str(c.no_exit.search_dir).replace(DATA_DIR_PLACEHOLDER, str(root))
+    for path in split_paths(c.data.mutated_files):
+        if not path.is_file():
+            raise ConfigError(
+                f"config.data.mutated_files: {path} is not a file. Fetch the official mutated "
+                f"tasks with `bash data/fetch_codeit_data.sh {path.parent}`, or run without "
+                "mutated tasks: ablation A6 (configs/a6_no_mutated.py) or "
+                "--config.data.mutated_files="
+            )
+
+
+def _check_search_files(c: ConfigDict) -> None:
+    """A1 needs one search file per meta-iteration; name the first one missing."""
+    n = c.no_exit
+    missing = first_missing_search_file(
+        n.search_dir, n.start_samples, n.interval, c.n_meta_iterations
+    )
+    if missing is not None:
+        i, path = missing
+        last = search_samples(n.start_samples, n.interval, c.n_meta_iterations - 1)
+        raise ConfigError(
+            f"config.no_exit.search_dir: {path} (meta-iteration {i}) is not a file. Ablation "
+            "a1_no_exit adds mutated_tasks_search_<n>.json with n = no_exit.start_samples + "
+            "i * no_exit.interval before meta-iteration i's training: run the mutation baseline "
+            f"(configs/mutation.py) with --config.n_samples={last} and "
+            f"--config.save_chunk_size={n.interval} into no_exit.search_dir"
+        )
 
 
 def _check_model(c: ConfigDict) -> None:

