@@ -16,6 +16,7 @@ from ml_collections import ConfigDict
 
 from codeit_jax.errors import ConfigError
 from codeit_jax.model.t5 import CONFIGS
+from codeit_jax.paper_metric import check_metric_config
 from codeit_jax.paths import codeit_data_dir
 
 __all__ = ["ConfigError"]
@@ -49,8 +50,11 @@ def _one_example(c: ConfigDict) -> None:
 
 
 def _no_mutated(c: ConfigDict) -> None:
-    """A6: the buffer starts with the training tasks only."""
+    """A6: the buffer starts with the training tasks only (and the paper scores it without
+    mutation solutions or their samples)."""
     c.data.mutated_files = ""
+    if "metric" in c:
+        c.metric.mutation_solutions, c.metric.mutation_samples = "", 0
 
 
 #: Ablation name -> how it changes the (unlocked copy of the) config.
@@ -179,6 +183,7 @@ def _check(c: ConfigDict) -> None:
     if c.model.dropout_rate >= 1.0:
         raise ConfigError("config.model.dropout_rate must be below 1")
     _check_data(c)
+    check_metric_config(c, data_dir(c))
     _check_model(c)
     if not c.add_policy_experience and not split_paths(c.no_exit.mutated_files):
         raise ConfigError(

@@ -39,4 +39,7 @@ def get_config() -> ConfigDict:
     config.sampling.tasks_per_batch = 32
     config.sampling.max_new_tokens = 128
     config.sandbox.workers = 2
+    # The paper figure with our baseline's solutions: --config.metric.mutation_solutions=
+    # runs/mutation/mutation_candidates.json --config.metric.mutation_samples=9600; "": policy.
+    config.metric.mutation_solutions = ""
     return config

@@ -38,4 +38,5 @@ def get_config() -> ConfigDict:
     config.sampling.tasks_per_batch = 16
     config.sampling.max_new_tokens = 128
     config.sandbox.workers = 2
+    config.metric.mutation_solutions = ""  # the policy alone (no official mutation file needed)
     return config

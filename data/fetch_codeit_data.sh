@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch the official CodeIt data files (the 400 ARC training tasks with ground-truth DSL
 # programs, the 400 evaluation tasks, split_keys.json, mutation_performance.csv, and any
-# mutated_tasks_train_*.json files) into a directory, default ./codeit-data.
+# mutated_tasks_train_*.json and mutation_solutions_*.json files: the paper's CodeIt figure
+# merges mutation_solutions_19200.json in) into a directory, default ./codeit-data.
 #
 #   bash data/fetch_codeit_data.sh [DEST]                 # download the official repository
 #   bash data/fetch_codeit_data.sh --from SRC_DIR [DEST]  # copy from a local checkout/copy
@@ -27,7 +28,8 @@ copy_data() {  # $1: a directory holding training/ and evaluation/
   done
   mkdir -p "$dest"
   cp -r "$from/training" "$from/evaluation" "$dest/"
-  for f in "$from"/split_keys.json "$from"/mutation_performance.csv "$from"/mutated_tasks_train_*.json; do
+  for f in "$from"/split_keys.json "$from"/mutation_performance.csv "$from"/mutated_tasks_train_*.json \
+           "$from"/mutation_solutions_*.json; do
     [[ -e "$f" ]] && cp "$f" "$dest/"
   done
   local n_train n_eval

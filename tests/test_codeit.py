@@ -126,10 +126,14 @@ def test_every_config_file_prepares(tmp_path, codeit_data):
     mutated = tmp_path / "mutated_tasks_train_2.json"
     tasks = load_codeit_dir(codeit_data / "training")[:2]
     save_codeit_file([dataclasses.replace(t, key=t.key + "_m") for t in tasks], mutated)
+    solutions = tmp_path / "mutation_solutions_19200.json"
+    solutions.write_text("{}")
     names = ["codeit", "tiny", "cpu_experiment", *(n for n in ABLATIONS if n != "none")]
     for name in names:
         config = load_config(name)
         config.no_exit.mutated_files = str(mutated)
+        if config.metric.mutation_solutions:  # the paper's file is not in the test data
+            config.metric.mutation_solutions = str(solutions)
         if name == "cpu_experiment":
             config.data.mutated_files = str(mutated)
         prepared = prepare_config(config)
@@ -138,7 +142,9 @@ def test_every_config_file_prepares(tmp_path, codeit_data):
 
 
 def test_each_ablation_changes_its_setting_only(codeit_data):
-    base = prepare_config(load_config("codeit"))
+    base_config = load_config("codeit")
+    base_config.metric.mutation_solutions = __file__  # the paper's file is not in the test data
+    base = prepare_config(base_config)
     changed = {
         "a1_no_exit": {"add_policy_experience": False},
         "a2_no_relabelling": {"relabel": False},
@@ -148,12 +154,17 @@ def test_each_ablation_changes_its_setting_only(codeit_data):
         },
         "a4_no_pretraining": {"model.load_weights": False},
         "a5_one_example": {"encoding.n_examples": 1},
-        "a6_no_mutated": {"data.mutated_files": ""},
+        "a6_no_mutated": {
+            "data.mutated_files": "",
+            "metric.mutation_solutions": "",
+            "metric.mutation_samples": 0,
+        },
     }
     flat_base = _flatten(base.to_dict())
     for name, expected in changed.items():
         config = load_config(name)
         config.no_exit.mutated_files = config.data.mutated_files = __file__
+        config.metric.mutation_solutions = __file__
         flat = _flatten(prepare_config(config).to_dict())
         diff = {k: v for k, v in flat.items() if flat_base.get(k) != v}
         diff.pop("ablation")
