@@ -16,7 +16,12 @@ from ml_collections import ConfigDict
 
 from codeit_jax.errors import ConfigError
 from codeit_jax.model.t5 import CONFIGS
-from codeit_jax.paper_metric import check_metric_config
+from codeit_jax.paper_metric import (
+    AUTO_SAMPLES,
+    default_mutation_samples,
+    missing_file_message,
+    resolve_data_path,
+)
 from codeit_jax.paths import codeit_data_dir
 
 __all__ = ["ConfigError"]
@@ -183,7 +188,7 @@ def _check(c: ConfigDict) -> None:
     if c.model.dropout_rate >= 1.0:
         raise ConfigError("config.model.dropout_rate must be below 1")
     _check_data(c)
-    check_metric_config(c, data_dir(c))
+    _check_metric(c)
     _check_model(c)
     if not c.add_policy_experience and not split_paths(c.no_exit.mutated_files):
         raise ConfigError(
@@ -220,6 +225,21 @@ def _check_data(c: ConfigDict) -> None:
         for path in split_paths(_get(c, field)):
             if not path.is_file():
                 raise ConfigError(f"config.{field}: {path} is not a file")
+
+
+def _check_metric(c: ConfigDict) -> None:
+    """The paper figure's mutation solutions file ({data_dir} resolved; it must exist) and its
+    sample count (`AUTO_SAMPLES` resolved); see `codeit_jax.paper_metric`."""
+    given = _get(c, "metric.mutation_solutions")
+    if not isinstance(given, str):
+        raise ConfigError(f"config.metric.mutation_solutions must be a path or '', got {given!r}")
+    _positive_int(c, "metric.mutation_samples", minimum=AUTO_SAMPLES)
+    path = resolve_data_path(given, data_dir(c))
+    if path and not Path(path).is_file():
+        raise ConfigError(missing_file_message(path))
+    c.metric.mutation_solutions = path
+    if c.metric.mutation_samples == AUTO_SAMPLES:
+        c.metric.mutation_samples = default_mutation_samples(path)
 
 
 def _check_model(c: ConfigDict) -> None:

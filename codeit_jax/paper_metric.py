@@ -11,10 +11,11 @@ programs the buffer started from count as samples. Ablation A6 (no mutated tasks
 the merge nor the offset.
 
 This module reads the mutation solutions (the official format, or the records our mutation
-baseline writes), checks the config fields that name them, and computes the two extra
-``performance.csv`` columns, ``num_sampled_programs`` and ``paper_cumulative_performance``.
-Ranking is `codeit_jax.metrics.rank_key`'s, so without a file the paper figure equals the
-policy's ``cumulative_performance``.
+baseline writes), resolves the config fields that name them (checked in
+`codeit_jax.codeit_config`), and computes the two extra ``performance.csv`` columns,
+``num_sampled_programs`` and ``paper_cumulative_performance``. Ranking is
+`codeit_jax.metrics.rank_key`'s, so without a file the paper figure equals the policy's
+``cumulative_performance``.
 """
 
 from __future__ import annotations
@@ -71,38 +72,18 @@ def samples_from_name(path: str | Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def check_metric_config(c: ConfigDict, data_dir: Path) -> None:
-    """Check and resolve ``config.metric`` in place (before anything runs).
+def default_mutation_samples(path: str) -> int:
+    """``metric.mutation_samples`` when left at `AUTO_SAMPLES`: ``n`` of a
+    ``mutation_solutions_<n>.json`` name, else `NUM_MUTATED`; 0 without a file."""
+    return (samples_from_name(path) or NUM_MUTATED) if path else 0
 
-    ``metric.mutation_solutions`` becomes an existing file's path (``{data_dir}`` resolved) or
-    ''; ``metric.mutation_samples`` becomes the x offset: as given when >= 0, else ``n`` of a
-    ``mutation_solutions_<n>.json`` name, else `NUM_MUTATED`, and 0 without a file. A config
-    without a ``metric`` section scores the policy alone.
-    """
-    if "metric" not in c:
-        c.metric = ConfigDict({"mutation_solutions": "", "mutation_samples": AUTO_SAMPLES})
-    metric = c.metric
-    for name in ("mutation_solutions", "mutation_samples"):
-        if name not in metric:
-            raise ConfigError(f"config.metric.{name} is missing")
-    given = metric.mutation_solutions
-    if not isinstance(given, str):
-        raise ConfigError(f"config.metric.mutation_solutions must be a path or '', got {given!r}")
-    samples = metric.mutation_samples
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < AUTO_SAMPLES:
-        raise ConfigError(
-            f"config.metric.mutation_samples must be an integer >= 0 (or {AUTO_SAMPLES}: from "
-            f"the file name, else {NUM_MUTATED}), got {samples!r}"
-        )
-    path = resolve_data_path(given, data_dir)
-    if path and not Path(path).is_file():
-        raise ConfigError(
-            f"config.metric.mutation_solutions: {path} is not a file (the official "
-            f"mutation_solutions_{NUM_MUTATED}.json: {_FETCH_HINT}; '' scores the policy alone)"
-        )
-    metric.mutation_solutions = path
-    if samples == AUTO_SAMPLES:
-        metric.mutation_samples = (samples_from_name(path) or NUM_MUTATED) if path else 0
+
+def missing_file_message(path: str) -> str:
+    """The ConfigError text for a mutation solutions file that is not there."""
+    return (
+        f"config.metric.mutation_solutions: {path} is not a file (the official "
+        f"mutation_solutions_{NUM_MUTATED}.json: {_FETCH_HINT}; '' scores the policy alone)"
+    )
 
 
 # --------------------------------------------------------------------------- reading
@@ -355,11 +336,10 @@ class PaperMetric:
 def load_paper_metric(config: ConfigDict) -> PaperMetric:
     """The metric of a prepared config (`codeit_jax.codeit_config.prepare_config`)."""
     samples_per_task = int(config.sampling.n_samples)
-    metric = config.get("metric")
-    if metric is None or not metric.mutation_solutions:
-        offset = int(metric.mutation_samples) if metric is not None else 0
-        return PaperMetric(MutationSolutions(""), max(offset, 0), samples_per_task)
+    metric = config.metric
     offset = int(metric.mutation_samples)
+    if not metric.mutation_solutions:
+        return PaperMetric(MutationSolutions(""), offset, samples_per_task)
     mutation = read_mutation_solutions(metric.mutation_solutions, max_samples=offset)
     logging.info(
         "paper metric: %d mutation solution records on %d tasks from %s, CodeIt placed after "
@@ -378,7 +358,8 @@ __all__ = [
     "PAPER_COLUMNS",
     "MutationSolutions",
     "PaperMetric",
-    "check_metric_config",
+    "default_mutation_samples",
+    "missing_file_message",
     "combined_submission",
     "load_paper_metric",
     "parse_mutation_solutions",

