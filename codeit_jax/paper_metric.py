@@ -103,7 +103,7 @@ class MutationSolutions:
 
 
 def _performance(value: Any, what: str) -> tuple[float, ...]:
-    """A mean (the official file) or per-example list (older official files, ours) -> tuple."""
+    """A mean (the official file) or a per-example list (bools or numbers) -> a tuple."""
     values = value if isinstance(value, list) else [value]
     numbers = []
     for v in values:
