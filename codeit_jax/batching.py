@@ -122,6 +122,7 @@ class BucketBatcher:
         seed: int = 0,
         pool_batches: int = 32,
         truncate: bool = False,
+        micro_batches: int = 0,
     ):
         """Args:
         inputs, labels: token ids per example; labels should end with eos.
@@ -132,6 +133,10 @@ class BucketBatcher:
             pools pad less, smaller pools mix lengths more.
         truncate: cut examples longer than the largest bucket (keeping the label's final eos)
             instead of raising.
+        micro_batches: when > 0, lay the rows of each batch out so that the trainer's split
+            into this many micro-batches (rows i, i + n, ...) gives every micro-batch
+            consecutive rows of the length-sorted batch, as CodeIt's micro-batches of similar
+            lengths (it matters where the loss counts padding; 0 keeps the sorted order).
         """
         if len(inputs) != len(labels):
             raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
@@ -144,6 +149,11 @@ class BucketBatcher:
         self.label_buckets = _check_buckets(label_buckets, "label_buckets")
         self.seed = seed
         self.pool_batches = pool_batches
+        if micro_batches < 0 or (micro_batches and batch_size % micro_batches):
+            raise ValueError(
+                f"micro_batches {micro_batches} must be 0 or divide batch_size {batch_size}"
+            )
+        self.micro_batches = micro_batches
         self._inputs = [self._fit(x, self.input_buckets[-1], truncate, "input") for x in inputs]
         self._labels = [self._fit(y, self.label_buckets[-1], truncate, "label") for y in labels]
         if any(len(y) == 0 for y in self._labels):
@@ -196,13 +206,19 @@ class BucketBatcher:
         """The padded batch holding the given examples."""
         input_length = bucket_length(int(self._input_lengths[indices].max()), self.input_buckets)
         label_length = bucket_length(int(self._label_lengths[indices].max()), self.label_buckets)
-        return pad_batch(
+        batch = pad_batch(
             [self._inputs[i] for i in indices],
             [self._labels[i] for i in indices],
             self.batch_size,
             input_length,
             label_length,
         )
+        if self.micro_batches <= 1:
+            return batch
+        n, per = self.micro_batches, self.batch_size // self.micro_batches
+        position = np.arange(self.batch_size)
+        source = (position % n) * per + position // n
+        return Batch(*(field[source] for field in batch))
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of `epoch`, from batch number `start` on (to resume mid-epoch)."""

@@ -119,6 +119,8 @@ def run(
         config.n_meta_iterations,
         workdir,
     )
+    if not config.model.init_from:
+        logging.info(pretraining_note(config))
     eval_tasks = load_eval_tasks(config)
     policy = build_policy(config, make_mesh(), known_programs(config))
     logging.info(
@@ -191,6 +193,15 @@ def run(
     return summary
 
 
+def pretraining_note(config: ConfigDict) -> str:
+    """The start-up line of a run without ``model.init_from``: it is not the paper's CodeIt."""
+    return (
+        f"model.init_from is empty: the policy ({config.model.name}) starts from random weights, "
+        "so this run has no pretraining (ablation A4), unlike the paper's CodeIt, which "
+        "fine-tunes CodeT5+ 220M (--config.model.init_from=/path/to/codet5p-220m)"
+    )
+
+
 def make_loop(
     config: ConfigDict,
     policy: Policy,
@@ -203,7 +214,7 @@ def make_loop(
     config's `load_paper_metric`, read here when not given)."""
     encoding = EncodingSettings(
         config.encoding.n_examples,
-        config.encoding.max_input_tokens,
+        config.encoding.input_state_max,
         config.encoding.max_program_tokens,
     )
     return Loop(
@@ -215,6 +226,8 @@ def make_loop(
             float(config.sampling.temperature),
             config.sampling.tasks_per_batch,
             config.sampling.max_new_tokens,
+            config.sampling.top_k,
+            config.sampling.disallowed_tokens == "end",
         ),
         eval_tasks=eval_tasks,
         eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
@@ -296,8 +309,11 @@ def train_on_buffer(loop: Loop, state: RunState, i: int) -> tuple[TrainState, li
         label_buckets=tuple(t.label_buckets),
         seed=stage_seed(loop.config.seed, i, "batches"),
         truncate=True,
+        micro_batches=t.grad_accum_steps if t.loss_on_padding else 0,
     )
     train_state = state.train_state
+    if t.reset_optimizer:  # CodeIt: a new AdamW at every meta-iteration's trainer.fit
+        train_state = loop.policy.trainer.reset_optimizer(train_state)
     losses = []
     for epoch in range(t.epochs):
         train_state, metrics = loop.policy.trainer.train_epoch(

@@ -23,6 +23,7 @@ from codeit_jax.paper_metric import (
     resolve_data_path,
 )
 from codeit_jax.paths import codeit_data_dir
+from codeit_jax.trainer import WEIGHT_DECAY_ON
 
 __all__ = ["ConfigError"]
 
@@ -74,6 +75,8 @@ ABLATIONS: dict[str, Callable[[ConfigDict], None] | None] = {
 }
 
 SEED_SOURCES = ("auto", "codeit", "random")
+#: config.sampling.disallowed_tokens: "mask" never samples them, "end" ends the sample after one.
+DISALLOWED_TOKENS = ("mask", "end")
 EVAL_SOURCES = ("auto", "codeit", "arc1")
 
 
@@ -126,6 +129,18 @@ def _number(c: ConfigDict, dotted: str, low: float, high: float, *, open_low=Fal
         raise ConfigError(f"config.{dotted} must be in {bracket}{low}, {high}], got {value!r}")
 
 
+def _one_of(c: ConfigDict, dotted: str, choices: tuple[str, ...]) -> None:
+    value = _get(c, dotted)
+    if value not in choices:
+        raise ConfigError(f"config.{dotted} is {value!r}; expected one of {list(choices)}")
+
+
+def _boolean(c: ConfigDict, dotted: str) -> None:
+    value = _get(c, dotted)
+    if not isinstance(value, bool):
+        raise ConfigError(f"config.{dotted} must be True or False, got {value!r}")
+
+
 def _get(c: ConfigDict, dotted: str):
     node = c
     for part in dotted.split("."):
@@ -149,10 +164,9 @@ def _check_buckets(c: ConfigDict, dotted: str) -> None:
 def _check(c: ConfigDict) -> None:
     _positive_int(c, "n_meta_iterations")
     _positive_int(c, "seed", minimum=0)
-    for name in ("n_examples", "max_input_tokens", "max_program_tokens"):
+    for name in ("n_examples", "max_program_tokens"):
         _positive_int(c, f"encoding.{name}")
-    if c.encoding.max_input_tokens < 8:
-        raise ConfigError("config.encoding.max_input_tokens must be at least 8")
+    _positive_int(c, "encoding.input_state_max", minimum=2)
     for name in ("n_policy", "n_mutated"):
         _positive_int(c, f"train.{name}", minimum=0)
     for name in ("epochs", "batch_size", "grad_accum_steps"):
@@ -161,13 +175,17 @@ def _check(c: ConfigDict) -> None:
     _number(c, "train.learning_rate", 0.0, 1.0, open_low=True)
     _number(c, "train.weight_decay", 0.0, 1.0)
     if c.train.max_grad_norm is not None:
-        _number(c, "train.max_grad_norm", 0.0, math.inf, open_low=True)
+        _number(c, "train.max_grad_norm", 0.0, math.inf)
+    _one_of(c, "train.weight_decay_on", WEIGHT_DECAY_ON)
+    for name in ("reset_optimizer", "loss_on_padding"):
+        _boolean(c, f"train.{name}")
     _check_buckets(c, "train.input_buckets")
     _check_buckets(c, "train.label_buckets")
-    if c.train.input_buckets[-1] < c.encoding.max_input_tokens:
+    if c.train.input_buckets[-1] < 2 * c.encoding.input_state_max:
         raise ConfigError(
-            f"config.train.input_buckets end at {c.train.input_buckets[-1]}, below "
-            f"encoding.max_input_tokens={c.encoding.max_input_tokens}"
+            f"config.train.input_buckets end at {c.train.input_buckets[-1]}, below the "
+            f"{2 * c.encoding.input_state_max} tokens an input of encoding.input_state_max="
+            f"{c.encoding.input_state_max} per side can have"
         )
     if c.train.label_buckets[-1] < c.encoding.max_program_tokens:
         raise ConfigError(
@@ -177,6 +195,8 @@ def _check(c: ConfigDict) -> None:
     for name in ("n_samples", "tasks_per_batch", "max_new_tokens"):
         _positive_int(c, f"sampling.{name}")
     _number(c, "sampling.temperature", 0.0, math.inf)
+    _positive_int(c, "sampling.top_k", minimum=0)
+    _one_of(c, "sampling.disallowed_tokens", DISALLOWED_TOKENS)
     _positive_int(c, "buffer.capacity", minimum=0)
     _positive_int(c, "sandbox.workers", minimum=0)
     _number(c, "sandbox.timeout_s", 0.0, math.inf, open_low=True)

@@ -11,10 +11,13 @@ encoder iterates Python sets, so its text depends on hashing). Every piece is a 
 built-in tokenizer's vocabulary, so a cell costs three tokens (`` i``, ``,``, ``j``).
 
 Model input for a task: the first ``n_examples`` demonstration inputs joined by ``|``, a
-newline, their outputs joined by ``|``. Truncation is done in *tokens*, per side: each side is
-cut to ``input_state_max`` ids, so the newline between them always survives and the model always
-sees the start of both the inputs and the outputs. The encoded input is therefore at most
-``2 * input_state_max + len(newline ids) + 1`` (eos) ids long.
+newline, their outputs joined by ``|``. Truncation is done in *tokens*, per side, exactly as
+CodeIt's ``tokenize_inputs`` does it: the inputs side, after the tokenizer's leading special
+tokens (CodeT5's ``<s>``), is cut to ``input_state_max`` ids, the outputs side to
+``input_state_max - 1``; no eos follows. The newline between them always survives and the model
+always sees the start of both sides; the whole input is at most `max_input_length` ids long.
+A program label is the tokenizer's leading special tokens, the program and eos (CodeIt encodes
+programs with the special tokens too).
 """
 
 from __future__ import annotations
@@ -121,22 +124,28 @@ def task_to_text(task: Task, n_examples: int) -> str:
 def encode_task(
     task: Task, tokenizer: Tokenizer, n_examples: int, input_state_max: int
 ) -> list[int]:
-    """Model input ids: each side cut to ``input_state_max`` ids, newline between, then eos."""
-    if input_state_max < 1:
-        raise ValueError(f"input_state_max must be at least 1, got {input_state_max}")
+    """Model input ids: the inputs side (after the tokenizer's prefix) cut to
+    ``input_state_max`` ids, the newline, the outputs side cut to ``input_state_max - 1``."""
+    if input_state_max < 2:
+        raise ValueError(f"input_state_max must be at least 2, got {input_state_max}")
     inputs, outputs = task_sides(task, n_examples)
     return (
-        tokenizer.encode(inputs)[:input_state_max]
+        [*tokenizer.prefix_ids, *tokenizer.encode(inputs)][:input_state_max]
         + tokenizer.encode(SIDE_SEPARATOR)
-        + tokenizer.encode(outputs)[:input_state_max]
-        + [tokenizer.eos_id]
+        + tokenizer.encode(outputs)[: input_state_max - 1]
     )
 
 
+def max_input_length(tokenizer: Tokenizer, input_state_max: int) -> int:
+    """The longest input `encode_task` can return for this tokenizer and side limit."""
+    return 2 * input_state_max - 1 + len(tokenizer.encode(SIDE_SEPARATOR))
+
+
 def encode_program(program: str, tokenizer: Tokenizer) -> list[int]:
-    """Target ids of a bare-lines program text, ending with eos (never truncated here: a cut
-    program teaches nothing, so callers drop programs over their length limit instead)."""
-    return tokenizer.encode(program) + [tokenizer.eos_id]
+    """Target ids of a bare-lines program text: the tokenizer's prefix, the program, eos (never
+    truncated here: a cut program teaches nothing, so callers drop programs over their length
+    limit instead)."""
+    return [*tokenizer.prefix_ids, *tokenizer.encode(program), tokenizer.eos_id]
 
 
 def bare_program(text: str) -> str:
@@ -177,6 +186,7 @@ __all__ = [
     "encode_program",
     "encode_task",
     "grid_to_text",
+    "max_input_length",
     "task_sides",
     "task_to_text",
     "text_to_grid",

@@ -2,7 +2,7 @@
 
 Seeds, mutated tasks and relabelled policy samples all enter the buffer through `add_tasks`, so
 every entry is encoded the same way: the task's first ``n_examples`` demonstrations as input,
-each side cut so that the whole input fits ``max_input_tokens``; the bare program as label.
+each side cut to ``input_state_max`` tokens as CodeIt does; the bare program as label.
 A program longer than ``max_program_tokens`` is left out (a cut program teaches nothing).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from codeit_jax.buffer import ReplayBuffer
-from codeit_jax.encoding import SIDE_SEPARATOR, bare_program, encode_program, encode_task
+from codeit_jax.encoding import bare_program, encode_program, encode_task, max_input_length
 from codeit_jax.tasks import Task
 from codeit_jax.tokenizer import Tokenizer
 
@@ -22,21 +22,17 @@ class EncodingSettings:
     """How tasks and programs become token ids."""
 
     n_examples: int
-    max_input_tokens: int
+    input_state_max: int  # tokens per side of the model input (CodeIt's input_state_max)
     max_program_tokens: int
 
-    def side_limit(self, tokenizer: Tokenizer) -> int:
-        """Per-side token cap so that inputs + separator + outputs + eos fit the input limit."""
-        fixed = len(tokenizer.encode(SIDE_SEPARATOR)) + 1
-        limit = (self.max_input_tokens - fixed) // 2
-        if limit < 1:
-            raise ValueError(f"max_input_tokens={self.max_input_tokens} leaves no room for grids")
-        return limit
+    def max_input_length(self, tokenizer: Tokenizer) -> int:
+        """The longest model input these settings produce with this tokenizer."""
+        return max_input_length(tokenizer, self.input_state_max)
 
 
 def encode_input(task: Task, tokenizer: Tokenizer, settings: EncodingSettings) -> list[int]:
-    """Model input ids of a task (at most ``max_input_tokens``)."""
-    return encode_task(task, tokenizer, settings.n_examples, settings.side_limit(tokenizer))
+    """Model input ids of a task (each side cut to ``input_state_max``)."""
+    return encode_task(task, tokenizer, settings.n_examples, settings.input_state_max)
 
 
 def add_tasks(

@@ -45,6 +45,8 @@ class SamplingSettings:
     temperature: float  # 0: greedy
     tasks_per_batch: int
     max_new_tokens: int
+    top_k: int = 0  # 0: off; CodeIt samples with transformers' default of 50
+    end_on_disallowed: bool = False  # CodeIt: a disallowed token ends the sample (else masked)
 
 
 @dataclass
@@ -87,10 +89,19 @@ def sample_programs(
             temperature=settings.temperature or 1.0,
             greedy=settings.temperature == 0,
             allowed_tokens=allowed_tokens,
+            top_k=settings.top_k,
+            end_on_disallowed=settings.end_on_disallowed,
         )
         for rows in out.tokens:
-            texts.append([tokenizer.decode(row) for row in rows])
+            texts.append([program_text(tokenizer.decode(row)) for row in rows])
     return texts
+
+
+def program_text(decoded: str) -> str:
+    """A decoded sample as the program to run: the text before any ``#``, as CodeIt's
+    ``decode_actions`` cuts it (a ``#`` is never part of a program; a sample that ends right
+    after one, as CodeIt's disallowed-token rule makes it, keeps its program)."""
+    return decoded.split("#", 1)[0]
 
 
 def run_batched(

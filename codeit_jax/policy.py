@@ -18,6 +18,8 @@ import numpy as np
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
+from codeit_jax.encoding import max_input_length
+from codeit_jax.errors import ConfigError
 from codeit_jax.mesh import padded_batch_size
 from codeit_jax.model.convert import load_hf_checkpoint
 from codeit_jax.model.t5 import T5, T5Config, named_config
@@ -79,10 +81,11 @@ def model_config_and_weights(
     return model_config, params
 
 
-def allowed_tokens(tokenizer: Tokenizer, vocab_size: int) -> np.ndarray:
-    """The tokenizer's program mask, padded to the model's vocabulary (extra ids disallowed)."""
+def allowed_tokens(tokenizer: Tokenizer, vocab_size: int, codeit_set: bool = False) -> np.ndarray:
+    """The tokenizer's program mask (``codeit_set``: CodeIt's own allowed-token set), padded to
+    the model's vocabulary (extra ids disallowed)."""
     mask = np.zeros(vocab_size, bool)
-    program_mask = tokenizer.program_token_mask()
+    program_mask = tokenizer.codeit_token_mask() if codeit_set else tokenizer.program_token_mask()
     mask[: len(program_mask)] = program_mask
     return mask
 
@@ -91,11 +94,20 @@ def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = 
     tokenizer = make_tokenizer(config, seed_programs)
     model_config, params = model_config_and_weights(config, tokenizer)
     t = config.train
+    longest = max_input_length(tokenizer, config.encoding.input_state_max)
+    if longest > t.input_buckets[-1]:
+        raise ConfigError(
+            f"config.train.input_buckets end at {t.input_buckets[-1]}, below the {longest} "
+            f"tokens an input of encoding.input_state_max={config.encoding.input_state_max} "
+            "per side can have with this tokenizer"
+        )
     train_config = TrainConfig(
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_steps,
         max_grad_norm=t.max_grad_norm,
+        weight_decay_on=t.weight_decay_on,
+        loss_on_padding=t.loss_on_padding,
         batch_size=t.batch_size,
         grad_accum_steps=t.grad_accum_steps,
         dropout=model_config.dropout_rate > 0,
@@ -113,6 +125,10 @@ def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = 
         model_config=model_config,
         trainer=trainer,
         sampler=sampler,
-        allowed_tokens=allowed_tokens(tokenizer, model_config.vocab_size),
+        allowed_tokens=allowed_tokens(
+            tokenizer,
+            model_config.vocab_size,
+            codeit_set=config.sampling.disallowed_tokens == "end",
+        ),
         pretrained_params=params,
     )

@@ -11,11 +11,18 @@ One call samples K programs for each of B tasks:
   runs its own loop, so a device whose tasks are done stops early.
 
 Token conventions are T5's: pad = 0 is also the decoder start token, EOS = 1. A finished row
-emits pad. The allowed-token mask (bool [V]) sets the logits of disallowed tokens to -inf before
-sampling, so they are never produced (CodeIt instead cut a sample at the first such token).
-EOS is always allowed, whatever the mask says, so that every row can finish; pad is treated like
-any other token (a program-vocabulary mask normally leaves it out; without a mask everything is
-allowed, as in transformers' ``generate``).
+emits pad. The allowed-token mask (bool [V]) is used in one of two ways:
+
+* ``end_on_disallowed=False`` (ours): the logits of disallowed tokens are set to -inf before
+  sampling, so they are never produced. EOS is always allowed, whatever the mask says, so that
+  every row can finish; pad is treated like any other token (a program-vocabulary mask normally
+  leaves it out; without a mask everything is allowed, as in transformers' ``generate``).
+* ``end_on_disallowed=True`` (CodeIt's ``BadTokenEnforcedEndLogitsProcessor``): every token can
+  be sampled, but a row whose previous token is not allowed emits EOS next.
+
+``top_k`` > 0 keeps only the ``top_k`` largest logits of a step (ties at the k-th value kept,
+as transformers' top-k warper does; among the allowed tokens in the first mode), before
+temperature sampling: CodeIt samples with ``generate``'s default top-k of 50.
 
 When the allowed tokens are a small part of the vocabulary (CodeIt's program vocabulary), the
 decoder computes only their logits (``T5.decode(logit_ids=...)``), skipping most of the LM
@@ -132,18 +139,22 @@ def _sample_shard(
     key: jax.Array,
     candidates: jax.Array,
     candidate_ok: jax.Array,
+    continue_ok: jax.Array,
     temperature: jax.Array,
     *,
     num_samples: int,
     max_new_tokens: int,
     greedy: bool,
     full_head: bool,
+    top_k: int,
+    end_on_disallowed: bool,
 ) -> jax.Array:
     """Tokens [b, K, max_new_tokens] for the b tasks of one shard (pad after EOS).
 
     ``candidates`` [A]: the token ids that may be produced, ascending, where ``candidate_ok``
     (padding entries are not); with ``full_head`` they are the whole vocabulary in order and the
-    decoder computes every logit, otherwise only the candidates' logits.
+    decoder computes every logit, otherwise only the candidates' logits. With
+    ``end_on_disallowed``, ``continue_ok`` [V] says which previous tokens a row may go on after.
     """
     config = model.config
     variables = {"params": params}
@@ -158,6 +169,9 @@ def _sample_shard(
         logits = jnp.where(candidate_ok, logits, -jnp.inf)
         if greedy:
             return candidates[jnp.argmax(logits, axis=-1)]
+        if 0 < top_k < logits.shape[-1]:
+            kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
+            logits = jnp.where(logits < kth, -jnp.inf, logits)
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(task_keys, step)
         row_keys = jax.vmap(lambda k: jax.random.split(k, num_samples))(step_keys).reshape(n)
         return candidates[sample_from_logits(row_keys, logits / temperature)]
@@ -178,7 +192,10 @@ def _sample_shard(
             logit_ids=logit_ids,
             method=T5.decode,
         )
-        token = jnp.where(finished, config.pad_token_id, next_tokens(logits[:, 0], step))
+        token = next_tokens(logits[:, 0], step)
+        if end_on_disallowed:  # the start token (step 0) is never a reason to stop
+            token = jnp.where((step > 0) & ~continue_ok[last], config.eos_token_id, token)
+        token = jnp.where(finished, config.pad_token_id, token)
         tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, step))
         return step + 1, tokens, token, finished | (token == config.eos_token_id), cache
 
@@ -237,12 +254,16 @@ class Sampler:
         self.task_batch = task_batch
         self._sample = jax.jit(
             self._sharded,
-            static_argnames=("num_samples", "max_new_tokens", "greedy", "full_head"),
-        )
+            static_argnames=(
+                "num_samples", "max_new_tokens", "greedy", "full_head", "top_k",
+                "end_on_disallowed",
+            ),
+        )  # fmt: skip
 
     def _sharded(self, params, input_ids, mask, task_index, active, key, candidates,
-                 candidate_ok, temperature, *, num_samples: int, max_new_tokens: int,
-                 greedy: bool, full_head: bool):  # fmt: skip
+                 candidate_ok, continue_ok, temperature, *, num_samples: int,
+                 max_new_tokens: int, greedy: bool, full_head: bool, top_k: int,
+                 end_on_disallowed: bool):  # fmt: skip
         shard = partial(
             _sample_shard,
             self.model,
@@ -250,35 +271,48 @@ class Sampler:
             max_new_tokens=max_new_tokens,
             greedy=greedy,
             full_head=full_head,
+            top_k=top_k,
+            end_on_disallowed=end_on_disallowed,
         )
         rows, whole = batch_spec(), PartitionSpec()
         return jax.shard_map(
             shard,
             mesh=self.mesh,
-            in_specs=(whole, rows, rows, rows, rows, whole, whole, whole, whole),
+            in_specs=(whole, rows, rows, rows, rows, whole, whole, whole, whole, whole),
             out_specs=rows,
             check_vma=False,
-        )(params, input_ids, mask, task_index, active, key, candidates, candidate_ok, temperature)
+        )(params, input_ids, mask, task_index, active, key, candidates, candidate_ok,
+          continue_ok, temperature)  # fmt: skip
 
-    def candidates(self, allowed_tokens: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(candidate ids, which are real, full_head) for an allowed-token mask.
-
-        EOS is added to the mask. When the allowed tokens, padded to a multiple of 32, are at
-        most half the vocabulary (and ``restrict_head``), only their logits are computed;
-        otherwise all are, and the mask is applied to them. Either way the candidates are in
-        ascending id order, so the two paths sample the same tokens from the same key (up to
-        float rounding) and greedy ties go to the lowest id.
-        """
+    def _check_mask(self, allowed_tokens: np.ndarray | None) -> np.ndarray:
+        """The mask as a bool [V] copy (all True for None)."""
         vocab = self.config.vocab_size
         if allowed_tokens is None:
-            allowed_tokens = np.ones(vocab, bool)
+            return np.ones(vocab, bool)
         allowed_tokens = np.asarray(allowed_tokens)
         if allowed_tokens.shape != (vocab,) or allowed_tokens.dtype != bool:
             raise ValueError(
                 f"allowed_tokens must be a bool array of shape ({vocab},), "
                 f"got {allowed_tokens.dtype} {allowed_tokens.shape}"
             )
-        allowed_tokens = allowed_tokens.copy()
+        return allowed_tokens.copy()
+
+    def candidates(
+        self, allowed_tokens: np.ndarray | None, end_on_disallowed: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(candidate ids, which are real, full_head) for an allowed-token mask.
+
+        EOS is added to the mask. When the allowed tokens, padded to a multiple of 32, are at
+        most half the vocabulary (and ``restrict_head``), only their logits are computed;
+        otherwise all are, and the mask is applied to them. Either way the candidates are in
+        ascending id order, so the two paths sample the same tokens from the same key (up to
+        float rounding) and greedy ties go to the lowest id. With ``end_on_disallowed`` every
+        token is a candidate (the mask only decides where a sample ends).
+        """
+        vocab = self.config.vocab_size
+        allowed_tokens = self._check_mask(allowed_tokens)
+        if end_on_disallowed:
+            return np.arange(vocab, dtype=np.int32), np.ones(vocab, bool), True
         allowed_tokens[self.config.eos_token_id] = True
         ids = np.flatnonzero(allowed_tokens).astype(np.int32)
         padded = -(-len(ids) // 32) * 32
@@ -295,6 +329,7 @@ class Sampler:
         temperature: float,
         greedy: bool,
         allowed_tokens: np.ndarray | None,
+        end_on_disallowed: bool,
     ) -> Iterator[tuple[int, tuple, bool]]:
         """Validated, padded, placed arguments of the jitted program, per chunk of tasks:
         (number of real tasks, args, full_head). Multi-host: every process passes the same
@@ -303,14 +338,15 @@ class Sampler:
             raise ValueError("no tasks to sample")
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True), got {temperature}")
-        candidates, candidate_ok, full_head = self.candidates(allowed_tokens)
+        candidates, candidate_ok, full_head = self.candidates(allowed_tokens, end_on_disallowed)
+        continue_ok = self._check_mask(allowed_tokens)
         length = length_bucket(max(1, max(len(s) for s in inputs)), self.length_buckets)
         chunk = self.task_batch or padded_batch_size(len(inputs), self.mesh)
         replicated, rows = replicated_sharding(self.mesh), batch_sharding(self.mesh)
         params = jax.tree_util.tree_map(lambda x: global_array(x, replicated), params)
         shared = [
             global_array(x, replicated)
-            for x in (key, candidates, candidate_ok, np.float32(temperature))
+            for x in (key, candidates, candidate_ok, continue_ok, np.float32(temperature))
         ]
         for start in range(0, len(inputs), chunk):
             part = inputs[start : start + chunk]
@@ -334,10 +370,14 @@ class Sampler:
         temperature: float = 1.0,
         greedy: bool = False,
         allowed_tokens: np.ndarray | None = None,
+        top_k: int = 0,
+        end_on_disallowed: bool = False,
     ) -> jax.stages.Lowered:
         """The lowered program ``sample`` runs for the first chunk of these arguments (to
         compile ahead of time, time the compile, or read its HLO and cost analysis)."""
-        chunks = self._chunks(params, inputs, key, temperature, greedy, allowed_tokens)
+        chunks = self._chunks(
+            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed
+        )
         _, args, full_head = next(chunks)
         return self._sample.lower(
             *args,
@@ -345,6 +385,8 @@ class Sampler:
             max_new_tokens=max_new_tokens,
             greedy=greedy,
             full_head=full_head,
+            top_k=top_k,
+            end_on_disallowed=end_on_disallowed,
         )
 
     def sample(
@@ -358,12 +400,23 @@ class Sampler:
         temperature: float = 1.0,
         greedy: bool = False,
         allowed_tokens: np.ndarray | None = None,
+        top_k: int = 0,
+        end_on_disallowed: bool = False,
     ) -> SampleOutput:
-        """K samples for each task's encoder input tokens (unpadded lists)."""
+        """K samples for each task's encoder input tokens (unpadded lists).
+
+        ``top_k`` > 0 samples from the ``top_k`` largest logits of each step only;
+        ``end_on_disallowed`` switches the mask from "never sample" to CodeIt's "end the sample
+        after a disallowed token" (see the module docstring).
+        """
         if num_samples <= 0 or max_new_tokens <= 0:
             raise ValueError("num_samples and max_new_tokens must be positive")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: off), got {top_k}")
         outputs = []
-        chunks = self._chunks(params, inputs, key, temperature, greedy, allowed_tokens)
+        chunks = self._chunks(
+            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed
+        )
         for n_tasks, args, full_head in chunks:
             tokens = self._sample(
                 *args,
@@ -371,6 +424,8 @@ class Sampler:
                 max_new_tokens=max_new_tokens,
                 greedy=greedy,
                 full_head=full_head,
+                top_k=top_k,
+                end_on_disallowed=end_on_disallowed,
             )
             outputs.append(host_array(tokens)[:n_tasks])
         tokens = np.concatenate(outputs)

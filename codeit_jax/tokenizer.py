@@ -2,7 +2,9 @@
 
 Both give the same small interface (`Tokenizer`): ``encode(text) -> list[int]`` without special
 tokens, ``decode(ids) -> str`` (stops at the first eos, drops pads), ``vocab_size``, ``pad_id``,
-``eos_id`` and ``program_token_mask()``, the ids a program may contain (the sampler's mask).
+``eos_id``, ``prefix_ids`` (the special tokens the tokenizer puts before a text, e.g. CodeT5's
+``<s>``; CodeIt's inputs and labels start with them) and ``program_token_mask()``, the ids a
+program may contain (the sampler's mask).
 
 The built-in vocabulary is fixed: ``<pad>``=0, ``</s>``=1, ``<unk>``=2, then every *word* in a
 fixed order — the primitives (registry order), the constants, ``I``, ``O``, ``x1``..``x99``,
@@ -52,12 +54,28 @@ class Tokenizer(Protocol):
     vocab_size: int
     pad_id: int
     eos_id: int
+    prefix_ids: tuple[int, ...]
 
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Iterable[int]) -> str: ...
 
     def program_token_mask(self) -> np.ndarray: ...
+
+    def codeit_token_mask(self) -> np.ndarray: ...
+
+
+#: The terms whose tokens CodeIt's sampler lets a program continue with (``get_allowed_tokens``
+#: of its inference code): after any other token it forces the end of the sample.
+def codeit_terms() -> tuple[str, ...]:
+    """CodeIt's allowed terms: every primitive and constant, the punctuation, ``I``, ``O``, a
+    newline, a space, ``x0``..``x99`` and the numbers 0..99; each also after a space (but the
+    newline)."""
+    terms = [
+        *PRIMITIVE_NAMES, *CONSTANTS, "(", ")", ",", "I", "O", "=", NEWLINE, SPACE,
+        *(f"x{k}" for k in range(100)), *(str(k) for k in range(100)),
+    ]  # fmt: skip
+    return (*terms, *(SPACE + term for term in terms if term != NEWLINE))
 
 
 def program_words() -> tuple[str, ...]:
@@ -82,6 +100,7 @@ class DSLTokenizer:
         self.pad_id: int = self._ids[PAD]
         self.eos_id: int = self._ids[EOS]
         self.unk_id: int = self._ids[UNK]
+        self.prefix_ids: tuple[int, ...] = ()
         self._space_id = self._ids[SPACE]
 
     @property
@@ -145,6 +164,17 @@ class DSLTokenizer:
             mask[self._ids[token]] = True
         return mask
 
+    def codeit_token_mask(self) -> np.ndarray:
+        """Bool [vocab_size]: the tokens of `codeit_terms` that are words of this vocabulary
+        (``x0`` and numbers above 30 are not), plus pad and eos, as CodeIt's set holds them."""
+        mask = self.program_token_mask()
+        for term in codeit_terms():
+            token_id = self._ids.get(term)
+            if token_id is not None:
+                mask[token_id] = True
+        mask[self.pad_id] = True
+        return mask
+
 
 class HFTokenizer:
     """The `Tokenizer` interface around a Hugging Face tokenizer in a local directory.
@@ -173,6 +203,7 @@ class HFTokenizer:
         pad = self._tok.pad_token_id
         self.pad_id: int = int(pad) if pad is not None else self.eos_id
         self.vocab_size: int = len(self._tok)
+        self.prefix_ids: tuple[int, ...] = self._special_prefix()
         self._extra_program_texts = tuple(extra_program_texts)
         probe = "x1 = vmirror(I)\nO = hconcat(I, x1)"
         if self.decode(self.encode(probe)) != probe:
@@ -180,6 +211,15 @@ class HFTokenizer:
                 f"tokenizer at {path} does not reproduce program text exactly (newlines or spaces "
                 f"are lost: {self.decode(self.encode(probe))!r}); programs cannot be decoded"
             )
+
+    def _special_prefix(self) -> tuple[int, ...]:
+        """The ids ``encode(text, add_special_tokens=True)`` puts before the text (CodeT5: bos)."""
+        sentinel = self.encode("I")
+        framed = list(self._tok.encode("I", add_special_tokens=True))
+        for start in range(len(framed) - len(sentinel) + 1):
+            if framed[start : start + len(sentinel)] == sentinel:
+                return tuple(int(i) for i in framed[:start])
+        return ()
 
     def encode(self, text: str) -> list[int]:
         """Text -> ids without special tokens."""
@@ -206,7 +246,17 @@ class HFTokenizer:
         for text in texts:
             mask[self.encode(text)] = True
         mask[self.eos_id] = True
+        mask[list(self.prefix_ids)] = True  # a CodeIt label starts with them
+        return mask
+
+    def codeit_token_mask(self) -> np.ndarray:
+        """Bool [vocab_size]: the ids of `codeit_terms` each tokenized alone with special tokens,
+        and pad (CodeIt pads that batch), as CodeIt's ``get_allowed_tokens`` collects them."""
+        mask = np.zeros(self.vocab_size, dtype=bool)
+        for term in codeit_terms():
+            mask[self._tok.encode(term, add_special_tokens=True)] = True
+        mask[[self.pad_id, self.eos_id, *self.prefix_ids]] = True
         return mask
 
 
-__all__ = ["DSLTokenizer", "HFTokenizer", "Tokenizer", "program_words"]
+__all__ = ["DSLTokenizer", "HFTokenizer", "Tokenizer", "codeit_terms", "program_words"]

@@ -1,9 +1,13 @@
 """Data-parallel training of the seq2seq policy on bucketed batches.
 
 One jitted step per effective batch: the batch is split into micro-batches whose gradients are
-summed in a `lax.scan` (gradient accumulation), then clipped and applied by AdamW. The loss is
-the sum of the token cross-entropies divided by the number of real label tokens of the *whole*
-effective batch, so accumulating k micro-batches is the same step as one batch of their union.
+summed in a `lax.scan` (gradient accumulation), then (optionally) clipped and applied by AdamW.
+The loss is the sum of the token cross-entropies divided by the number of real label tokens of
+the *whole* effective batch, so accumulating k micro-batches is the same step as one batch of
+their union. ``loss_on_padding`` reproduces CodeIt's loss instead: its collate pads labels with
+the pad id rather than -100, so transformers' T5 loss also counts the pad positions after eos,
+up to the longest label of each micro-batch, as a mean over those positions; Lightning then
+averages the micro-batch losses of an accumulated step.
 
 Parallelism is `jax.jit` over the global mesh's `data` axis: the train state is replicated, the
 batch is split along its leading axis, and XLA inserts the all-reduce that sums the gradients
@@ -36,6 +40,7 @@ from codeit_jax.batching import Batch, BucketBatcher, num_real_examples
 from codeit_jax.mesh import DATA_AXIS, batch_sharding, data_parallel_size, make_mesh
 
 SCHEDULES = ("constant", "linear", "cosine")
+WEIGHT_DECAY_ON = ("matrices", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +57,13 @@ class TrainConfig:
     #: After warm-up: "constant", or "linear"/"cosine" decay to 0 at `total_steps`.
     schedule: str = "constant"
     total_steps: int | None = None
-    #: Clip the global gradient norm of the effective batch (None: no clipping).
+    #: Clip the global gradient norm of the effective batch (None or 0: no clipping).
     max_grad_norm: float | None = 1.0
+    #: Which parameters weight decay applies to: "matrices" (layer-norm scales exempt, usual
+    #: for T5) or "all" (torch's AdamW over ``model.parameters()``, as CodeIt).
+    weight_decay_on: str = "matrices"
+    #: CodeIt's loss: pad positions after eos count, mean per micro-batch (module docstring).
+    loss_on_padding: bool = False
     #: Examples per optimizer step over all devices and hosts (the effective batch).
     batch_size: int = 8
     #: Micro-batches per optimizer step; batch_size / grad_accum_steps rows go through the model
@@ -65,6 +75,10 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.weight_decay_on not in WEIGHT_DECAY_ON:
+            raise ValueError(
+                f"weight_decay_on must be one of {WEIGHT_DECAY_ON}, got {self.weight_decay_on!r}"
+            )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.schedule != "constant" and not self.total_steps:
@@ -109,16 +123,16 @@ def weight_decay_mask(params: Any) -> Any:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Global-norm clipping then AdamW with the configured schedule."""
+    """Global-norm clipping (unless off) then AdamW with the configured schedule."""
     adamw = optax.adamw(
         learning_rate_schedule(config),
         b1=config.adam_b1,
         b2=config.adam_b2,
         eps=config.adam_eps,
         weight_decay=config.weight_decay,
-        mask=weight_decay_mask,
+        mask=weight_decay_mask if config.weight_decay_on == "matrices" else None,
     )
-    if config.max_grad_norm is None:
+    if not config.max_grad_norm:
         return adamw
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adamw)
 
@@ -142,6 +156,31 @@ def split_micro_batches(batch: Batch, n_micro: int) -> Batch:
     return jax.tree.map(split, batch)
 
 
+def loss_weights(micro: Batch, loss_on_padding: bool) -> tuple[jax.Array, jax.Array]:
+    """(token weights [n_micro, b, T], loss scale per micro-batch [n_micro]) of a split batch.
+
+    Default: the real label tokens, each scaled by 1 / (real tokens of the whole batch).
+    ``loss_on_padding`` (CodeIt): in each micro-batch every position up to its longest label,
+    pad included, of each real row, scaled so that the step loss is the mean over micro-batches
+    of the mean over their positions (micro-batches holding only filler rows count for nothing).
+    """
+    weights = micro.label_weights
+    if not loss_on_padding:
+        total = jnp.maximum(jnp.sum(weights), 1.0)
+        return weights, jnp.full((weights.shape[0],), 1.0 / total, jnp.float32)
+    lengths = jnp.sum(weights, axis=-1)  # [n_micro, b], 0 for filler rows
+    longest = jnp.max(lengths, axis=-1)  # [n_micro]
+    positions = jnp.arange(weights.shape[-1])
+    weights = (
+        (positions[None, None, :] < longest[:, None, None]) & (lengths[:, :, None] > 0)
+    ).astype(jnp.float32)
+    counts = jnp.sum(weights, axis=(1, 2))
+    real = counts > 0
+    n_real = jnp.maximum(jnp.sum(real), 1)
+    scale = jnp.where(real, 1.0 / (jnp.maximum(counts, 1.0) * n_real), 0.0)
+    return weights, scale.astype(jnp.float32)
+
+
 def train_step(
     state: TrainState,
     batch: Batch,
@@ -151,16 +190,19 @@ def train_step(
     schedule: optax.Schedule,
     n_micro: int,
     deterministic: bool,
+    loss_on_padding: bool = False,
     micro_sharding: NamedSharding | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on an effective batch (pure; jitted by `Trainer`)."""
-    total_weight = jnp.maximum(jnp.sum(batch.label_weights), 1.0)
     micro = split_micro_batches(batch, n_micro)
     if micro_sharding is not None:
         micro = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, micro_sharding), micro)
+    weights, scales = loss_weights(micro, loss_on_padding)
     step_key = jax.random.fold_in(state.rng, state.step)
 
-    def loss_fn(params: Any, mb: Batch, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def loss_fn(
+        params: Any, mb: Batch, w: jax.Array, scale: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
         logits = apply_fn(
             {"params": params},
             mb.input_ids,
@@ -169,30 +211,36 @@ def train_step(
             deterministic=deterministic,
             rngs={"dropout": key},
         )
-        loss_sum = token_loss_sum(logits, mb.labels, mb.label_weights)
-        return loss_sum / total_weight, loss_sum
+        loss = token_loss_sum(logits, mb.labels, w) * scale
+        return loss, loss
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
     def accumulate(carry, xs):
-        grads, loss_sum = carry
-        mb, index = xs
-        g, s = grad_fn(state.params, mb, jax.random.fold_in(step_key, index))
-        return (jax.tree.map(jnp.add, grads, g), loss_sum + s), None
+        grads, loss = carry
+        mb, w, scale, index = xs
+        g, part = grad_fn(state.params, mb, w, scale, jax.random.fold_in(step_key, index))
+        return (jax.tree.map(jnp.add, grads, g), loss + part), None
 
     if n_micro == 1:
-        grads, loss_sum = grad_fn(
-            state.params, jax.tree.map(lambda x: x[0], micro), jax.random.fold_in(step_key, 0)
+        grads, loss = grad_fn(
+            state.params,
+            jax.tree.map(lambda x: x[0], micro),
+            weights[0],
+            scales[0],
+            jax.random.fold_in(step_key, 0),
         )
     else:
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        (grads, loss_sum), _ = jax.lax.scan(
-            accumulate, (zeros, jnp.zeros((), jnp.float32)), (micro, jnp.arange(n_micro))
+        (grads, loss), _ = jax.lax.scan(
+            accumulate,
+            (zeros, jnp.zeros((), jnp.float32)),
+            (micro, weights, scales, jnp.arange(n_micro)),
         )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {
-        "loss": loss_sum / total_weight,
+        "loss": loss,
         "tokens": jnp.sum(batch.label_weights),
         "grad_norm": optax.tree.norm(grads),
         "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
@@ -269,6 +317,7 @@ class Trainer:
             schedule=self.schedule,
             n_micro=self.n_micro,
             deterministic=not config.dropout,
+            loss_on_padding=config.loss_on_padding,
             micro_sharding=NamedSharding(self.mesh, PartitionSpec(None, DATA_AXIS)),
         )
         self._step = jax.jit(
@@ -279,6 +328,11 @@ class Trainer:
         )
         self._init_params = jax.jit(self._model_params, out_shardings=self._replicated)
         self._new_state = jax.jit(self._state_from_params, out_shardings=self._replicated)
+        self._fresh_optimizer = jax.jit(
+            lambda state: state.replace(opt_state=self.tx.init(state.params)),
+            out_shardings=self._replicated,
+            donate_argnums=0,
+        )
 
     def _model_params(self, key: jax.Array) -> Any:
         tokens = jnp.ones((1, 8), jnp.int32)
@@ -308,6 +362,12 @@ class Trainer:
         """
         params = self.random_params() if params is None else params
         return self._new_state(params, self._keys()[1])
+
+    def reset_optimizer(self, state: TrainState) -> TrainState:
+        """The state with a freshly initialised optimizer (moments and its step count zero);
+        params, step and key kept. CodeIt's Lightning module builds a new AdamW at every
+        ``trainer.fit``, i.e. every meta-iteration. ``state`` is donated."""
+        return self._fresh_optimizer(state)
 
     def abstract_state(self) -> TrainState:
         """Shapes, dtypes and shardings of the state on this mesh (the target of a restore)."""

@@ -16,7 +16,9 @@ def get_config() -> ConfigDict:
     config = ConfigDict()
     config.experiment = "codeit"
     config.workdir = "runs/codeit"
-    config.seed = 0
+    config.seed = 17  # CodeIt's base_config seed
+    # The official run: solutions_100.json after 100 meta-iterations (base_config.yaml ships
+    # exit.n_iters: 99; its results and A1 files run to 100).
     config.n_meta_iterations = 100
     # One of codeit_jax.codeit_config.ABLATIONS; the ablation files in configs/ set it.
     config.ablation = "none"
@@ -43,36 +45,51 @@ def get_config() -> ConfigDict:
 
     config.encoding = ConfigDict()
     config.encoding.n_examples = 10  # demonstration examples in the model input
-    config.encoding.max_input_tokens = 512
+    # Tokens per side of the model input (inputs side / outputs side), as CodeIt's
+    # input_state_max: a whole input is up to 2 * 512 tokens.
+    config.encoding.input_state_max = 512
     config.encoding.max_program_tokens = 512  # longer programs are not added to the buffer
 
     config.train = ConfigDict()
     config.train.n_policy = 90_000  # experiences sampled per meta-iteration from each partition
     config.train.n_mutated = 10_000
     config.train.epochs = 1
-    config.train.batch_size = 512  # effective batch over all devices
-    config.train.grad_accum_steps = 16
+    config.train.batch_size = 512  # effective batch over all devices (CodeIt: 8 x 64 accumulated)
+    # Micro-batches per step: 64 gives CodeIt's micro-batch of 8 rows, over which its loss is
+    # averaged (loss_on_padding); it must split over the devices, so raise the micro-batch
+    # (fewer steps) on more than 8 devices.
+    config.train.grad_accum_steps = 64
     config.train.learning_rate = 5e-5
-    config.train.weight_decay = 0.01
+    config.train.weight_decay = 0.01  # torch AdamW's default, as CodeIt
+    config.train.weight_decay_on = "all"  # "all" (CodeIt, torch) or "matrices" (T5 practice)
     config.train.warmup_steps = 0
-    config.train.max_grad_norm = 1.0
-    config.train.input_buckets = (64, 128, 256, 512)
+    config.train.max_grad_norm = 0.0  # 0: no clipping (CodeIt); ours elsewhere: 1.0
+    # CodeIt builds a new AdamW each meta-iteration (Lightning's trainer.fit); False carries
+    # the Adam moments across meta-iterations.
+    config.train.reset_optimizer = True
+    # CodeIt's loss also counts the label pad positions (its collate pads with the pad id).
+    config.train.loss_on_padding = True
+    config.train.input_buckets = (64, 128, 256, 512, 1024)
     config.train.label_buckets = (32, 64, 128, 256, 512)
 
     config.sampling = ConfigDict()
     config.sampling.n_samples = 24  # policy samples per inference task
     config.sampling.temperature = 0.95
+    config.sampling.top_k = 50  # 0: off; CodeIt's generate() applies transformers' default 50
+    # "end": a token outside CodeIt's allowed set ends the sample (its logits processor);
+    # "mask": such tokens are never sampled (ours).
+    config.sampling.disallowed_tokens = "end"
     config.sampling.tasks_per_batch = 32  # inference tasks per sampler call
-    config.sampling.max_new_tokens = 512
+    config.sampling.max_new_tokens = 511  # CodeIt: generate(max_length=512), start token included
 
     config.buffer = ConfigDict()
-    config.buffer.capacity = 0  # per partition; 0: unbounded
-    config.buffer.reduce_percentage = 0.0
+    config.buffer.capacity = 10_000_000  # per partition; 0: unbounded
+    config.buffer.reduce_percentage = 0.5  # share dropped when a partition is over capacity
     config.buffer.performance_penalty = 1.0
     config.buffer.length_penalty = 0.0
     config.buffer.age_penalty = 0.0
     config.buffer.distance_penalty = 0.0
-    config.buffer.epsilon = 1e-6
+    config.buffer.epsilon = 1e-19  # added to every priority, as CodeIt's get_priority
     config.buffer.priority_in_mutated = True
 
     config.sandbox = ConfigDict()

@@ -20,11 +20,12 @@ from ml_collections import ConfigDict
 def get_config() -> ConfigDict:
     config = runpy.run_path(str(Path(__file__).with_name("codeit.py")))["get_config"]()
     config.workdir = "runs/cpu_experiment"
+    config.seed = 0
     config.n_meta_iterations = 20
     config.data.seeds = "codeit"
     config.data.mutated_files = ""  # set on the command line: the mutation baseline's output
     config.model.name = "small_cpu"
-    config.encoding.max_input_tokens = 256
+    config.encoding.input_state_max = 128  # per side: inputs of at most 256 tokens
     config.encoding.max_program_tokens = 256
     config.train.n_policy = 1_000
     config.train.n_mutated = 1_000
@@ -39,6 +40,13 @@ def get_config() -> ConfigDict:
     config.sampling.tasks_per_batch = 32
     config.sampling.max_new_tokens = 128
     config.sandbox.workers = 2
+    # Our settings where the paper config reproduces the official code (configs/codeit.py).
+    config.train.max_grad_norm = 1.0
+    config.train.weight_decay_on = "matrices"
+    config.train.reset_optimizer = False
+    config.train.loss_on_padding = False
+    config.sampling.top_k = 0
+    config.sampling.disallowed_tokens = "mask"
     # The paper figure with our baseline's solutions: --config.metric.mutation_solutions=
     # runs/mutation/mutation_candidates.json --config.metric.mutation_samples=9600; "": policy.
     config.metric.mutation_solutions = ""

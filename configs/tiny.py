@@ -19,11 +19,12 @@ from ml_collections import ConfigDict
 def get_config() -> ConfigDict:
     config = runpy.run_path(str(Path(__file__).with_name("codeit.py")))["get_config"]()
     config.workdir = "runs/tiny"
+    config.seed = 0
     config.n_meta_iterations = 4
     config.data.n_eval_tasks = 16
     config.data.n_random_seeds = 1_000
     config.model.name = "tiny"
-    config.encoding.max_input_tokens = 256
+    config.encoding.input_state_max = 128  # per side: inputs of at most 256 tokens
     config.encoding.max_program_tokens = 256
     config.train.n_policy = 400
     config.train.n_mutated = 400
@@ -38,5 +39,12 @@ def get_config() -> ConfigDict:
     config.sampling.tasks_per_batch = 16
     config.sampling.max_new_tokens = 128
     config.sandbox.workers = 2
+    # Our settings where the paper config reproduces the official code (configs/codeit.py).
+    config.train.max_grad_norm = 1.0
+    config.train.weight_decay_on = "matrices"
+    config.train.reset_optimizer = False
+    config.train.loss_on_padding = False
+    config.sampling.top_k = 0
+    config.sampling.disallowed_tokens = "mask"
     config.metric.mutation_solutions = ""  # the policy alone (no official mutation file needed)
     return config

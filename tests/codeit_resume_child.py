@@ -1,6 +1,6 @@
 """Child process of tests/test_resume.py: one CodeIt run of the tiny test config.
 
-    python tests/codeit_resume_child.py DATA_DIR WORKDIR N_META_ITERATIONS [--pause]
+    python tests/codeit_resume_child.py DATA_DIR WORKDIR N_META_ITERATIONS [--pause] [--official]
 
 The inference tasks of DATA_DIR/evaluation carry programs (the test copies training tasks
 there): the policy's first sample of each task is replaced by that program, so that the run
@@ -9,7 +9,10 @@ other samples are the real sampler's.
 
 With ``--pause`` the sandbox calls of meta-iteration 1 and later (recognised by log_0.json
 being written) first create WORKDIR/../paused and sleep, so that the test can SIGKILL the run
-at a known point in the middle of a meta-iteration. The outcomes are not changed.
+at a known point in the middle of a meta-iteration. The outcomes are not changed. With
+``--official`` the run uses the paper config's CodeIt switches (optimizer reset each
+meta-iteration, loss on padding, no clipping, decay on all parameters, top-k, a disallowed
+token ends the sample).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def hint_programs(config) -> None:
     tasks = load_codeit_dir(Path(config.data.data_dir) / "evaluation")
     encoding = EncodingSettings(
         config.encoding.n_examples,
-        config.encoding.max_input_tokens,
+        config.encoding.input_state_max,
         config.encoding.max_program_tokens,
     )
 
@@ -96,6 +99,15 @@ def main() -> None:
     data_dir, workdir, n_meta_iterations = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     config = tiny_config(data_dir)
     config.n_meta_iterations = n_meta_iterations
+    if "--official" in sys.argv[4:]:  # the paper config's switches that reproduce CodeIt
+        config.train.reset_optimizer = True
+        config.train.loss_on_padding = True
+        config.train.batch_size = 16  # two micro-batches of 8, one row per device
+        config.train.grad_accum_steps = 2
+        config.train.max_grad_norm = 0.0
+        config.train.weight_decay_on = "all"
+        config.sampling.top_k = 5
+        config.sampling.disallowed_tokens = "end"
     hint_programs(config)
     if "--pause" in sys.argv[4:]:
         run(config, workdir, executor_factory=lambda c: PausingSandbox(c, workdir))

@@ -104,6 +104,23 @@ def test_grouping_by_length_pads_less_than_random_batches():
     assert grouped < 0.75 * random
 
 
+def test_micro_batch_layout_gives_each_micro_batch_consecutive_sorted_rows():
+    inputs, labels = _examples(64, seed=2)
+    common = dict(input_buckets=(128,), label_buckets=(64,), seed=3)
+    sorted_batcher = BucketBatcher(inputs, labels, 16, **common)
+    laid_out = BucketBatcher(inputs, labels, 16, micro_batches=4, **common)
+    for plain, grouped in zip(sorted_batcher.epoch(0), laid_out.epoch(0)):
+        lengths = plain.label_weights.sum(-1)
+        assert (np.diff(lengths) >= 0).all()  # one input bucket: sorted by label length
+        for m in range(4):  # the trainer's micro-batch m is rows m, m + 4, ...
+            np.testing.assert_array_equal(grouped.labels[m::4], plain.labels[4 * m : 4 * m + 4])
+            np.testing.assert_array_equal(
+                grouped.label_weights[m::4], plain.label_weights[4 * m : 4 * m + 4]
+            )
+    with pytest.raises(ValueError, match="micro_batches"):
+        BucketBatcher(inputs, labels, 16, micro_batches=3, **common)
+
+
 def test_long_examples_raise_or_truncate():
     inputs = [list(range(2, 40))]
     labels = [[*range(2, 30), EOS_ID]]

@@ -107,6 +107,12 @@ def policy_entries(buffer) -> set[tuple[str, str]]:
         (lambda c: setattr(c.train, "input_buckets", (64, 32)), "input_buckets"),
         (lambda c: setattr(c.train, "batch_size", 0), "train.batch_size"),
         (lambda c: setattr(c.sampling, "temperature", -1.0), "sampling.temperature"),
+        (lambda c: setattr(c.sampling, "top_k", -1), "sampling.top_k"),
+        (lambda c: setattr(c.sampling, "disallowed_tokens", "drop"), "disallowed_tokens"),
+        (lambda c: setattr(c.encoding, "input_state_max", 1), "input_state_max"),
+        (lambda c: setattr(c.encoding, "input_state_max", 64), "input_buckets end at 64"),
+        (lambda c: setattr(c.train, "max_grad_norm", -1.0), "max_grad_norm"),
+        (lambda c: setattr(c.train, "weight_decay_on", "vectors"), "weight_decay_on"),
         (lambda c: setattr(c.model, "name", "t5_huge"), "model.name"),
         (lambda c: setattr(c.model, "init_from", "/nonexistent/ckpt"), "init_from"),
     ],
@@ -139,6 +145,49 @@ def test_every_config_file_prepares(tmp_path, codeit_data):
         prepared = prepare_config(config)
         assert prepared.ablation == (name if name in ABLATIONS else "none")
         assert prepared.data.seeds == "codeit"
+
+
+def test_paper_config_has_the_official_settings():
+    """configs/codeit.py against the official base_config.yaml / codet5p_220m.yaml and the
+    torch, transformers and Lightning defaults the official code relies on (docs/fidelity.md)."""
+    c = load_config("codeit")
+    official = {
+        "seed": 17,
+        "n_meta_iterations": 100,
+        "encoding.n_examples": 10,
+        "encoding.input_state_max": 512,
+        "train.n_policy": 90_000,
+        "train.n_mutated": 10_000,
+        "train.epochs": 1,
+        "train.batch_size": 8 * 64,
+        "train.grad_accum_steps": 64,
+        "train.learning_rate": 5e-5,
+        "train.weight_decay": 0.01,
+        "train.weight_decay_on": "all",
+        "train.warmup_steps": 0,
+        "train.max_grad_norm": 0.0,
+        "train.reset_optimizer": True,
+        "train.loss_on_padding": True,
+        "sampling.n_samples": 24,
+        "sampling.temperature": 0.95,
+        "sampling.top_k": 50,
+        "sampling.disallowed_tokens": "end",
+        "sampling.max_new_tokens": 511,
+        "buffer.capacity": 10_000_000,
+        "buffer.reduce_percentage": 0.5,
+        "buffer.performance_penalty": 1.0,
+        "buffer.length_penalty": 0.0,
+        "buffer.age_penalty": 0.0,
+        "buffer.distance_penalty": 0.0,
+        "buffer.priority_in_mutated": True,
+        "buffer.epsilon": 1e-19,
+        "sandbox.timeout_s": 0.25,
+        "sandbox.max_state_size": 1000,
+        "model.name": "codet5p_220m",
+        "model.dropout_rate": 0.1,
+    }
+    flat = _flatten(c.to_dict())
+    assert {k: flat[k] for k in official} == official
 
 
 def test_each_ablation_changes_its_setting_only(codeit_data):
@@ -274,7 +323,7 @@ def test_a5_one_example_shows_one_demonstration(codeit_data, policy, sandbox, tr
     for ablation, expected in (("none", [len(t.train) for t in tasks]), ("a5_one_example", [1, 1])):
         config = tiny_config(codeit_data)
         config.ablation = ablation
-        config.encoding.max_input_tokens = 512
+        config.encoding.input_state_max = 256
         config.train.input_buckets = (64, 512)
         loop = make_loop(prepare_config(config), policy, tasks, sandbox, progress=False)
         for ids, n in zip(loop.eval_inputs, expected):
@@ -331,11 +380,15 @@ def test_random_seeds_without_codeit_data(tmp_path, sandbox):
 # --------------------------------------------------------------------------- the entry point
 
 
-def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_data):
+def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_data, caplog):
     config = tiny_config(codeit_data)
     config.tensorboard = True
     workdir = tmp_path / "run"
-    summary = run(config, workdir)
+    with caplog.at_level("INFO"):
+        summary = run(config, workdir)
+    # No checkpoint to start from: one line says this is not the paper's (pretrained) CodeIt.
+    notes = [r.getMessage() for r in caplog.records if "model.init_from is empty" in r.getMessage()]
+    assert len(notes) == 1 and "ablation A4" in notes[0]
     assert summary["meta_iterations_completed"] == 1 and summary["resumed_from"] == 0
     assert summary["inference_tasks"] == 2
     rows = read_performance_csv(workdir / "performance.csv")

@@ -13,6 +13,7 @@ from codeit_jax.encoding import (
     encode_program,
     encode_task,
     grid_to_text,
+    max_input_length,
     task_sides,
     task_to_text,
     text_to_grid,
@@ -116,7 +117,7 @@ def test_task_text_rejects_bad_arguments():
     with pytest.raises(ValueError, match="no demonstration"):
         task_to_text(Task(key="empty", train=[], test=[]), 3)
     with pytest.raises(ValueError, match="input_state_max"):
-        encode_task(_task(), DSLTokenizer(), 3, 0)
+        encode_task(_task(), DSLTokenizer(), 3, 1)
 
 
 def test_encode_task_truncates_each_side_in_tokens():
@@ -124,16 +125,37 @@ def test_encode_task_truncates_each_side_in_tokens():
     task = _task()
     inputs, outputs = task_sides(task, 3)
     full = encode_task(task, tok, 3, 10_000)
-    assert full == tok.encode(inputs) + tok.encode("\n") + tok.encode(outputs) + [tok.eos_id]
+    assert full == tok.encode(inputs) + tok.encode("\n") + tok.encode(outputs)  # no eos
     assert tok.decode(full) == task_to_text(task, 3)
 
-    limit = 5
+    limit = 5  # CodeIt: inputs side cut to the limit, outputs side to the limit - 1
     cut = encode_task(task, tok, 3, limit)
-    assert len(cut) == 2 * limit + 2
-    assert cut[-1] == tok.eos_id
+    assert cut == tok.encode(inputs)[:limit] + tok.encode("\n") + tok.encode(outputs)[: limit - 1]
+    assert len(cut) == 2 * limit == max_input_length(tok, limit)
     text_in, text_out = tok.decode(cut).split("\n")
     assert inputs.startswith(text_in) and len(text_in) < len(inputs)
     assert outputs.startswith(text_out) and len(text_out) < len(outputs)
+
+
+class _PrefixTokenizer(DSLTokenizer):
+    """The DSL tokenizer with a leading special token, as CodeT5's ``<s>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefix_ids = (self.unk_id,)
+
+
+def test_special_prefix_counts_against_the_inputs_side_and_starts_labels():
+    tok = _PrefixTokenizer()
+    task = _task()
+    inputs, outputs = task_sides(task, 3)
+    cut = encode_task(task, tok, 3, 5)
+    assert cut == [tok.unk_id, *tok.encode(inputs)[:4], *tok.encode("\n"), *tok.encode(outputs)[:4]]
+    assert encode_program("O = vmirror(I)", tok) == [
+        tok.unk_id,
+        *tok.encode("O = vmirror(I)"),
+        tok.eos_id,
+    ]
 
 
 def test_encode_program_appends_eos():

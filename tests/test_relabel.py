@@ -159,3 +159,14 @@ def test_relabelled_tasks_flow_into_the_buffer():
     }
     assert decoded == {t.program: task_to_text(t, 10) for t in result.tasks}
     assert buffer.get("policy", "abc", HALF).performance == 0.5
+
+
+def test_program_text_cuts_a_sample_at_a_hash_as_codeit_decodes():
+    from codeit_jax.inference import program_text
+
+    assert (
+        program_text("x1 = vmirror(I)\nO = hconcat(I, x1)#")
+        == "x1 = vmirror(I)\nO = hconcat(I, x1)"
+    )
+    assert program_text("O = vmirror(I)") == "O = vmirror(I)"
+    assert program_text("#O = vmirror(I)") == ""

@@ -82,15 +82,18 @@ def data_dir(tmp_path, codeit_data) -> Path:
     return data
 
 
-def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path, data_dir, children):
+@pytest.mark.parametrize("mode", [(), ("--official",)], ids=["ours", "official"])
+def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(
+    tmp_path, data_dir, children, mode
+):
     cache = tmp_path / "jax_cache"
     reference = tmp_path / "reference"
-    whole = _finish(_start(children, data_dir, reference, 2, cache), reference)
+    whole = _finish(_start(children, data_dir, reference, 2, cache, *mode), reference)
     assert whole["meta_iterations_completed"] == 2
     assert whole["tasks_solved"] == 2 and whole["buffer_policy"] >= 2
 
     interrupted = tmp_path / "interrupted"
-    process = _start(children, data_dir, interrupted, 2, cache, "--pause")
+    process = _start(children, data_dir, interrupted, 2, cache, "--pause", *mode)
     paused = tmp_path / "paused"  # the child is inside meta-iteration 1's sandbox call
     deadline = time.monotonic() + 600
     while not (paused.exists() and (interrupted / "checkpoints" / "1").is_dir()):
@@ -103,7 +106,7 @@ def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path, data_
     assert not (interrupted / "log_1.json").exists()
     assert len(read_performance_csv(interrupted / "performance.csv")) == 1
 
-    resumed = _finish(_start(children, data_dir, interrupted, 2, cache), interrupted)
+    resumed = _finish(_start(children, data_dir, interrupted, 2, cache, *mode), interrupted)
     assert resumed["resumed_from"] == 1
     assert resumed["meta_iterations_completed"] == 2
     for key in ("params_sha256", "buffer_sha256", "step", "tasks_solved", "buffer_policy"):
@@ -112,7 +115,7 @@ def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path, data_
     for name in SAME_FILES:
         assert (interrupted / name).read_text() == (reference / name).read_text(), name
 
-    more = _finish(_start(children, data_dir, interrupted, 3, cache), interrupted)
+    more = _finish(_start(children, data_dir, interrupted, 3, cache, *mode), interrupted)
     assert more["resumed_from"] == 2 and more["meta_iterations_completed"] == 3
     rows = _rows(interrupted)
     assert [r["meta_iteration"] for r in rows] == [0, 1, 2]

@@ -86,6 +86,78 @@ def test_first_token_distribution_matches_the_model_at_temperature(params):
     assert (np.abs(freq - probs) <= 5 * sigma + 1e-3).all()
 
 
+def _first_step_probs(params, inputs, temperature: float, keep: np.ndarray | None = None):
+    """The model's exact first-token distribution at a temperature, over ``keep`` only."""
+    ids, mask = pad_inputs(inputs, 32)
+    logits = T5(CONFIG).apply({"params": params}, ids, mask, np.zeros((1, 1), np.int32))[0, 0]
+    logits = np.asarray(logits, np.float64) / temperature
+    if keep is not None:
+        logits = np.where(keep, logits, -np.inf)
+    probs = np.exp(logits - logits.max())
+    return logits, probs / probs.sum()
+
+
+@pytest.mark.parametrize("top_k", [1, 5, 40])
+def test_top_k_samples_the_renormalised_top_k_distribution(params, top_k):
+    temperature, n = 0.7, 4000
+    inputs = [[5, 6, 7, 1]]
+    out = Sampler(CONFIG, mesh=make_mesh(jax.devices()[:1])).sample(
+        params, inputs, jax.random.key(4), num_samples=n, max_new_tokens=1,
+        temperature=temperature, top_k=top_k,
+    )  # fmt: skip
+    logits, _ = _first_step_probs(params, inputs, temperature)
+    keep = logits >= np.sort(logits)[-top_k]  # transformers' rule: ties at the k-th value stay
+    assert keep.sum() == top_k
+    _, probs = _first_step_probs(params, inputs, temperature, keep)
+    draws = out.tokens[0, :, 0]
+    assert keep[draws].all(), "a token outside the top k was drawn"
+    freq = np.bincount(draws, minlength=CONFIG.vocab_size) / n
+    sigma = np.sqrt(probs * (1 - probs) / n)
+    assert (np.abs(freq - probs) <= 5 * sigma + 1e-3).all()
+    assert freq[keep].min() > 0  # every one of the top k is drawn
+
+
+def test_top_k_applies_among_the_allowed_tokens(params):
+    """With a program mask the top k are taken among the allowed tokens (the restricted-head
+    path computes no other logit)."""
+    inputs = [[5, 6, 7, 1]]
+    allowed = np.zeros(CONFIG.vocab_size, bool)
+    allowed[np.arange(3, CONFIG.vocab_size, 7)] = True
+    sampler = Sampler(CONFIG, mesh=make_mesh(jax.devices()[:1]))
+    assert not sampler.candidates(allowed)[2]  # the restricted head is used
+    out = sampler.sample(
+        params, inputs, jax.random.key(5), num_samples=500, max_new_tokens=1,
+        allowed_tokens=allowed, top_k=3,
+    )  # fmt: skip
+    allowed_eos = allowed.copy()
+    allowed_eos[CONFIG.eos_token_id] = True
+    logits, _ = _first_step_probs(params, inputs, 1.0, allowed_eos)
+    top3 = set(np.argsort(logits)[-3:].tolist())
+    assert set(out.tokens[0, :, 0].tolist()) == top3
+
+
+def test_end_on_disallowed_ends_a_sample_after_a_disallowed_token(sampler, params):
+    """CodeIt's logits processor: any token may be drawn, but after one outside the allowed set
+    the sample ends (eos); the decoder start token never ends it."""
+    allowed = np.zeros(CONFIG.vocab_size, bool)
+    allowed[: CONFIG.vocab_size // 2] = True
+    allowed[CONFIG.pad_token_id] = False  # the start token is pad: step 0 must still sample
+    out = _sample(sampler, params, allowed_tokens=allowed, end_on_disallowed=True, num_samples=16)
+    rows = out.tokens.reshape(-1, MAX_NEW)
+    eos = CONFIG.eos_token_id
+    saw_disallowed = False
+    for row, length in zip(rows, out.lengths.ravel()):
+        for t in range(length - 1):
+            if not allowed[row[t]] and row[t] != eos:
+                saw_disallowed = True
+                assert row[t + 1] == eos, row
+    assert saw_disallowed  # the mask does not stop them from being drawn
+    assert (rows[:, 0] != eos).any()  # step 0 samples freely
+    masked = _sample(sampler, params, allowed_tokens=allowed, num_samples=16)
+    drawn = masked.tokens.reshape(-1, MAX_NEW)
+    assert (allowed[drawn] | (drawn == eos) | (drawn == CONFIG.pad_token_id)).all()
+
+
 # --------------------------------------------------------------------------- outputs
 
 

@@ -198,6 +198,68 @@ def test_hf_adapter_reports_a_missing_directory(tmp_path):
         HFTokenizer(tmp_path / "nowhere")
 
 
+@pytest.fixture(scope="module")
+def hf_bos_dir(tmp_path_factory):
+    """A byte-level BPE tokenizer that frames texts as ``<s> ... </s>``, as CodeT5's does."""
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = RawTokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(
+        _PROGRAMS * 20,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        unk_token="<unk>",
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("hf_bos_tokenizer")
+    fast.save_pretrained(str(path))
+    return path
+
+
+def test_hf_prefix_starts_labels_and_inputs_as_codeit_encodes_them(hf_bos_dir, hf_dir):
+    from codeit_jax.encoding import encode_program
+
+    tok = HFTokenizer(hf_bos_dir)
+    assert (tok.pad_id, tok.eos_id, tok.prefix_ids) == (0, 2, (1,))
+    program = _PROGRAMS[0]
+    # CodeIt: tokenizer.encode(program, add_special_tokens=True) -> <s> program </s>
+    assert encode_program(program, tok) == [1, *tok.encode(program), 2]
+    assert tok.decode(encode_program(program, tok)) == program  # <s> is not program text
+    assert tok.program_token_mask()[1]  # the sampler must be able to start a program with <s>
+    assert HFTokenizer(hf_dir).prefix_ids == ()  # no template: nothing in front
+
+
+def test_codeit_token_masks_hold_codeits_allowed_terms(hf_bos_dir):
+    """CodeIt's allowed set: its terms tokenized alone (and after a space) with the special
+    tokens, plus pad; our DSL tokenizer holds the terms that are words of its vocabulary."""
+    from codeit_jax.tokenizer import codeit_terms
+
+    tok = HFTokenizer(hf_bos_dir)
+    mask = tok.codeit_token_mask()
+    assert mask[[0, 1, 2]].all()
+    for term in ("vmirror", " x12", "\n", " 99", "x0"):
+        assert mask[tok.encode(term)].all(), term
+    dsl = TOK.codeit_token_mask()
+    assert dsl[TOK.pad_id] and dsl[TOK.eos_id] and not dsl[TOK.unk_id]
+    assert (dsl >= TOK.program_token_mask()).all()
+    for term in codeit_terms():
+        if term in TOK.vocab:
+            assert dsl[TOK.token_id(term)], term
+    assert dsl[TOK.token_id(" 12")] and not dsl[TOK.token_id("bg")]
+
+
 def test_hf_adapter_rejects_a_tokenizer_that_loses_newlines(tmp_path):
     from tokenizers import Tokenizer as RawTokenizer
     from tokenizers import models, pre_tokenizers, trainers

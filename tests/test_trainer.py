@@ -11,13 +11,21 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from codeit_jax.batching import EOS_ID, BucketBatcher, pad_batch
 from codeit_jax.checkpoint import CheckpointStore
 from codeit_jax.mesh import make_mesh
 from codeit_jax.model import T5, named_config
-from codeit_jax.trainer import TrainConfig, Trainer, TrainState, learning_rate_schedule
+from codeit_jax.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainState,
+    learning_rate_schedule,
+    make_optimizer,
+    weight_decay_mask,
+)
 
 CHILD = Path(__file__).with_name("trainer_restart_child.py")
 
@@ -124,6 +132,72 @@ def test_zero_weight_fillers_do_not_change_the_step(trainer: Trainer, params):
     state_r, loss_r = _run(trainer, params, [reweighted])
     np.testing.assert_allclose(loss_p, loss_r, atol=1e-6)
     _assert_trees_close(state_p.params, state_r.params, atol=1e-6)
+
+
+def _official_loss(model: T5, params, batch, n_micro: int) -> float:
+    """CodeIt's loss by hand: per micro-batch (rows i, i + n_micro, ...), the mean cross-entropy
+    over every label position up to its longest label (pad targets included), then the mean
+    over micro-batches."""
+    logits = model.apply(
+        {"params": params}, batch.input_ids, batch.attention_mask, batch.decoder_input_ids
+    )
+    logp = jax.nn.log_softmax(np.asarray(logits, np.float64), axis=-1)
+    nll = -np.take_along_axis(np.asarray(logp), batch.labels[..., None], axis=-1)[..., 0]
+    losses = []
+    for m in range(n_micro):
+        rows = np.arange(m, len(batch.labels), n_micro)
+        lengths = batch.label_weights[rows].sum(-1)
+        real = rows[lengths > 0]
+        if len(real):
+            longest = int(lengths.max())
+            losses.append(nll[real, :longest].mean())
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("n_micro", [1, 2])
+def test_loss_on_padding_is_codeits_loss(model: T5, trainer: Trainer, params, n_micro):
+    config = dataclasses.replace(trainer.config, loss_on_padding=True, grad_accum_steps=n_micro)
+    official = Trainer(model, config, make_mesh(jax.devices()[:2]))
+    inputs, labels = _examples(8, seed=5)
+    batch = pad_batch(inputs[:7], labels[:7], 8, 16, 16)  # one zero-weight filler row
+    _, losses = _run(official, params, [batch])
+    expected = _official_loss(model, jax.device_get(params), batch, n_micro)
+    np.testing.assert_allclose(losses[0], expected, rtol=1e-5)
+    _, ours = _run(trainer, params, [batch])
+    assert abs(ours[0] - expected) > 1e-3  # the default counts real tokens only
+
+
+def test_reset_optimizer_starts_adam_afresh(trainer: Trainer, params):
+    state, _ = _run(trainer, params, [_batch(8, seed=6)])
+    before = jax.device_get(state)
+    fresh = jax.device_get(trainer.reset_optimizer(state))
+    _assert_trees_close(fresh.params, before.params, atol=0)
+    assert int(fresh.step) == int(before.step) == 1
+    np.testing.assert_array_equal(fresh.rng, before.rng)
+    expected = jax.device_get(trainer.tx.init(before.params))
+    _assert_trees_close(fresh.opt_state, expected, atol=0)
+    moments = [x for x in jax.tree.leaves(before.opt_state) if np.ndim(x) > 0]
+    assert any(np.abs(x).max() > 0 for x in moments)  # there was something to reset
+
+
+def test_clipping_off_and_decay_on_every_parameter(model: T5, params):
+    """max_grad_norm 0 is plain AdamW; weight_decay_on="all" decays the layer-norm scales too,
+    as torch's AdamW over every parameter does."""
+    base = TrainConfig(learning_rate=1e-2, weight_decay=0.1, max_grad_norm=0.0, batch_size=8)
+    grads = jax.tree.map(lambda p: np.full_like(p, 100.0), params)  # a norm far above 1
+    for decay_on, scale_decayed in (("matrices", False), ("all", True)):
+        tx = make_optimizer(dataclasses.replace(base, weight_decay_on=decay_on))
+        updates, _ = tx.update(grads, tx.init(params), params)
+        plain = optax.adamw(1e-2, weight_decay=0.1, mask=None if scale_decayed else
+                            weight_decay_mask)  # fmt: skip
+        expected, _ = plain.update(grads, plain.init(params), params)
+        _assert_trees_close(updates, expected, atol=1e-7)
+        scale = updates["encoder"]["final_norm"]["scale"]
+        decay = -1e-2 * 0.1 * params["encoder"]["final_norm"]["scale"]
+        assert np.allclose(scale - (-1e-2), decay, atol=1e-7) == scale_decayed
+    clipped = make_optimizer(dataclasses.replace(base, max_grad_norm=1.0))
+    updates, _ = clipped.update(grads, clipped.init(params), params)
+    assert not np.allclose(jax.tree.leaves(updates)[0], jax.tree.leaves(expected)[0])
 
 
 def test_restore_onto_a_different_device_count_and_continue(dropout_trainers, params, tmp_path):
