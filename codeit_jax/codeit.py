@@ -36,6 +36,7 @@ from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import Scoreboard
 from codeit_jax.model.t5 import count_params
 from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
+from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.seeds import load_eval_tasks, seed_tasks
@@ -92,6 +93,7 @@ class Loop:
     eval_inputs: list[list[int]]
     executor: Executor
     progress: bool
+    paper: PaperMetric  # the paper's figure: the policy's solutions merged with the mutation's
 
 
 def run(
@@ -102,6 +104,7 @@ def run(
     """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
     begin = time.perf_counter()
     config = prepare_config(config)
+    paper = load_paper_metric(config)  # a malformed file stops the run before anything is written
     quiet_orbax_logs()
     initialize_distributed(config.distributed)
     workdir = Path(workdir)
@@ -140,11 +143,13 @@ def run(
     try:
         with executor_factory(config) as local_executor:
             executor = process_executor(local_executor)  # each host runs its share
-            loop = make_loop(config, policy, eval_tasks, executor, progress)
+            loop = make_loop(config, policy, eval_tasks, executor, progress, paper)
             if restored is None:
                 state = initial_state(loop)
             else:
                 state = restored
+                # Rows of a checkpoint older than the paper columns lack them: recompute.
+                state.performance_rows = paper.fill_rows(state.performance_rows, state.scoreboard)
                 logging.info(
                     "resuming after meta-iteration %d of %s",
                     state.completed - 1,
@@ -166,12 +171,14 @@ def run(
                 outputs.write_iteration(i, state.performance_rows, state.scoreboard, log, scalars)
                 checkpoints.save(state)
                 logging.info(
-                    "meta-iteration %d: solved %d/%d (cumulative %d), buffer policy %d / "
-                    "mutated %d, step %d",
+                    "meta-iteration %d: solved %d/%d (cumulative %d; with mutation solutions "
+                    "%d at %d sampled programs), buffer policy %d / mutated %d, step %d",
                     i,
                     round(row["performance"] * len(eval_tasks)),
                     len(eval_tasks),
                     round(row["cumulative_performance"] * len(eval_tasks)),
+                    round(row["paper_cumulative_performance"] * len(eval_tasks)),
+                    row["num_sampled_programs"],
                     row["num_policy_tasks"],
                     row["num_mutated_tasks"],
                     row["step"],
@@ -200,8 +207,10 @@ def make_loop(
     eval_tasks: list[Task],
     executor: Executor,
     progress: bool,
+    paper: PaperMetric | None = None,
 ) -> Loop:
-    """The fixed parts of every meta-iteration, from a prepared config."""
+    """The fixed parts of every meta-iteration, from a prepared config (``paper``: the
+    config's `load_paper_metric`, read here when not given)."""
     encoding = EncodingSettings(
         config.encoding.n_examples,
         config.encoding.input_state_max,
@@ -223,7 +232,8 @@ def make_loop(
         eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
         executor=executor,
         progress=progress,
-    )
+        paper=paper if paper is not None else load_paper_metric(config),
+    )  # fmt: skip
 
 
 def known_programs(config: ConfigDict) -> list[str]:
@@ -392,6 +402,7 @@ def meta_iteration(
         "train_seconds": train_seconds,
         "sample_seconds": result.sample_seconds,
         "execute_seconds": result.execute_seconds,
+        **loop.paper.row_fields(state.scoreboard, i),
     }
     log = {
         "meta_iteration": i,
@@ -421,6 +432,7 @@ def _summary(
 ) -> dict[str, Any]:
     last = state.completed - 1
     solved: Sequence[str] = state.scoreboard.solved_tasks(last) if last >= 0 else []
+    final = state.performance_rows[-1] if state.performance_rows else {}
     return {
         "experiment": "codeit",
         "ablation": loop.config.ablation,
@@ -429,6 +441,8 @@ def _summary(
         "inference_tasks": len(loop.eval_tasks),
         "tasks_solved": len(solved),
         "solved_task_keys": list(solved),
+        "paper_cumulative_performance": final.get("paper_cumulative_performance"),
+        "num_sampled_programs": final.get("num_sampled_programs"),
         "buffer_policy": state.buffer.size("policy"),
         "buffer_mutated": state.buffer.size("mutated"),
         "step": int(jax.device_get(state.train_state.step)),

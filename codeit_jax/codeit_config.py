@@ -17,7 +17,8 @@ from ml_collections import ConfigDict
 from codeit_jax.errors import ConfigError
 from codeit_jax.model.t5 import CONFIGS
 from codeit_jax.mutated_tasks import first_missing_search_file, search_samples
-from codeit_jax.paths import codeit_data_dir
+from codeit_jax.paper_metric import AUTO_SAMPLES, default_mutation_samples, missing_file_message
+from codeit_jax.paths import codeit_data_dir, resolve_data_path
 from codeit_jax.trainer import WEIGHT_DECAY_ON
 
 __all__ = ["ConfigError"]
@@ -52,8 +53,11 @@ def _one_example(c: ConfigDict) -> None:
 
 
 def _no_mutated(c: ConfigDict) -> None:
-    """A6: the buffer starts with the training tasks only."""
+    """A6: the buffer starts with the training tasks only (and the paper scores it without
+    mutation solutions or their samples)."""
     c.data.mutated_files = ""
+    if "metric" in c:
+        c.metric.mutation_solutions, c.metric.mutation_samples = "", 0
 
 
 #: Ablation name -> how it changes the (unlocked copy of the) config.
@@ -72,7 +76,6 @@ SEED_SOURCES = ("auto", "codeit", "random")
 DISALLOWED_TOKENS = ("mask", "end")
 EVAL_SOURCES = ("auto", "codeit", "arc1")
 #: Stands for the data directory in ``data.mutated_files`` and ``no_exit.search_dir``.
-DATA_DIR_PLACEHOLDER = "{data_dir}"
 
 
 def split_paths(text: str) -> list[Path]:
@@ -206,6 +209,7 @@ def _check(c: ConfigDict) -> None:
     if c.model.dropout_rate >= 1.0:
         raise ConfigError("config.model.dropout_rate must be below 1")
     _check_data(c)
+    _check_metric(c)
     _check_model(c)
     if not c.add_policy_experience:
         _check_search_files(c)
@@ -235,8 +239,10 @@ def _check_data(c: ConfigDict) -> None:
         c.data.eval_tasks = "codeit" if has_eval else "arc1"
     elif evals == "codeit" and not has_eval:
         raise ConfigError(f"config.data.eval_tasks='codeit' but {root / 'evaluation'} is missing")
-    c.data.mutated_files = str(c.data.mutated_files).replace(DATA_DIR_PLACEHOLDER, str(root))
-    c.no_exit.search_dir = str(c.no_exit.search_dir).replace(DATA_DIR_PLACEHOLDER, str(root))
+    c.data.mutated_files = ",".join(
+        resolve_data_path(str(path), root) for path in split_paths(c.data.mutated_files)
+    )
+    c.no_exit.search_dir = resolve_data_path(c.no_exit.search_dir, root)
     for path in split_paths(c.data.mutated_files):
         if not path.is_file():
             raise ConfigError(
@@ -263,6 +269,21 @@ def _check_search_files(c: ConfigDict) -> None:
             f"(configs/mutation.py) with --config.n_samples={last} and "
             f"--config.save_chunk_size={n.interval} into no_exit.search_dir"
         )
+
+
+def _check_metric(c: ConfigDict) -> None:
+    """The paper figure's mutation solutions file ({data_dir} resolved; it must exist) and its
+    sample count (`AUTO_SAMPLES` resolved); see `codeit_jax.paper_metric`."""
+    given = _get(c, "metric.mutation_solutions")
+    if not isinstance(given, str):
+        raise ConfigError(f"config.metric.mutation_solutions must be a path or '', got {given!r}")
+    _positive_int(c, "metric.mutation_samples", minimum=AUTO_SAMPLES)
+    path = resolve_data_path(given, data_dir(c))
+    if path and not Path(path).is_file():
+        raise ConfigError(missing_file_message(path))
+    c.metric.mutation_solutions = path
+    if c.metric.mutation_samples == AUTO_SAMPLES:
+        c.metric.mutation_samples = default_mutation_samples(path)
 
 
 def _check_model(c: ConfigDict) -> None:

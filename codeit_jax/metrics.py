@@ -2,11 +2,12 @@
 meta-iteration and cumulative performance, and the performance.csv / solutions JSON files.
 
 Submission rule (CodeIt): for each task the candidate programs are ranked by mean demonstration
-performance (higher first), then by program length in lines (shorter first), then by program
-text (only to make the order deterministic); the first three are submitted, and the task counts
-as solved when one of them solves every test example. The *performance* of meta-iteration ``i``
-uses only the solutions found in it; the *cumulative performance* uses every solution found up
-to and including ``i``. Both are fractions of the inference tasks.
+performance (higher first), then by program length in characters (shorter first), then by
+program text (only to make the order deterministic); the first three are submitted, and the task
+counts as solved when one of them solves every test example. The *performance* of
+meta-iteration ``i`` uses only the solutions found in it; the *cumulative performance* uses every
+solution found up to and including ``i``. Both are fractions of the inference tasks. The paper's
+headline figure also merges in the mutation baseline's solutions (`codeit_jax.paper_metric`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from codeit_jax.tasks import Grid, is_grid
 #: CodeIt submits this many programs per task.
 SUBMISSIONS_PER_TASK = 3
 
-#: performance.csv columns, in order.
-PERFORMANCE_COLUMNS = (
+#: performance.csv columns of runs written before the paper columns existed.
+LEGACY_PERFORMANCE_COLUMNS = (
     "meta_iteration",
     "cumulative_performance",
     "performance",
@@ -38,7 +39,18 @@ PERFORMANCE_COLUMNS = (
     "sample_seconds",
     "execute_seconds",
 )
-_INT_COLUMNS = {"meta_iteration", "step", "num_mutated_tasks", "num_policy_tasks"}
+#: The paper's x (programs sampled, mutation baseline included) and its CodeIt figure (the
+#: policy's cumulative solutions merged with the mutation baseline's; `codeit_jax.paper_metric`).
+PAPER_COLUMNS = ("num_sampled_programs", "paper_cumulative_performance")
+#: performance.csv columns, in order (new columns last, so old positions do not move).
+PERFORMANCE_COLUMNS = LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS
+_INT_COLUMNS = {
+    "meta_iteration",
+    "step",
+    "num_mutated_tasks",
+    "num_policy_tasks",
+    "num_sampled_programs",
+}
 
 
 def example_reward(output: object, target: Grid) -> float:
@@ -249,10 +261,13 @@ def write_performance_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[s
 
 
 def read_performance_csv(path: str | os.PathLike[str]) -> list[dict[str, int | float]]:
-    """Rows of a performance.csv, with ints and floats restored."""
+    """Rows of a performance.csv, with ints and floats restored.
+
+    A file written before the paper columns existed is read too; its rows lack those keys.
+    """
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != PERFORMANCE_COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (PERFORMANCE_COLUMNS, LEGACY_PERFORMANCE_COLUMNS):
             raise ValueError(
                 f"{path}: columns {reader.fieldnames}, expected {list(PERFORMANCE_COLUMNS)}"
             )
@@ -271,6 +286,8 @@ def write_solutions_json(path: str | os.PathLike[str], document: Mapping[str, An
 
 
 __all__ = [
+    "LEGACY_PERFORMANCE_COLUMNS",
+    "PAPER_COLUMNS",
     "PERFORMANCE_COLUMNS",
     "SUBMISSIONS_PER_TASK",
     "Scoreboard",

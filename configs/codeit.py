@@ -115,6 +115,17 @@ def get_config() -> ConfigDict:
     config.no_exit.start_samples = 38_400
     config.no_exit.interval = 9_600
 
+    # The paper's CodeIt figure (performance.csv paper_cumulative_performance, the report's
+    # comparison): the policy's cumulative solutions merged with the mutation baseline's, at
+    # num_sampled_programs = mutation_samples + n_samples * inference tasks * (i + 1).
+    config.metric = ConfigDict()
+    # The official mutation_solutions_19200.json (bash data/fetch_codeit_data.sh), our
+    # baseline's mutation_solutions[_<n>].json / mutation_candidates.json, or "": policy only.
+    config.metric.mutation_solutions = "{data_dir}/mutation_solutions_19200.json"
+    # Programs the baseline sampled for it (NUM_MUTATED); -1: <n> of a mutation_solutions_<n>.json
+    # name, else 19,200; 0 without a file. Ablation a6_no_mutated sets no file and 0.
+    config.metric.mutation_samples = -1
+
     config.checkpoint_max_to_keep = 2
     config.tensorboard = True
     config.progress = True  # progress bars on long stages

@@ -47,4 +47,5 @@ def get_config() -> ConfigDict:
     config.train.loss_on_padding = False
     config.sampling.top_k = 0
     config.sampling.disallowed_tokens = "mask"
+    config.metric.mutation_solutions = ""  # the policy alone (no official mutation file needed)
     return config

@@ -144,6 +144,7 @@ def paper_data(tmp_path_factory, codeit_data: Path) -> Path:
     for n in (9600, 19200):
         mutated = [dataclasses.replace(t, key=f"{t.key}_m{n}") for t in tasks]
         save_codeit_file(mutated, root / f"mutated_tasks_train_{n}.json")
+    (root / "mutation_solutions_19200.json").write_text("{}")  # the paper metric's file
     return root
 
 
@@ -245,7 +246,11 @@ def test_each_ablation_changes_its_setting_only(tmp_path, paper_data):
         },
         "a4_no_pretraining": {"model.load_weights": False},
         "a5_one_example": {"encoding.n_examples": 1},
-        "a6_no_mutated": {"data.mutated_files": ""},
+        "a6_no_mutated": {
+            "data.mutated_files": "",
+            "metric.mutation_solutions": "",
+            "metric.mutation_samples": 0,
+        },
     }
     flat_base = _flatten(base.to_dict())
     for name, expected in changed.items():

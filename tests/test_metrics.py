@@ -7,6 +7,8 @@ import json
 import pytest
 
 from codeit_jax.metrics import (
+    LEGACY_PERFORMANCE_COLUMNS,
+    PAPER_COLUMNS,
     PERFORMANCE_COLUMNS,
     Scoreboard,
     SolutionRecord,
@@ -143,6 +145,8 @@ def _row(it: int) -> dict:
         "train_seconds": 1.5,
         "sample_seconds": 2.25,
         "execute_seconds": 0.5,
+        "num_sampled_programs": 19_200 + 9_600 * (it + 1),
+        "paper_cumulative_performance": 0.375,
     }
 
 
@@ -167,6 +171,24 @@ def test_performance_csv_rejects_bad_rows_and_files(tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="columns"):
         read_performance_csv(tmp_path / "other.csv")
-    path.write_text(path.read_text() + "x,1,1,1,1,1,1,1,1\n")
+    path.write_text(path.read_text() + "x,1,1,1,1,1,1,1,1,1,1\n")
     with pytest.raises(ValueError, match=":3:"):
         read_performance_csv(path)
+
+
+def test_performance_csv_written_before_the_paper_columns_is_read(tmp_path):
+    """Runs written before num_sampled_programs / paper_cumulative_performance existed: their
+    rows come back without those keys; a file with the new header but a missing value is bad."""
+    old = [{k: v for k, v in _row(i).items() if k not in PAPER_COLUMNS} for i in range(2)]
+    path = tmp_path / "performance.csv"
+    header = ",".join(LEGACY_PERFORMANCE_COLUMNS)
+    path.write_text(header + "\n" + "".join(",".join(map(str, r.values())) + "\n" for r in old))
+    assert read_performance_csv(path) == old
+    with pytest.raises(ValueError, match="missing columns"):
+        write_performance_csv(path, old)  # the writer insists on every column
+    assert PERFORMANCE_COLUMNS[: len(LEGACY_PERFORMANCE_COLUMNS)] == LEGACY_PERFORMANCE_COLUMNS
+    new = tmp_path / "new.csv"
+    write_performance_csv(new, [_row(0)])
+    new.write_text(new.read_text().rstrip("\n").rsplit(",", 1)[0] + ",\n")
+    with pytest.raises(ValueError, match="new.csv:2"):
+        read_performance_csv(new)
