@@ -356,6 +356,8 @@ def test_paper_config_needs_the_file_and_the_small_configs_do_not(tmp_path, code
     data.mkdir()
     for part in ("training", "evaluation"):
         (data / part).symlink_to(codeit_data / part)
+    for n in (9600, 19200):  # the paper config's mutated seed files are there
+        write_json(data / f"mutated_tasks_train_{n}.json", {})
     config = load_config("codeit")
     config.data.data_dir = str(data)
     with pytest.raises(ConfigError, match=r"mutation_solutions_19200.json is not a file.*fetch"):
