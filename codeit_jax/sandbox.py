@@ -20,8 +20,9 @@ Design, and why:
   writing to a busy worker. Identical (text, input) pairs in a batch run once. Each worker
   parses and compiles each distinct text once (bounded cache).
 * Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
-  function replaced by :data:`FUNCTION`, and refused past ``max_output_bytes`` (default 1 MiB,
-  ``state_size`` error) so a pathological value cannot flood the parent.
+  function replaced by :data:`FUNCTION`, and refused (``output_size``) when its estimated size
+  in the parent's memory or its pickled size passes ``max_output_bytes`` (default 32 KiB, room
+  for any valid ARC grid), so a pathological value cannot flood the parent.
 * Time: a per-run budget of ``timeout_s * len(program)`` (CodeIt's 0.25 s per line, summed),
   enforced inside the worker by an interval timer on its CPU time by default (``clock="wall"``
   for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.sandbox_exec`). A run stuck in C code
@@ -74,6 +75,7 @@ from codeit_jax.sandbox_exec import (
     ERROR_KINDS,
     FUNCTION,
     MEMORY,
+    OUTPUT_SIZE,
     RUNTIME,
     STATE_SIZE,
     SYNTAX,
@@ -92,6 +94,7 @@ __all__ = [
     "ERROR_KINDS",
     "FUNCTION",
     "MEMORY",
+    "OUTPUT_SIZE",
     "RUNTIME",
     "STATE_SIZE",
     "SYNTAX",
@@ -457,7 +460,8 @@ class Sandbox:
         memory_mb: address-space limit per worker in MiB (None: unlimited).
         max_state_size: CodeIt's rule: values of this length or more are not kept (None: off).
         chunk_size: runs per message to a worker; None picks sizes that balance the load.
-        max_output_bytes: cap on the pickled size of a returned value.
+        max_output_bytes: cap on the size of a returned value, in the parent's memory (as
+            estimated in the worker) and pickled; a larger one is an ``output_size`` failure.
         clock: "cpu" (default) or "wall": what the in-worker time budget counts.
         hard_factor, hard_grace_s: the parent's watchdog kills a worker whose run has taken
             ``hard_factor * budget + hard_grace_s`` seconds of wall-clock time.
