@@ -27,8 +27,10 @@ Design, and why:
   enforced inside the worker by an interval timer on its CPU time by default (``clock="wall"``
   for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.sandbox_exec`). A run stuck in C code
   never sees the timer signal, so the parent also runs a wall-clock watchdog: past
-  ``hard_factor * budget + hard_grace_s`` the worker is SIGKILLed, that run reports
-  ``timeout``, and the rest of its chunk goes to other workers.
+  ``hard_factor * budget + hard_grace_s`` after the run started the worker is SIGKILLed, that
+  run reports ``timeout``, and the rest of its chunk goes to other workers. Parsing the text
+  and exporting the value are not the run's: they get ``housekeeping_s`` instead (see
+  :mod:`codeit_jax.sandbox_worker`), so a loaded machine cannot time out an instant program.
 * Memory: ``RLIMIT_AS`` of ``memory_mb`` per worker, so a huge allocation raises MemoryError
   (``memory``) in the worker instead of exhausting the machine. A worker that dies (segfault,
   abort) reports ``crash`` for the run it was in and is replaced.
@@ -86,7 +88,14 @@ from codeit_jax.sandbox_exec import (
     decode_value,
     load_compiler,
 )
-from codeit_jax.sandbox_worker import BOOTSTRAP, DEADLINE, IDLE, INDEX, SLOT_BYTES
+from codeit_jax.sandbox_worker import (
+    BOOTSTRAP,
+    DEADLINE,
+    HOUSEKEEPING_S,
+    IDLE,
+    INDEX,
+    SLOT_BYTES,
+)
 from codeit_jax.tasks import is_grid
 
 __all__ = [
@@ -465,6 +474,8 @@ class Sandbox:
         clock: "cpu" (default) or "wall": what the in-worker time budget counts.
         hard_factor, hard_grace_s: the parent's watchdog kills a worker whose run has taken
             ``hard_factor * budget + hard_grace_s`` seconds of wall-clock time.
+        housekeeping_s: the watchdog's wall-clock allowance for a worker's steps around a run
+            (parsing its text, exporting its value), which do not depend on the program.
         _compiler: "module:function" turning text into a program; tests substitute one with
             fault-injecting programs. Not reachable from program text.
     """
@@ -481,19 +492,28 @@ class Sandbox:
         clock: str = "cpu",
         hard_factor: float = 3.0,
         hard_grace_s: float = 1.0,
+        housekeeping_s: float = HOUSEKEEPING_S,
         _compiler: str = DEFAULT_COMPILER,
     ) -> None:
         _positive_int_or_none("workers", workers)
         _positive_int_or_none("memory_mb", memory_mb)
         _positive_int_or_none("chunk_size", chunk_size)
         _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
-        for name, value in (("hard_factor", hard_factor), ("hard_grace_s", hard_grace_s)):
+        for name, value in (
+            ("hard_factor", hard_factor),
+            ("hard_grace_s", hard_grace_s),
+            ("housekeeping_s", housekeeping_s),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, got {value!r}")
-        if not (1 <= hard_factor < math.inf and 0 <= hard_grace_s < math.inf):
+        if not (
+            1 <= hard_factor < math.inf
+            and 0 <= hard_grace_s < math.inf
+            and 0 < housekeeping_s < math.inf
+        ):
             raise ValueError(
-                f"need 1 <= hard_factor and 0 <= hard_grace_s, both finite; got {hard_factor}, "
-                f"{hard_grace_s}"
+                "need 1 <= hard_factor, 0 <= hard_grace_s and 0 < housekeeping_s, all finite; "
+                f"got {hard_factor}, {hard_grace_s}, {housekeeping_s}"
             )
         load_compiler(_compiler)  # fail here, not in every worker, on a bad spec
         self.n_workers = workers if workers is not None else default_workers()
@@ -509,6 +529,7 @@ class Sandbox:
             "clock": clock,
             "hard_factor": float(hard_factor),
             "hard_grace_s": float(hard_grace_s),
+            "housekeeping_s": float(housekeeping_s),
             "compiler": _compiler,
         }
         self._workers: list[_Worker] = []

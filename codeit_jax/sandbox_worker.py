@@ -16,6 +16,12 @@ Channels, all inherited file descriptors:
 * progress slot: 16 shared bytes, ``int64`` index of the run in progress (-1 when idle) and
   ``float64`` monotonic deadline after which the parent's watchdog kills this worker.
 
+Deadlines: a run's starts when the run starts and is ``hard_factor * budget + hard_grace_s``
+(for a match unit, the same per program). The worker's own steps around it, parsing the text
+before and checking and pickling the value after, get :data:`HOUSEKEEPING_S` instead: their
+cost depends on the text and the output cap, not on what the program does, and a short grace
+there would let a busy machine turn an instant program into a timeout.
+
 Parent death is detected three ways so that no worker outlives its parent by more than a few
 seconds: ``PR_SET_PDEATHSIG`` (Linux; immediate even while stuck in C code, but tied to the
 thread that started the worker, so the parent asks for it only from its main thread), a thread
@@ -37,7 +43,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 from codeit_jax.line_sharing import ProgramGroup, match_group
 from codeit_jax.sandbox_exec import Executor, load_compiler
@@ -58,6 +64,10 @@ INDEX = struct.Struct("q")
 DEADLINE = struct.Struct("d")
 SLOT_BYTES = 16
 IDLE = -1
+
+#: Wall-clock seconds the watchdog allows a worker's own steps around a run (parsing a text,
+#: building a program group, checking and pickling a value) before it kills the worker.
+HOUSEKEEPING_S = 30.0
 
 _PR_SET_PDEATHSIG = 1
 
@@ -113,8 +123,7 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         clock=config["clock"],
         compiler=load_compiler(config["compiler"]),
     )
-    hard_factor = config["hard_factor"]
-    hard_grace = config["hard_grace_s"]
+    limits = _Limits(config["hard_factor"], config["hard_grace_s"], config["housekeeping_s"])
     _limit_memory(config["memory_mb"])
     groups: dict[tuple[str, ...], ProgramGroup] = {}
     replies.send_bytes(pickle.dumps(("ready", os.getpid())))
@@ -127,20 +136,40 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         if runs is None:
             return
         if isinstance(runs, tuple):
-            records = _match(executor, groups, runs, slot, hard_factor, hard_grace)
-            _publish(slot, IDLE, float("inf"))
-            replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
-            continue
-        records = []
-        for index, (text, grid) in enumerate(runs):
-            _publish(slot, index, time.monotonic() + hard_grace)
-            program = executor.compile(text)
-            if not isinstance(program, tuple):
-                deadline = hard_factor * executor.budget(program) + hard_grace
-                _publish(slot, index, time.monotonic() + deadline)
-            records.append(executor.execute(program, grid))
+            records = _match(executor, groups, runs, slot, limits)
+        else:
+            records = [
+                _run(executor, index, text, grid, slot, limits)
+                for index, (text, grid) in enumerate(runs)
+            ]
         _publish(slot, IDLE, float("inf"))
         replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class _Limits(NamedTuple):
+    """The watchdog's wall-clock allowances (see the module docstring)."""
+
+    hard_factor: float
+    hard_grace: float
+    housekeeping: float
+
+    def run_deadline(self, budget: float) -> float:
+        return time.monotonic() + self.hard_factor * budget + self.hard_grace
+
+    def housekeeping_deadline(self) -> float:
+        return time.monotonic() + self.housekeeping
+
+
+def _run(executor: Executor, index: int, text: str, grid: Any, slot: Any, limits: _Limits) -> tuple:
+    """One run's record; only the run itself is under the run's deadline."""
+    _publish(slot, index, limits.housekeeping_deadline())
+    program = executor.compile(text)
+    if isinstance(program, tuple):
+        return program
+    _publish(slot, index, limits.run_deadline(executor.budget(program)))
+    record = executor.run(program, grid)
+    _publish(slot, index, limits.housekeeping_deadline())
+    return executor.export(record)
 
 
 def _match(
@@ -148,29 +177,20 @@ def _match(
     groups: dict[tuple[str, ...], ProgramGroup],
     message: tuple,
     slot: Any,
-    hard_factor: float,
-    hard_grace: float,
+    limits: _Limits,
 ) -> list[tuple]:
     """Records of a match chunk; the watchdog deadline is renewed for every program."""
     _, texts_by_id, units = message
-    by_id = {}
-    for gid, texts in texts_by_id.items():
-        group = groups.get(texts)
-        if group is None:
-            if len(groups) >= GROUP_CACHE_SIZE:
-                del groups[next(iter(groups))]
-            group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
-        by_id[gid] = group
-    per_line = hard_factor * executor.timeout_s
+    per_line = executor.timeout_s
     records = []
     for index, (gid, grid, expected) in enumerate(units):
 
         def on_program(lines: int, index: int = index) -> None:
-            _publish(slot, index, time.monotonic() + per_line * max(1, lines) + hard_grace)
+            _publish(slot, index, limits.run_deadline(per_line * max(1, lines)))
 
-        _publish(slot, index, time.monotonic() + hard_grace)
+        _publish(slot, index, limits.housekeeping_deadline())
         result = match_group(
-            by_id[gid],
+            _group(executor, groups, texts_by_id[gid]),
             grid,
             expected,
             timer=executor.timer,
@@ -180,6 +200,18 @@ def _match(
         )
         records.append(tuple(result))
     return records
+
+
+def _group(
+    executor: Executor, groups: dict[tuple[str, ...], ProgramGroup], texts: tuple[str, ...]
+) -> ProgramGroup:
+    """The program group of ``texts``, compiled once per worker (bounded cache)."""
+    group = groups.get(texts)
+    if group is None:
+        if len(groups) >= GROUP_CACHE_SIZE:
+            del groups[next(iter(groups))]
+        group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
+    return group
 
 
 def main(config: dict[str, Any]) -> None:

@@ -2,6 +2,10 @@
 
 * Output size: a value small by CodeIt's length rule but large in memory is an ``output_size``
   failure of its program, measured before pickling; a meta-iteration keeps only grids.
+* Watchdog: only the run is timed, so a slow parse or a slow export is not a timeout.
+
+Stalls are sleeps with the timer signals blocked (``tests/sandbox_hooks.py``): the worker's
+interval timer cannot stop them, only the parent's watchdog.
 """
 
 from __future__ import annotations
@@ -18,16 +22,37 @@ from codeit_jax import inference
 from codeit_jax.bench import sandbox_memory
 from codeit_jax.program import parse
 from codeit_jax.relabel import relabel
-from codeit_jax.sandbox import OUTPUT_SIZE, Outcome, Sandbox
+from codeit_jax.sandbox import OUTPUT_SIZE, TIMEOUT, Outcome, Sandbox
 from codeit_jax.sandbox_exec import DEFAULT_MAX_OUTPUT_BYTES, _ValuePickler, value_size
 from codeit_jax.tasks import Task
 
+HOOKS = "sandbox_hooks:compile_with_hooks"
 GRID = ((1, 2, 3), (4, 5, 6))
 TEN = tuple(tuple((r * c) % 10 for c in range(10)) for r in range(10))
 BIG = tuple(tuple((r + c) % 10 for c in range(30)) for r in range(30))
+TIMEOUT_S = 0.1
+HARD_FACTOR = 1.0
+HARD_GRACE_S = 0.3
+STALL_S = 1.5  # well past a run's hard deadline (HARD_FACTOR * TIMEOUT_S + HARD_GRACE_S)
+STUCK = "hook:block_signals_and_sleep"
+
 # partition(upscale(I, 30)): ten frozensets, 90,000 cells on TEN; ~0.9 MB pickled, ~16 MB
 # once unpickled.
 LARGE = "x1 = multiply(TEN, THREE)\nx2 = upscale(I, x1)\nO = partition(x2)"
+
+
+def hooked(**settings) -> Sandbox:
+    """A sandbox with the test hooks and a watchdog that gives up quickly."""
+    options = dict(
+        workers=1,
+        timeout_s=TIMEOUT_S,
+        memory_mb=1024,
+        hard_factor=HARD_FACTOR,
+        hard_grace_s=HARD_GRACE_S,
+        _compiler=HOOKS,
+    )
+    options.update(settings)
+    return Sandbox(**options)
 
 
 def vmirror(grid):
@@ -173,3 +198,32 @@ def test_benchmark_hostile_outputs_do_not_grow_the_parent(codeit_data: Path, cap
     assert figures["hostile"]["outcomes"].get(OUTPUT_SIZE, 0) > 0
     assert figures["hostile"]["peak_growth_mb"] < 50
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("{")
+
+
+# ---------------------------------------------------------------------------- item 4: watchdog
+
+
+def test_a_slow_parse_is_not_the_runs_time():
+    with hooked() as sb:
+        outcomes = sb.run([(f"hook:slow_compile:{STALL_S}", [GRID]), ("O = vmirror(I)", [GRID])])
+        assert outcomes == [[Outcome(True, GRID)], [Outcome(True, vmirror(GRID))]]
+        assert sb.restarts == 0
+
+
+def test_a_slow_export_is_not_the_runs_time():
+    with hooked() as sb:
+        ((outcome,),) = sb.run([(f"hook:slow_export:{STALL_S}", [GRID])])
+        assert outcome == Outcome(True, GRID) and sb.restarts == 0
+
+
+def test_a_stuck_parse_is_still_killed():
+    with hooked(housekeeping_s=0.5) as sb:
+        (stuck,), (fine,) = sb.run([("hook:slow_compile:3600", [GRID]), ("O = vmirror(I)", [GRID])])
+        assert stuck.error == TIMEOUT and "watchdog" in stuck.detail
+        assert fine == Outcome(True, vmirror(GRID)) and sb.restarts == 1
+
+
+def test_the_run_is_still_timed():
+    with hooked() as sb:
+        ((outcome,),) = sb.run([(f"hook:block_signals_and_sleep:{STALL_S}", [GRID])])
+        assert outcome.error == TIMEOUT and "watchdog" in outcome.detail and sb.restarts == 1

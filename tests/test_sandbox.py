@@ -282,6 +282,7 @@ def test_bad_batches_are_refused_with_clear_errors(sandbox):
         ({"clock": "gpu"}, ValueError),
         ({"hard_factor": 0.5}, ValueError),
         ({"hard_grace_s": "1"}, TypeError),
+        ({"housekeeping_s": 0}, ValueError),
         ({"_compiler": "no_colon"}, ValueError),
         ({"_compiler": "no_such_module_xyz:parse"}, ImportError),
     ],
