@@ -13,8 +13,11 @@ Channels, all inherited file descriptors:
 * replies (worker -> parent): ``("ready", pid)`` once, then one pickled list of records per
   chunk (see :mod:`codeit_jax.sandbox_exec`; for a match chunk, ``GroupMatches`` tuples);
 * lifeline: a pipe the parent never writes; end-of-file means the parent is gone;
-* progress slot: 16 shared bytes, ``int64`` index of the run in progress (-1 when idle) and
-  ``float64`` monotonic deadline after which the parent's watchdog kills this worker.
+* progress slot: 32 shared bytes: ``int64`` index of the run (or match unit) in progress, -1
+  when idle; ``float64`` monotonic deadline after which the parent's watchdog kills this
+  worker; for a match unit, ``int64`` index of the program in progress and ``int64`` node (see
+  :mod:`codeit_jax.line_sharing`) being computed, -1 for none. The parent reads the last two
+  after a kill or a crash to tell which program of the unit was to blame.
 
 Deadlines: a run's starts when the run starts and is ``hard_factor * budget + hard_grace_s``
 (for a match unit, the same per program). The worker's own steps around it, parsing the text
@@ -62,7 +65,10 @@ BOOTSTRAP = (
 
 INDEX = struct.Struct("q")
 DEADLINE = struct.Struct("d")
-SLOT_BYTES = 16
+PROGRAM = struct.Struct("q")
+NODE = struct.Struct("q")
+DEADLINE_AT, PROGRAM_AT, NODE_AT = 8, 16, 24  # byte offsets in the slot (INDEX is at 0)
+SLOT_BYTES = 32
 IDLE = -1
 
 #: Wall-clock seconds the watchdog allows a worker's own steps around a run (parsing a text,
@@ -109,9 +115,15 @@ def _limit_memory(memory_mb: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _publish(slot: mmap.mmap, index: int, deadline: float) -> None:
-    """Tell the watchdog which run is in progress and when to give up on it."""
-    DEADLINE.pack_into(slot, 8, deadline)
+def _publish(slot: mmap.mmap, index: int, deadline: float, program: int = IDLE) -> None:
+    """Tell the watchdog which run (and program) is in progress and when to give up on it.
+
+    The deadline is written first: the parent reads index, deadline, program and deadline
+    again, so a program it reads always belongs to the deadline it saw or to a later one.
+    """
+    DEADLINE.pack_into(slot, DEADLINE_AT, deadline)
+    PROGRAM.pack_into(slot, PROGRAM_AT, program)
+    NODE.pack_into(slot, NODE_AT, IDLE)
     INDEX.pack_into(slot, 0, index)
 
 
@@ -179,14 +191,19 @@ def _match(
     slot: Any,
     limits: _Limits,
 ) -> list[tuple]:
-    """Records of a match chunk; the watchdog deadline is renewed for every program."""
+    """Records of a match chunk; the watchdog deadline is renewed for every program, and the
+    program and node in progress are published so that a kill blames only them."""
     _, texts_by_id, units = message
     per_line = executor.timeout_s
-    records = []
-    for index, (gid, grid, expected) in enumerate(units):
 
-        def on_program(lines: int, index: int = index) -> None:
-            _publish(slot, index, limits.run_deadline(per_line * max(1, lines)))
+    def on_node(node: int) -> None:
+        NODE.pack_into(slot, NODE_AT, node)
+
+    records = []
+    for index, (gid, grid, expected, faults) in enumerate(units):
+
+        def on_program(program: int, lines: int, index: int = index) -> None:
+            _publish(slot, index, limits.run_deadline(per_line * max(1, lines)), program)
 
         _publish(slot, index, limits.housekeeping_deadline())
         result = match_group(
@@ -197,6 +214,8 @@ def _match(
             timeout_s=executor.timeout_s,
             max_state_size=executor.max_state_size,
             on_program=on_program,
+            on_node=on_node,
+            faults=faults,
         )
         records.append(tuple(result))
     return records

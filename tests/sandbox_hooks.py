@@ -95,8 +95,40 @@ class SlowToPickle:
         return (tuple, (self.grid,))  # a class: the pickler turns functions into FUNCTION
 
 
+class SlowToHash:
+    """A value whose hash is stuck in C (hashing a huge value); equal to nothing else."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __hash__(self) -> int:
+        _stall(self.seconds)
+        return 0
+
+
+class SlowToCompare:
+    """A value whose comparison with the expected grid is stuck in C."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __eq__(self, other: object) -> bool:
+        _stall(self.seconds)
+        return False
+
+    __hash__ = object.__hash__
+
+
 def _slow_export(grid: Any, arg: str) -> Any:
     return SlowToPickle(grid, float(arg or 3600))
+
+
+def _slow_hash(grid: Any, arg: str) -> Any:
+    return SlowToHash(float(arg or 3600))
+
+
+def _slow_compare(grid: Any, arg: str) -> Any:
+    return SlowToCompare(float(arg or 3600))
 
 
 def _identity(grid: Any, arg: str) -> Any:
@@ -115,6 +147,8 @@ HOOKS: dict[str, Callable[[Any, str], Any]] = {
     "count": _count_calls,
     "modules": _modules,
     "slow_export": _slow_export,
+    "slow_hash": _slow_hash,
+    "slow_compare": _slow_compare,
     "identity": _identity,
 }
 

@@ -1,8 +1,11 @@
-"""Fault injection into the execution stage (issue 19).
+"""Fault injection into the execution stage (issue 19, items 1, 4 and 8).
 
 * Output size: a value small by CodeIt's length rule but large in memory is an ``output_size``
   failure of its program, measured before pickling; a meta-iteration keeps only grids.
 * Watchdog: only the run is timed, so a slow parse or a slow export is not a timeout.
+* Match groups: a program stuck or crashing inside a group fails alone; the other programs of
+  the group, and the other units of the chunk, get their real results. ``Sandbox.run`` likewise
+  reruns the rest of a killed worker's chunk.
 
 Stalls are sleeps with the timer signals blocked (``tests/sandbox_hooks.py``): the worker's
 interval timer cannot stop them, only the parent's watchdog.
@@ -20,11 +23,25 @@ import pytest
 
 from codeit_jax import inference
 from codeit_jax.bench import sandbox_memory
+from codeit_jax.line_sharing import Faults, ProgramGroup, match_group
 from codeit_jax.program import parse
 from codeit_jax.relabel import relabel
-from codeit_jax.sandbox import OUTPUT_SIZE, TIMEOUT, Outcome, Sandbox
-from codeit_jax.sandbox_exec import DEFAULT_MAX_OUTPUT_BYTES, _ValuePickler, value_size
-from codeit_jax.tasks import Task
+from codeit_jax.sandbox import (
+    CRASH,
+    OUTPUT_SIZE,
+    TIMEOUT,
+    GroupMatches,
+    Outcome,
+    Sandbox,
+    match_in_process,
+)
+from codeit_jax.sandbox_exec import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    RunTimer,
+    _ValuePickler,
+    value_size,
+)
+from codeit_jax.tasks import Task, load_codeit_dir
 
 HOOKS = "sandbox_hooks:compile_with_hooks"
 GRID = ((1, 2, 3), (4, 5, 6))
@@ -227,3 +244,107 @@ def test_the_run_is_still_timed():
     with hooked() as sb:
         ((outcome,),) = sb.run([(f"hook:block_signals_and_sleep:{STALL_S}", [GRID])])
         assert outcome.error == TIMEOUT and "watchdog" in outcome.detail and sb.restarts == 1
+
+
+# ---------------------------------------------------------------------------- item 8: groups
+
+
+GROUP = ["O = identity(I)", "O = vmirror(I)", "x1 = vmirror(I)\nO = vmirror(x1)", "hook:identity"]
+
+
+@pytest.mark.parametrize(
+    "culprit,timeouts,failures",
+    [
+        (STUCK, 1, 0),  # stuck in a line
+        (f"hook:slow_hash:{60}", 1, 0),  # stuck hashing the line's value
+        (f"hook:slow_compare:{60}", 1, 0),  # stuck comparing the output, outside any line
+        ("hook:segfault", 0, 1),  # a crash
+    ],
+    ids=["line", "hash", "compare", "crash"],
+)
+def test_a_stuck_or_crashing_program_fails_alone_in_its_group(culprit, timeouts, failures):
+    texts = GROUP[:2] + [culprit] + GROUP[2:]
+    with hooked() as sb:
+        [found] = sb.match([(texts, GRID, GRID)])
+        assert sb.restarts == 1
+    assert found == GroupMatches((0, 3, 4), timeouts, failures)
+
+
+def test_other_units_of_the_chunk_keep_their_results():
+    with_two = GROUP[:1] + [STUCK] + GROUP[1:3] + [f"hook:slow_hash:{60}"] + GROUP[3:]
+    units = [(GROUP, GRID, GRID), (with_two, GRID, GRID), (GROUP, TEN, vmirror(TEN))]
+    with hooked(chunk_size=3) as sb:
+        found = sb.match(units)
+        assert sb.restarts == 2
+    assert found == [
+        GroupMatches((0, 2, 3), 0, 0),
+        GroupMatches((0, 3, 5), 2, 0),
+        GroupMatches((1,), 0, 0),
+    ]
+
+
+def test_a_dead_line_fails_every_program_that_needs_it():
+    texts = [
+        "x1 = vmirror(I)\nO = hmirror(x1)",
+        "x1 = hmirror(I)\nO = vmirror(x1)",
+        "x1 = vmirror(I)\nO = identity(x1)",
+        "x1 = remove(SIX, I)\nO = vmirror(x1)",
+        "x1 = remove(SEVEN, I)\nO = vmirror(x1)",  # the same computation as the line above
+        "x1 = hmirror(I)\nO = rot180(x1)",  # vmirror(I) computed otherwise
+        "O = identity(I)",
+    ]
+    group = ProgramGroup([parse(t) for t in texts])
+    mirror = group.plans[0][0][0]  # the node of vmirror(I)
+    after_remove = group.plans[3][0][1]  # the node of vmirror(remove(SIX, I))
+    timer = RunTimer()
+    try:
+        settings = dict(timer=timer, timeout_s=1.0, max_state_size=1000)
+        clean = match_group(group, GRID, vmirror(GRID), **settings)
+        dead = Faults({mirror: True, after_remove: False}, {})
+        faulty = match_group(group, GRID, vmirror(GRID), faults=dead, **settings)
+        crashed = match_group(group, GRID, GRID, faults=Faults({}, {6: False}), **settings)
+    finally:
+        timer.restore()
+    assert clean == GroupMatches((2, 3, 4, 5), 0, 0)
+    assert faulty == GroupMatches((5,), 2, 2)  # programs 0, 2 time out; 3, 4 fail
+    assert crashed == GroupMatches((), 0, 1)
+
+
+@pytest.mark.slow
+def test_groups_with_stuck_programs_match_the_groups_without(codeit_data: Path):
+    """Mutant-like groups of the training programs, each with a stuck program and a crashing
+    one inserted: everything else as in process without them."""
+    tasks = [t for t in load_codeit_dir(codeit_data / "training") if t.program][:12]
+    texts = [parse(t.program).text for t in tasks]
+    units, plain = [], []
+    for k, task in enumerate(tasks):
+        group = (texts * 2)[k : k + 6]
+        grid, expected = task.train[0]
+        plain.append((group, grid, expected))
+        faulty = group[:2] + [STUCK] + group[2:4] + ["hook:segfault"] + group[4:]
+        units.append((faulty, grid, expected))
+    with hooked(workers=2, timeout_s=0.25) as sb:
+        found = sb.match(units)
+    reference = match_in_process(plain, timeout_s=0.25)
+    for got, want in zip(found, reference):
+        shifted = tuple(i - (i > 2) - (i > 5) for i in got.indices)
+        assert shifted == want.indices
+        assert (got.timeouts, got.failures) == (want.timeouts + 1, want.failures + 1)
+
+
+# ---------------------------------------------------------------------------- run: the chunk
+
+
+@pytest.mark.parametrize("culprit,error", [(STUCK, TIMEOUT), ("hook:segfault", CRASH)])
+def test_run_reruns_the_rest_of_a_dead_workers_chunk(culprit, error):
+    batch = [("hook:count", [GRID, TEN]), (culprit, [GRID]), ("hook:count", [BIG, vmirror(GRID)])]
+    with hooked(chunk_size=5) as sb:
+        (first_pid,) = sb.pids
+        (a, b), (dead,), (c, d) = sb.run(batch)
+        (second_pid,) = sb.pids
+        assert sb.restarts == 1
+    assert dead.error == error
+    # The two runs before the culprit were done by the killed worker, but their results died
+    # with it: all four come from its replacement, none is lost.
+    assert all(o.ok for o in (a, b, c, d))
+    assert {a.value[0], b.value[0], c.value[0], d.value[0]} == {second_pid} != {first_pid}
