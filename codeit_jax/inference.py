@@ -100,25 +100,6 @@ def sample_programs(
     return texts
 
 
-def keep_grids(outcome: Any, grids: dict[Any, Any]) -> Any:
-    """The outcome as a meta-iteration keeps it: its value if a valid grid, shared with equal
-    grids seen before (``grids`` maps each to its kept copy), else no value."""
-    value = outcome.value
-    if not outcome.ok or value is None:
-        return outcome
-    if is_grid(value):
-        kept = grids.setdefault(value, value)
-        return outcome if kept is value else _with_value(outcome, kept)
-    return _with_value(outcome, None)
-
-
-def _with_value(outcome: Any, value: Any) -> Any:
-    """A copy of a named-tuple or dataclass outcome with another value."""
-    if hasattr(outcome, "_replace"):
-        return outcome._replace(value=value)
-    return dataclasses.replace(outcome, value=value)
-
-
 def run_batched(
     executor: Executor,
     runs: list[tuple[str, Sequence[Any]]],
@@ -143,6 +124,25 @@ def run_batched(
             for row in executor.run(call):
                 outcomes.append([keep_grids(outcome, grids) for outcome in row])
     return outcomes
+
+
+def keep_grids(outcome: Any, grids: dict[Any, Any]) -> Any:
+    """The outcome as a meta-iteration keeps it: its value if a valid grid, shared with equal
+    grids seen before (``grids`` maps each to its kept copy), else no value."""
+    value = outcome.value
+    if not outcome.ok or value is None:
+        return outcome
+    if is_grid(value):
+        kept = grids.setdefault(value, value)
+        return outcome if kept is value else _with_value(outcome, kept)
+    return _with_value(outcome, None)
+
+
+def _with_value(outcome: Any, value: Any) -> Any:
+    """A copy of a named-tuple or dataclass outcome with another value."""
+    if hasattr(outcome, "_replace"):
+        return outcome._replace(value=value)
+    return dataclasses.replace(outcome, value=value)
 
 
 def execute_and_relabel(
