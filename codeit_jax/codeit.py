@@ -389,6 +389,7 @@ def meta_iteration(
         loop.executor,
         i,
         loop.progress,
+        shown=loop.encoding.n_examples,
     )
     state.scoreboard.add(result.solutions)
     added += add_experience(loop, state.buffer, result, i)
