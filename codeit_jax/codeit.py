@@ -39,7 +39,7 @@ from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_m
 from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
-from codeit_jax.seeds import load_eval_tasks, seed_tasks
+from codeit_jax.seeds import load_eval_tasks, seed_tasks, validation_keys
 from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
     RunCheckpoints,
@@ -94,6 +94,9 @@ class Loop:
     executor: Executor
     progress: bool
     paper: PaperMetric  # the paper's figure: the policy's solutions merged with the mutation's
+    #: Validation task keys (``eval_tasks="validation"``): their descendants stay out of the
+    #: mutated partition.
+    held_out: frozenset[str] = frozenset()
 
 
 def run(
@@ -233,6 +236,7 @@ def make_loop(
         executor=executor,
         progress=progress,
         paper=paper if paper is not None else load_paper_metric(config),
+        held_out=validation_keys(config),
     )  # fmt: skip
 
 
@@ -261,7 +265,11 @@ def initial_buffer(loop: Loop) -> ReplayBuffer:
     seeds = seed_tasks(config, loop.executor, loop.progress)
     files = split_paths(config.data.mutated_files)
     load = load_mutated_files(
-        files, tokenizer, loop.encoding.n_examples, config.data.max_mutated_tasks
+        files,
+        tokenizer,
+        loop.encoding.n_examples,
+        config.data.max_mutated_tasks,
+        held_out=loop.held_out,
     )
     if files:
         logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
@@ -372,7 +380,12 @@ def meta_iteration(
     added = 0
     if not loop.config.add_policy_experience:  # A1: this iteration's search tasks, then train
         added = add_search_tasks(
-            state.buffer, loop.config.no_exit, i, loop.policy.tokenizer, loop.encoding
+            state.buffer,
+            loop.config.no_exit,
+            i,
+            loop.policy.tokenizer,
+            loop.encoding,
+            held_out=loop.held_out,
         )
     begin = time.perf_counter()
     train_state, losses = train_on_buffer(loop, state, i)

