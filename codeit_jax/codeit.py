@@ -27,18 +27,19 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from codeit_jax.batching import BucketBatcher
-from codeit_jax.buffer import BufferConfig, ReplayBuffer
+from codeit_jax.buffer import PARTITIONS, BufferConfig, ReplayBuffer
 from codeit_jax.codeit_config import data_dir, prepare_config, split_paths
 from codeit_jax.encoding import bare_program
 from codeit_jax.experience import EncodingSettings, add_tasks, encode_input
 from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, infer
 from codeit_jax.mesh import make_mesh
-from codeit_jax.metrics import Scoreboard
+from codeit_jax.metrics import LEARNING_COLUMNS, Scoreboard
 from codeit_jax.model.t5 import count_params
 from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
+from codeit_jax.sample_stats import SAMPLE_COLUMNS, sample_rates
 from codeit_jax.seeds import load_eval_tasks, seed_tasks, validation_keys
 from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
@@ -53,6 +54,9 @@ from codeit_jax.state import (
 )
 from codeit_jax.tasks import Task, load_codeit_dir
 from codeit_jax.trainer import TrainState, initialize_distributed
+
+#: The rates of `codeit_jax.sample_stats` in the order the progress line names them.
+SAMPLE_RATES = SAMPLE_COLUMNS[1:]
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -152,7 +156,10 @@ def run(
             else:
                 state = restored
                 # Rows of a checkpoint older than the paper columns lack them: recompute.
-                state.performance_rows = paper.fill_rows(state.performance_rows, state.scoreboard)
+                state.performance_rows = [
+                    {**dict.fromkeys(LEARNING_COLUMNS), **row}  # unknown in older checkpoints
+                    for row in paper.fill_rows(state.performance_rows, state.scoreboard)
+                ]
                 logging.info(
                     "resuming after meta-iteration %d of %s",
                     state.completed - 1,
@@ -168,9 +175,7 @@ def run(
                 state, row, log = meta_iteration(loop, state, i)
                 for name in totals:
                     totals[name] += row[name]
-                scalars = {k: v for k, v in row.items() if k != "meta_iteration"}
-                if log["train_losses"]:
-                    scalars["train_loss"] = log["train_losses"][-1]
+                scalars = {k: v for k, v in row.items() if k != "meta_iteration" and v is not None}
                 outputs.write_iteration(i, state.performance_rows, state.scoreboard, log, scalars)
                 checkpoints.save(state)
                 logging.info(
@@ -185,6 +190,12 @@ def run(
                     row["num_policy_tasks"],
                     row["num_mutated_tasks"],
                     row["step"],
+                )
+                logging.info(
+                    "meta-iteration %d samples: %.1f%% parse, %.1f%% run, %.1f%% grids, "
+                    "%.1f%% solve a demonstration, %.1f%% new programs",
+                    i,
+                    *(100 * row[name] for name in SAMPLE_RATES),
                 )
             checkpoints.wait()
     finally:
@@ -405,6 +416,9 @@ def meta_iteration(
         shown=loop.encoding.n_examples,
     )
     state.scoreboard.add(result.solutions)
+    known = {p for part in PARTITIONS for p in state.buffer.programs(part)}
+    demonstrations = {t.key: len(t.train) for t in loop.eval_tasks}
+    rates = sample_rates(result.log, demonstrations, known)
     added += add_experience(loop, state.buffer, result, i)
     row = {
         "meta_iteration": i,
@@ -417,6 +431,8 @@ def meta_iteration(
         "sample_seconds": result.sample_seconds,
         "execute_seconds": result.execute_seconds,
         **loop.paper.row_fields(state.scoreboard, i),
+        "train_loss": losses[-1] if losses else None,
+        **rates,
     }
     log = {
         "meta_iteration": i,
