@@ -1,7 +1,10 @@
 """Check a CodeIt data directory: load its tasks and run every ground-truth program.
 
 A quick way to see that the DSL, the interpreter and the data agree on a new machine before
-spending hours on a run (``python -m codeit_jax.main --config=configs/check_data.py``).
+spending hours on a run (``python -m codeit_jax.main --config=configs/check_data.py``). With
+``--config.mutated_files=A,B`` it also loads mutated collection files as a CodeIt run does
+(`codeit_jax.mutated_tasks`) and reports how many tasks load and how many are skipped per
+reason; the built-in DSL tokenizer decides what can be encoded.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 
 from codeit_jax.errors import ConfigError
+from codeit_jax.mutated_tasks import MutatedLoad, load_mutated_files
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.program import ProgramError, StateSizeError, parse
-from codeit_jax.tasks import Task, load_codeit_dir
+from codeit_jax.tasks import Task, TaskFormatError, load_codeit_dir
+from codeit_jax.tokenizer import DSLTokenizer
 
 
 def check_task(task: Task, max_state_size: int | None) -> dict[str, Any]:
@@ -40,10 +45,33 @@ def check_task(task: Task, max_state_size: int | None) -> dict[str, Any]:
     return record
 
 
+def load_mutated(config: ConfigDict) -> tuple[list[Path], MutatedLoad]:
+    """The mutated files of ``config.mutated_files`` loaded as a run loads them, with the
+    built-in tokenizer; a missing or unreadable file is a `ConfigError` naming it."""
+    paths = [Path(p.strip()).expanduser() for p in config.mutated_files.split(",") if p.strip()]
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"mutated_files: {path} is not a file")
+    try:
+        load = load_mutated_files(
+            paths, DSLTokenizer(), config.n_examples, config.max_mutated_tasks
+        )
+    except TaskFormatError as e:
+        raise ConfigError(f"mutated_files: {e}") from None
+    if paths:
+        logging.info(
+            "mutated files %s: %s (encodability decided by the built-in DSL tokenizer)",
+            ", ".join(map(str, paths)),
+            load.summary(),
+        )
+    return paths, load
+
+
 def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     data_dir = Path(config.data_dir) if config.data_dir else codeit_data_dir()
     if not (data_dir / "training").is_dir():
         raise ConfigError(f"data_dir: no training/ directory in {data_dir}")
+    mutated_paths, mutated = load_mutated(config)
     tasks = [t for t in load_codeit_dir(data_dir / "training") if t.program]
     logging.info("loaded %d tasks with programs from %s", len(tasks), data_dir / "training")
     start = time.perf_counter()
@@ -64,6 +92,10 @@ def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "runs_per_s": round(runs / seconds, 1) if seconds else None,
         "details": str(out),
+        "mutated_files": [str(p) for p in mutated_paths],
+        "mutated_loaded": len(mutated.tasks),
+        "mutated_skipped": dict(mutated.skipped),
+        "mutated_replaced": mutated.replaced,
     }
     logging.info(
         "%d/%d ground-truth programs reproduce all their outputs (%d runs in %.1f s); "

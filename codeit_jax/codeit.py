@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging as std_logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,17 +27,20 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from codeit_jax.batching import BucketBatcher
-from codeit_jax.buffer import BufferConfig, ReplayBuffer
-from codeit_jax.codeit_config import data_dir, prepare_config
+from codeit_jax.buffer import PARTITIONS, BufferConfig, ReplayBuffer
+from codeit_jax.codeit_config import data_dir, prepare_config, split_paths
 from codeit_jax.encoding import bare_program
 from codeit_jax.experience import EncodingSettings, add_tasks, encode_input
 from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, infer
 from codeit_jax.mesh import make_mesh
-from codeit_jax.metrics import Scoreboard
+from codeit_jax.metrics import LEARNING_COLUMNS, Scoreboard
 from codeit_jax.model.t5 import count_params
+from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
+from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
-from codeit_jax.seeds import load_eval_tasks, load_mutated_tasks, seed_tasks
+from codeit_jax.sample_stats import SAMPLE_COLUMNS, sample_rates
+from codeit_jax.seeds import load_eval_tasks, seed_tasks, validation_keys
 from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
     RunCheckpoints,
@@ -52,6 +54,9 @@ from codeit_jax.state import (
 )
 from codeit_jax.tasks import Task, load_codeit_dir
 from codeit_jax.trainer import TrainState, initialize_distributed
+
+#: The rates of `codeit_jax.sample_stats` in the order the progress line names them.
+SAMPLE_RATES = SAMPLE_COLUMNS[1:]
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -90,9 +95,12 @@ class Loop:
     sampling: SamplingSettings
     eval_tasks: list[Task]
     eval_inputs: list[list[int]]
-    no_exit_pool: list[Task]
     executor: Executor
     progress: bool
+    paper: PaperMetric  # the paper's figure: the policy's solutions merged with the mutation's
+    #: Validation task keys (``eval_tasks="validation"``): their descendants stay out of the
+    #: mutated partition.
+    held_out: frozenset[str] = frozenset()
 
 
 def run(
@@ -103,6 +111,7 @@ def run(
     """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
     begin = time.perf_counter()
     config = prepare_config(config)
+    paper = load_paper_metric(config)  # a malformed file stops the run before anything is written
     quiet_orbax_logs()
     initialize_distributed(config.distributed)
     workdir = Path(workdir)
@@ -141,11 +150,16 @@ def run(
     try:
         with executor_factory(config) as local_executor:
             executor = process_executor(local_executor)  # each host runs its share
-            loop = make_loop(config, policy, eval_tasks, executor, progress)
+            loop = make_loop(config, policy, eval_tasks, executor, progress, paper)
             if restored is None:
                 state = initial_state(loop)
             else:
                 state = restored
+                # Rows of a checkpoint older than the paper columns lack them: recompute.
+                state.performance_rows = [
+                    {**dict.fromkeys(LEARNING_COLUMNS), **row}  # unknown in older checkpoints
+                    for row in paper.fill_rows(state.performance_rows, state.scoreboard)
+                ]
                 logging.info(
                     "resuming after meta-iteration %d of %s",
                     state.completed - 1,
@@ -161,21 +175,27 @@ def run(
                 state, row, log = meta_iteration(loop, state, i)
                 for name in totals:
                     totals[name] += row[name]
-                scalars = {k: v for k, v in row.items() if k != "meta_iteration"}
-                if log["train_losses"]:
-                    scalars["train_loss"] = log["train_losses"][-1]
+                scalars = {k: v for k, v in row.items() if k != "meta_iteration" and v is not None}
                 outputs.write_iteration(i, state.performance_rows, state.scoreboard, log, scalars)
                 checkpoints.save(state)
                 logging.info(
-                    "meta-iteration %d: solved %d/%d (cumulative %d), buffer policy %d / "
-                    "mutated %d, step %d",
+                    "meta-iteration %d: solved %d/%d (cumulative %d; with mutation solutions "
+                    "%d at %d sampled programs), buffer policy %d / mutated %d, step %d",
                     i,
                     round(row["performance"] * len(eval_tasks)),
                     len(eval_tasks),
                     round(row["cumulative_performance"] * len(eval_tasks)),
+                    round(row["paper_cumulative_performance"] * len(eval_tasks)),
+                    row["num_sampled_programs"],
                     row["num_policy_tasks"],
                     row["num_mutated_tasks"],
                     row["step"],
+                )
+                logging.info(
+                    "meta-iteration %d samples: %.1f%% parse, %.1f%% run, %.1f%% grids, "
+                    "%.1f%% solve a demonstration, %.1f%% new programs",
+                    i,
+                    *(100 * row[name] for name in SAMPLE_RATES),
                 )
             checkpoints.wait()
     finally:
@@ -201,8 +221,10 @@ def make_loop(
     eval_tasks: list[Task],
     executor: Executor,
     progress: bool,
+    paper: PaperMetric | None = None,
 ) -> Loop:
-    """The fixed parts of every meta-iteration, from a prepared config."""
+    """The fixed parts of every meta-iteration, from a prepared config (``paper``: the
+    config's `load_paper_metric`, read here when not given)."""
     encoding = EncodingSettings(
         config.encoding.n_examples,
         config.encoding.input_state_max,
@@ -222,12 +244,10 @@ def make_loop(
         ),
         eval_tasks=eval_tasks,
         eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
-        no_exit_pool=(
-            [] if config.add_policy_experience
-            else load_mutated_tasks(config.no_exit.mutated_files)
-        ),
         executor=executor,
         progress=progress,
+        paper=paper if paper is not None else load_paper_metric(config),
+        held_out=validation_keys(config),
     )  # fmt: skip
 
 
@@ -249,14 +269,24 @@ def make_buffer(config: ConfigDict) -> ReplayBuffer:
 
 
 def initial_buffer(loop: Loop) -> ReplayBuffer:
-    """The buffer a fresh run starts with: seed tasks and mutated tasks, both in the mutated
-    partition, with performance 1 (each program solves its own task)."""
-    buffer = make_buffer(loop.config)
-    tokenizer = loop.policy.tokenizer
-    seeds = seed_tasks(loop.config, loop.executor, loop.progress)
-    mutated = load_mutated_tasks(loop.config.data.mutated_files)
-    n_seeds = add_tasks(buffer, "mutated", seeds, tokenizer, loop.encoding, age=0)
-    n_mutated = add_tasks(buffer, "mutated", mutated, tokenizer, loop.encoding, age=0)
+    """The buffer a fresh run starts with: seed tasks and the mutated files' tasks, both in the
+    mutated partition with the official priority inputs (`add_mutated_tasks`)."""
+    config, tokenizer = loop.config, loop.policy.tokenizer
+    buffer = make_buffer(config)
+    seeds = seed_tasks(config, loop.executor, loop.progress)
+    files = split_paths(config.data.mutated_files)
+    load = load_mutated_files(
+        files,
+        tokenizer,
+        loop.encoding.n_examples,
+        config.data.max_mutated_tasks,
+        held_out=loop.held_out,
+    )
+    if files:
+        logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
+    mutated = load.tasks
+    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, loop.encoding, 0, key_by_parent=False)
+    n_mutated = add_mutated_tasks(buffer, mutated, tokenizer, loop.encoding, age=0)
     logging.info(
         "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "
         "left out)",
@@ -325,15 +355,12 @@ def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i:
 
     Normally every relabelled task goes into the policy partition with its demonstration
     performance as priority (A2: only the programs that solve their task). A1 adds no policy
-    experience; slice ``i`` of the pre-computed mutated tasks goes into the mutated partition.
+    experience (its search tasks came before training, in `meta_iteration`).
     """
     config = loop.config
     tokenizer = loop.policy.tokenizer
     if not config.add_policy_experience:
-        pool = loop.no_exit_pool
-        per = config.no_exit.tasks_per_iteration or math.ceil(len(pool) / config.n_meta_iterations)
-        chunk = pool[i * per : (i + 1) * per]
-        return add_tasks(buffer, "mutated", chunk, tokenizer, loop.encoding, age=i)
+        return 0
     tasks = result.relabelled
     if not config.relabel:
         tasks = [t for t in tasks if t.extra["demonstration_performance"] == 1.0]
@@ -361,6 +388,16 @@ def meta_iteration(
     """
     seed = loop.config.seed
     state.buffer.advance(i)
+    added = 0
+    if not loop.config.add_policy_experience:  # A1: this iteration's search tasks, then train
+        added = add_search_tasks(
+            state.buffer,
+            loop.config.no_exit,
+            i,
+            loop.policy.tokenizer,
+            loop.encoding,
+            held_out=loop.held_out,
+        )
     begin = time.perf_counter()
     train_state, losses = train_on_buffer(loop, state, i)
     train_seconds = time.perf_counter() - begin
@@ -376,10 +413,14 @@ def meta_iteration(
         loop.executor,
         i,
         loop.progress,
+        shown=loop.encoding.n_examples,
         constraint=loop.policy.constraint,
     )
     state.scoreboard.add(result.solutions)
-    added = add_experience(loop, state.buffer, result, i)
+    known = {p for part in PARTITIONS for p in state.buffer.programs(part)}
+    demonstrations = {t.key: len(t.train) for t in loop.eval_tasks}
+    rates = sample_rates(result.log, demonstrations, known)
+    added += add_experience(loop, state.buffer, result, i)
     row = {
         "meta_iteration": i,
         "cumulative_performance": state.scoreboard.cumulative_performance(i),
@@ -390,6 +431,9 @@ def meta_iteration(
         "train_seconds": train_seconds,
         "sample_seconds": result.sample_seconds,
         "execute_seconds": result.execute_seconds,
+        **loop.paper.row_fields(state.scoreboard, i),
+        "train_loss": losses[-1] if losses else None,
+        **rates,
     }
     log = {
         "meta_iteration": i,
@@ -419,6 +463,7 @@ def _summary(
 ) -> dict[str, Any]:
     last = state.completed - 1
     solved: Sequence[str] = state.scoreboard.solved_tasks(last) if last >= 0 else []
+    final = state.performance_rows[-1] if state.performance_rows else {}
     return {
         "experiment": "codeit",
         "ablation": loop.config.ablation,
@@ -427,6 +472,8 @@ def _summary(
         "inference_tasks": len(loop.eval_tasks),
         "tasks_solved": len(solved),
         "solved_task_keys": list(solved),
+        "paper_cumulative_performance": final.get("paper_cumulative_performance"),
+        "num_sampled_programs": final.get("num_sampled_programs"),
         "buffer_policy": state.buffer.size("policy"),
         "buffer_mutated": state.buffer.size("mutated"),
         "step": int(jax.device_get(state.train_state.step)),

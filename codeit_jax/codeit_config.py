@@ -16,14 +16,17 @@ from ml_collections import ConfigDict
 
 from codeit_jax.errors import ConfigError
 from codeit_jax.model.t5 import CONFIGS
-from codeit_jax.paths import codeit_data_dir
+from codeit_jax.mutated_tasks import first_missing_search_file, search_samples
+from codeit_jax.paper_metric import AUTO_SAMPLES, default_mutation_samples, missing_file_message
+from codeit_jax.paths import codeit_data_dir, resolve_data_path
 from codeit_jax.trainer import WEIGHT_DECAY_ON
 
 __all__ = ["ConfigError"]
 
 
 def _no_exit(c: ConfigDict) -> None:
-    """A1: the policy's samples are not added; pre-computed mutated tasks arrive instead."""
+    """A1: the policy's samples are not added; the mutation baseline's search tasks arrive
+    before each meta-iteration's training instead (``no_exit``)."""
     c.add_policy_experience = False
 
 
@@ -50,8 +53,11 @@ def _one_example(c: ConfigDict) -> None:
 
 
 def _no_mutated(c: ConfigDict) -> None:
-    """A6: the buffer starts with the training tasks only."""
+    """A6: the buffer starts with the training tasks only (and the paper scores it without
+    mutation solutions or their samples)."""
     c.data.mutated_files = ""
+    if "metric" in c:
+        c.metric.mutation_solutions, c.metric.mutation_samples = "", 0
 
 
 #: Ablation name -> how it changes the (unlocked copy of the) config.
@@ -68,7 +74,11 @@ ABLATIONS: dict[str, Callable[[ConfigDict], None] | None] = {
 SEED_SOURCES = ("auto", "codeit", "random")
 #: config.sampling.disallowed_tokens: "mask" never samples them, "end" ends the sample after one.
 DISALLOWED_TOKENS = ("mask", "end")
-EVAL_SOURCES = ("auto", "codeit", "arc1")
+#: config.data.eval_tasks: "validation" is CodeIt's development setting (final_experiments:
+#: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones.
+EVAL_SOURCES = ("auto", "codeit", "arc1", "validation")
+SPLIT_KEYS_FILE = "split_keys.json"
+#: Stands for the data directory in ``data.mutated_files`` and ``no_exit.search_dir``.
 
 
 def split_paths(text: str) -> list[Path]:
@@ -86,8 +96,9 @@ def prepare_config(config: ConfigDict) -> ConfigDict:
     """An unlocked copy of ``config`` with its ablation applied and every field checked.
 
     Derived fields the loop reads: ``add_policy_experience``, ``relabel``,
-    ``model.load_weights``, ``data.seeds`` resolved to "codeit" or "random" and
-    ``data.eval_tasks`` to "codeit" or "arc1".
+    ``model.load_weights``, ``data.seeds`` resolved to "codeit" or "random",
+    ``data.eval_tasks`` to "codeit" or "arc1", and ``{data_dir}`` in ``data.mutated_files``
+    and ``no_exit.search_dir`` replaced by the data directory.
     """
     if config.get("experiment") != "codeit":
         raise ConfigError(f"config.experiment is {config.get('experiment')!r}, not 'codeit'")
@@ -195,19 +206,19 @@ def _check(c: ConfigDict) -> None:
     _positive_int(c, "sandbox.workers", minimum=0)
     _number(c, "sandbox.timeout_s", 0.0, math.inf, open_low=True)
     _positive_int(c, "checkpoint_max_to_keep")
-    _positive_int(c, "no_exit.tasks_per_iteration", minimum=0)
+    _positive_int(c, "no_exit.start_samples", minimum=0)
+    _positive_int(c, "no_exit.interval")
     _positive_int(c, "data.n_eval_tasks", minimum=0)
+    _positive_int(c, "data.max_mutated_tasks", minimum=0)
     _positive_int(c, "data.n_random_seeds", minimum=0)
     _number(c, "model.dropout_rate", 0.0, 1.0)
     if c.model.dropout_rate >= 1.0:
         raise ConfigError("config.model.dropout_rate must be below 1")
     _check_data(c)
+    _check_metric(c)
     _check_model(c)
-    if not c.add_policy_experience and not split_paths(c.no_exit.mutated_files):
-        raise ConfigError(
-            "ablation a1_no_exit adds pre-computed mutated tasks each meta-iteration: set "
-            "config.no_exit.mutated_files (mutation baseline output)"
-        )
+    if not c.add_policy_experience:
+        _check_search_files(c)
 
 
 def _check_data(c: ConfigDict) -> None:
@@ -234,10 +245,58 @@ def _check_data(c: ConfigDict) -> None:
         c.data.eval_tasks = "codeit" if has_eval else "arc1"
     elif evals == "codeit" and not has_eval:
         raise ConfigError(f"config.data.eval_tasks='codeit' but {root / 'evaluation'} is missing")
-    for field in ("data.mutated_files", "no_exit.mutated_files"):
-        for path in split_paths(_get(c, field)):
-            if not path.is_file():
-                raise ConfigError(f"config.{field}: {path} is not a file")
+    elif evals == "validation":
+        for needed in (root / "training", root / SPLIT_KEYS_FILE):
+            if not needed.exists():
+                raise ConfigError(
+                    f"config.data.eval_tasks='validation' needs {needed} (the CodeIt data: "
+                    "bash data/fetch_codeit_data.sh)"
+                )
+    c.data.mutated_files = ",".join(
+        resolve_data_path(str(path), root) for path in split_paths(c.data.mutated_files)
+    )
+    c.no_exit.search_dir = resolve_data_path(c.no_exit.search_dir, root)
+    for path in split_paths(c.data.mutated_files):
+        if not path.is_file():
+            raise ConfigError(
+                f"config.data.mutated_files: {path} is not a file. Fetch the official mutated "
+                f"tasks with `bash data/fetch_codeit_data.sh {path.parent}`, or run without "
+                "mutated tasks: ablation A6 (configs/a6_no_mutated.py) or "
+                "--config.data.mutated_files="
+            )
+
+
+def _check_search_files(c: ConfigDict) -> None:
+    """A1 needs one search file per meta-iteration; name the first one missing."""
+    n = c.no_exit
+    missing = first_missing_search_file(
+        n.search_dir, n.start_samples, n.interval, c.n_meta_iterations
+    )
+    if missing is not None:
+        i, path = missing
+        last = search_samples(n.start_samples, n.interval, c.n_meta_iterations - 1)
+        raise ConfigError(
+            f"config.no_exit.search_dir: {path} (meta-iteration {i}) is not a file. Ablation "
+            "a1_no_exit adds mutated_tasks_search_<n>.json with n = no_exit.start_samples + "
+            "i * no_exit.interval before meta-iteration i's training: run the mutation baseline "
+            f"(configs/mutation.py) with --config.n_samples={last} and "
+            f"--config.save_chunk_size={n.interval} into no_exit.search_dir"
+        )
+
+
+def _check_metric(c: ConfigDict) -> None:
+    """The paper figure's mutation solutions file ({data_dir} resolved; it must exist) and its
+    sample count (`AUTO_SAMPLES` resolved); see `codeit_jax.paper_metric`."""
+    given = _get(c, "metric.mutation_solutions")
+    if not isinstance(given, str):
+        raise ConfigError(f"config.metric.mutation_solutions must be a path or '', got {given!r}")
+    _positive_int(c, "metric.mutation_samples", minimum=AUTO_SAMPLES)
+    path = resolve_data_path(given, data_dir(c))
+    if path and not Path(path).is_file():
+        raise ConfigError(missing_file_message(path))
+    c.metric.mutation_solutions = path
+    if c.metric.mutation_samples == AUTO_SAMPLES:
+        c.metric.mutation_samples = default_mutation_samples(path)
 
 
 def _check_model(c: ConfigDict) -> None:

@@ -8,7 +8,18 @@ e.g. ``3x4 bg=0 2=0,1 1,1 7=2,3``. The background is the most common colour; on 
 *smallest* such colour wins, which is also what the DSL's ``mostcolor`` picks. Every other
 colour present follows in ascending order with its cells in row-major order (the official
 encoder iterates Python sets, so its text depends on hashing). Every piece is a word of the
-built-in tokenizer's vocabulary, so a cell costs three tokens (`` i``, ``,``, ``j``).
+built-in tokenizer's vocabulary, so a cell costs three tokens (`` i``, ``,``, ``j``). The official
+text says ``background=`` where this says ``bg=`` (one vocabulary word).
+
+Grids no ARC task has are encoded too, because the official mutated files hold them (empty
+``[]`` / ``[[]]``, sides over 30, colours outside 0-9) and the official run trains on them: a
+grid without cells is ``<height>x<width>`` alone (``0x0``, ``1x0``; the official text is
+``empty``, a word the built-in vocabulary lacks, and loses the shape); any other rectangular grid
+of ints keeps the format above with its real size and colours, e.g. ``1x31 bg=12 3=0,30``.
+Numbers above 30 are not vocabulary words, but the built-in tokenizer splits them into digits and
+decodes them losslessly. A negative colour gives ``-1=...``: the built-in tokenizer has no ``-``
+(``DSLTokenizer.encode(text, strict=True)`` raises), so such a task cannot be encoded with it and
+loaders skip it; a Hugging Face tokenizer encodes it. `text_to_grid` reads ARC grids only.
 
 Model input for a task: the first ``n_examples`` demonstration inputs joined by ``|``, a
 newline, their outputs joined by ``|``. Truncation is done in *tokens*, per side, exactly as
@@ -23,6 +34,7 @@ programs with the special tokens too).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from codeit_jax.tasks import Grid, Task, is_grid
@@ -45,28 +57,47 @@ class GridTextError(ValueError):
 
 
 def background_colour(grid: Grid) -> int:
-    """Most common colour of the grid; the smallest one among equally common colours."""
-    counts = [0] * 10
-    for row in grid:
-        for cell in row:
-            counts[cell] += 1
-    return max(range(10), key=lambda c: (counts[c], -c))
+    """Most common colour of a grid with at least one cell; the smallest one among equally
+    common colours (any ints, so that non-ARC grids of the mutated files have one too)."""
+    counts = Counter(cell for row in grid for cell in row)
+    if not counts:
+        raise ValueError("a grid without cells has no background colour")
+    return max(counts, key=lambda c: (counts[c], -c))
 
 
 def grid_to_text(grid: Grid) -> str:
-    """A valid ARC grid -> its canonical sparse text (see the module docstring)."""
-    if not is_grid(grid):
-        raise ValueError(f"not a valid ARC grid (1..30 x 1..30, ints 0-9): {_short(grid)}")
+    """A rectangular grid of ints -> its canonical sparse text (see the module docstring).
+
+    ARC grids give the sparse format; an empty grid gives ``<height>x<width>`` alone. Anything
+    that is not a tuple of equally long tuples of ints raises ValueError.
+    """
+    height, width = _shape(grid)
+    if height == 0 or width == 0:
+        return f"{height}x{width}"
     background = background_colour(grid)
     cells: dict[int, list[str]] = {}
     for i, row in enumerate(grid):
         for j, colour in enumerate(row):
             if colour != background:
                 cells.setdefault(colour, []).append(f"{i},{j}")
-    parts = [f"{len(grid)}x{len(grid[0])} bg={background}"]
+    parts = [f"{height}x{width} bg={background}"]
     for colour in sorted(cells):
         parts.append(f"{colour}=" + " ".join(cells[colour]))
     return " ".join(parts)
+
+
+def _shape(grid: object) -> tuple[int, int]:
+    """(height, width) of a rectangular tuple-of-tuples grid of ints; ValueError otherwise."""
+    if is_grid(grid):
+        return len(grid), len(grid[0])
+    if type(grid) is not tuple or any(type(row) is not tuple for row in grid):
+        raise ValueError(f"not a grid (a tuple of row tuples of ints): {_short(grid)}")
+    width = len(grid[0]) if grid else 0
+    if any(len(row) != width for row in grid):
+        raise ValueError(f"not a rectangular grid (rows of unequal length): {_short(grid)}")
+    if any(type(cell) is not int for row in grid for cell in row):
+        raise ValueError(f"not a grid of ints: {_short(grid)}")
+    return len(grid), width
 
 
 def text_to_grid(text: str) -> Grid:

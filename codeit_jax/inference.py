@@ -9,10 +9,17 @@ Execution goes through an `Executor`: on one host the sandbox itself. On several
 process holds the same samples, and an executor that runs its process's share and gathers the
 outcomes from the others fits here unchanged (outcomes are a pure function of the programs and
 inputs, so the relabelled tasks are the same everywhere).
+
+Memory: a meta-iteration holds every outcome until it is relabelled, tens of thousands of them.
+Relabelling reads only valid grids, so as each executor call returns, other values are dropped
+(the outcome stays ``ok`` with ``value`` None) and equal grids are kept once. What the parent
+holds is then bounded by the number of runs times the size of a 30 x 30 grid, plus one call's
+outcomes before they are compacted (each value bounded by the sandbox's output cap).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +32,7 @@ from tqdm import tqdm
 from codeit_jax.metrics import SolutionRecord
 from codeit_jax.relabel import needs_test_run, output_grid, relabel, unique_programs
 from codeit_jax.sampler import Constraint, Sampler
-from codeit_jax.tasks import Task
+from codeit_jax.tasks import Task, is_grid
 from codeit_jax.tokenizer import Tokenizer
 
 #: Program runs per sandbox call: large enough to keep every worker busy, small enough for a
@@ -98,14 +105,27 @@ def sample_programs(
             constraint=constraint,
         )
         for rows in out.tokens:
-            texts.append([tokenizer.decode(row) for row in rows])
+            texts.append([program_text(tokenizer.decode(row)) for row in rows])
     return texts
 
 
+def program_text(decoded: str) -> str:
+    """A decoded sample as the program to run: the text before any ``#``, as CodeIt's
+    ``decode_actions`` cuts it (a ``#`` is never part of a program; a sample that ends right
+    after one, as CodeIt's disallowed-token rule makes it, keeps its program)."""
+    return decoded.split("#", 1)[0]
+
+
 def run_batched(
-    executor: Executor, runs: list[tuple[str, Sequence[Any]]], what: str, progress: bool
+    executor: Executor,
+    runs: list[tuple[str, Sequence[Any]]],
+    what: str,
+    progress: bool,
+    grids: dict[Any, Any] | None = None,
 ) -> list[list[Any]]:
-    """``executor.run`` over ``runs`` in calls of about `RUNS_PER_CALL` program runs."""
+    """``executor.run`` over ``runs`` in calls of about `RUNS_PER_CALL` program runs, each
+    call's outcomes passed through `keep_grids` as soon as it returns."""
+    grids = {} if grids is None else grids
     outcomes: list[list[Any]] = []
     calls: list[list[tuple[str, Sequence[Any]]]] = [[]]
     size = 0
@@ -117,8 +137,28 @@ def run_batched(
         size += len(run[1])
     for call in tqdm(calls, desc=what, unit="call", disable=not progress or len(calls) < 2):
         if call:
-            outcomes.extend(executor.run(call))
+            for row in executor.run(call):
+                outcomes.append([keep_grids(outcome, grids) for outcome in row])
     return outcomes
+
+
+def keep_grids(outcome: Any, grids: dict[Any, Any]) -> Any:
+    """The outcome as a meta-iteration keeps it: its value if a valid grid, shared with equal
+    grids seen before (``grids`` maps each to its kept copy), else no value."""
+    value = outcome.value
+    if not outcome.ok or value is None:
+        return outcome
+    if is_grid(value):
+        kept = grids.setdefault(value, value)
+        return outcome if kept is value else _with_value(outcome, kept)
+    return _with_value(outcome, None)
+
+
+def _with_value(outcome: Any, value: Any) -> Any:
+    """A copy of a named-tuple or dataclass outcome with another value."""
+    if hasattr(outcome, "_replace"):
+        return outcome._replace(value=value)
+    return dataclasses.replace(outcome, value=value)
 
 
 def execute_and_relabel(
@@ -127,19 +167,22 @@ def execute_and_relabel(
     executor: Executor,
     meta_iteration: int,
     progress: bool = True,
+    shown: int | None = None,
 ) -> InferenceResult:
-    """Run each task's distinct programs and relabel the outcomes (see the module docstring)."""
+    """Run each task's distinct programs and relabel the outcomes (see the module docstring);
+    ``shown``: the demonstrations the model sees (`codeit_jax.relabel.relabel`)."""
     programs = [unique_programs(task_samples) for task_samples in samples]
+    grids: dict[Any, Any] = {}  # every valid output grid of this meta-iteration, once
     demo_runs = [
         (program, [x for x, _ in task.train])
         for task, task_programs in zip(tasks, programs)
         for program in task_programs
     ]
-    flat_demo = iter(run_batched(executor, demo_runs, "executing", progress))
+    flat_demo = iter(run_batched(executor, demo_runs, "executing", progress, grids))
     demo = [[next(flat_demo) for _ in task_programs] for task_programs in programs]
 
     needs_test = [
-        [needs_test_run(task, outcomes) for outcomes in task_demo]
+        [needs_test_run(task, outcomes, shown) for outcomes in task_demo]
         for task, task_demo in zip(tasks, demo)
     ]
     test_runs = [
@@ -148,13 +191,13 @@ def execute_and_relabel(
         for program, flag in zip(task_programs, flags)
         if flag
     ]
-    flat_test = iter(run_batched(executor, test_runs, "testing", progress))
+    flat_test = iter(run_batched(executor, test_runs, "testing", progress, grids))
     result = InferenceResult()
     for task, task_samples, task_programs, task_demo, flags in zip(
         tasks, samples, programs, demo, needs_test
     ):
         test = [next(flat_test) if flag else None for flag in flags]
-        relabelled = relabel(task, task_programs, task_demo, test, meta_iteration)
+        relabelled = relabel(task, task_programs, task_demo, test, meta_iteration, shown)
         result.relabelled.extend(relabelled.tasks)
         result.solutions.extend(relabelled.solutions)
         result.log[task.key] = {
@@ -190,6 +233,7 @@ def infer(
     executor: Executor,
     meta_iteration: int,
     progress: bool = True,
+    shown: int | None = None,
     constraint: Constraint | None = None,
 ) -> InferenceResult:
     """Sample (under ``constraint``, if given), execute and relabel for every inference task,
@@ -199,7 +243,7 @@ def infer(
         sampler, params, tokenizer, inputs, key, settings, allowed_tokens, progress, constraint
     )
     sampled = time.perf_counter()
-    result = execute_and_relabel(tasks, samples, executor, meta_iteration, progress)
+    result = execute_and_relabel(tasks, samples, executor, meta_iteration, progress, shown)
     result.sample_seconds = sampled - begin
     result.execute_seconds = time.perf_counter() - sampled
     return result

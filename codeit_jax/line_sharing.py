@@ -51,6 +51,19 @@ class GroupMatches(NamedTuple):
     failures: int  # programs stopped by any other error (syntax included)
 
 
+class Faults(NamedTuple):
+    """Where earlier attempts at a unit died (the sandbox's watchdog kill, or a crash): those
+    computations are not tried again.
+
+    ``nodes`` maps a node to True for a time-out or False for another failure; every program
+    that reaches the node (or an equal computation) gets that result, as if the line had failed
+    in the run. ``programs`` does the same for a program that died outside any node.
+    """
+
+    nodes: dict[int, bool]
+    programs: dict[int, bool]
+
+
 class _TooLong(Exception):
     """A bounded computation reached ``max_state_size`` elements: its value would be dropped."""
 
@@ -206,12 +219,16 @@ def match_group(
     timer: RunTimer,
     timeout_s: float,
     max_state_size: int | None,
-    on_program: Callable[[int], None] | None = None,
+    on_program: Callable[[int, int], None] | None = None,
+    on_node: Callable[[int], None] | None = None,
+    faults: Faults | None = None,
 ) -> GroupMatches:
     """Run every program of ``group`` on ``grid``; which of them return ``expected``.
 
-    ``timer`` enforces ``timeout_s`` per computed line. ``on_program(lines)`` is called before
-    each program starts (the sandbox worker publishes a watchdog deadline with it).
+    ``timer`` enforces ``timeout_s`` per computed line. ``on_program(index, lines)`` is called
+    before each program starts, ``on_node(node)`` before a node is computed and ``on_node(-1)``
+    once it and its value key are done (the sandbox worker publishes a watchdog deadline and
+    its progress with them). ``faults`` are computations not to run again (see :class:`Faults`).
 
     Besides the graph's sharing, equal computations are found by value on each input: every
     computed value gets a key (equal values, equal keys), and a node whose operation and
@@ -227,6 +244,7 @@ def match_group(
     seen: dict[tuple[Any, ...], int] = {}  # (operation, argument keys) -> first slot
     interned: dict[tuple[type, Any], int] = {}  # (type, value) -> value key
     limit = max_state_size
+    dead_nodes, dead_programs = faults or ({}, {})
     matches: list[int] = []
     timeouts = failures = 0
     try:
@@ -234,9 +252,13 @@ def match_group(
             if plan is None:
                 failures += 1
                 continue
+            if index in dead_programs:
+                timeouts += dead_programs[index]
+                failures += not dead_programs[index]
+                continue
             slots, output = plan
             if on_program is not None:
-                on_program(len(slots))
+                on_program(index, len(slots))
             outcome = _OK
             for slot in slots:
                 outcome = state[slot]
@@ -248,12 +270,20 @@ def match_group(
                         values[slot] = values[first]
                         keys[slot] = keys[first]
                         outcome = state[slot] = state[first]
+                    elif slot in dead_nodes:
+                        seen[signature] = slot
+                        keys[slot] = signature
+                        outcome = state[slot] = _TIMED_OUT if dead_nodes[slot] else _FAILED
                     else:
                         seen[signature] = slot
+                        if on_node is not None:
+                            on_node(slot)
                         outcome = state[slot] = _compute(
                             node, slot, values, state, timer, timeout_s, limit
                         )
                         keys[slot] = _value_key(values[slot], signature, outcome, interned)
+                        if on_node is not None:
+                            on_node(-1)
                 if outcome >= _FAILED:
                     break
             if outcome == _TIMED_OUT:

@@ -2,7 +2,8 @@
 
 Every experiment is a config file whose ``experiment`` field names the job to run; fields are
 overridden on the command line (``--config.n_meta_iterations=3``). Every host of a TPU pod runs
-the same command. The job's outputs go to ``--workdir`` (default: the config's ``workdir``).
+the same command. The job's outputs go to ``--workdir`` (default: the config's ``workdir``);
+its summary is printed as one compact JSON object on the last line of stdout.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> None:
     except ConfigError as e:
         logging.error("invalid config: %s", e)
         sys.exit(2)
-    print(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, default=str))  # one line, the last of stdout: easy to parse
 
 
 def run() -> None:

@@ -3,11 +3,13 @@
     python -m codeit_jax.report --workdir=runs/tiny [--out=report.html]
         [--tasks=arc1|DIR|FILE] [--mutation_csv=mutation_performance.csv]
 
-The report shows the performance curves (and the mutation baseline's, when a
-``mutation_performance.csv`` is in the workdir or given), the table of ``performance.csv``, and
-every solved evaluation task: its demonstration and test grids in ARC colours next to the
-program that solved it. Everything is inline (PNG data URIs, one style block), so the file opens
-offline and can be mailed or archived on its own.
+The report shows the performance curves, the paper's comparison with the mutation baseline
+(its ``mutation_performance.csv``: given, else the workdir's, else the CodeIt data's), the table
+of ``performance.csv``, and every task the policy solved: its demonstration and test grids in
+ARC colours next to the program that solved it. The headline number is the paper's CodeIt
+figure, ``paper_cumulative_performance`` (the policy's solutions merged with the mutation
+baseline's; `codeit_jax.paper_metric`), at ``num_sampled_programs``. Everything is inline (PNG
+data URIs, one style block), so the file opens offline and can be mailed or archived on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from codeit_jax.report_curves import comparison_png, performance_png
+from codeit_jax.report_curves import (
+    axis_end,
+    codeit_points,
+    comparison_png,
+    has_learning_columns,
+    has_paper_columns,
+    learning_png,
+    performance_png,
+)
 from codeit_jax.report_grids import ARC_COLOURS, grid_img_tag, png_data_uri
 from codeit_jax.report_inputs import (
     ReportInputError,
@@ -33,6 +43,7 @@ from codeit_jax.report_inputs import (
     read_run,
     tasks_for,
 )
+from codeit_jax.sample_stats import SAMPLE_COLUMNS
 from codeit_jax.tasks import Example, Grid, Task
 
 #: Default report file name inside the workdir.
@@ -117,31 +128,96 @@ def task_html(solved: SolvedTask, task: Task) -> str:
     )
 
 
+def _solved_cell(fraction: float | None, num_tasks: int) -> str:
+    """A fraction of the tasks as 'count (fraction)'; a dash where the row lacks it."""
+    if fraction is None:
+        return "<td>&ndash;</td>"
+    return f"<td>{round(fraction * num_tasks)} ({fraction:.3f})</td>"
+
+
 def performance_table(run: RunRecord) -> str:
-    """performance.csv as a table, fractions also as task counts."""
+    """performance.csv as a table, fractions also as task counts (rows of runs written before
+    the paper columns show dashes there)."""
     head = (
-        "<tr><th>meta-iteration</th><th>solved (cumulative)</th><th>solved (this iteration)"
-        "</th><th>step</th><th>policy tasks</th><th>mutated tasks</th><th>train s</th>"
-        "<th>sample s</th><th>execute s</th></tr>"
+        "<tr><th>meta-iteration</th><th>sampled programs</th><th>CodeIt, paper (cumulative, "
+        "with mutation solutions)</th><th>policy solved (cumulative)</th><th>policy solved "
+        "(this iteration)</th><th>step</th><th>policy tasks</th><th>mutated tasks</th>"
+        "<th>train s</th><th>sample s</th><th>execute s</th><th>loss</th>"
+        "<th>samples: parse / run / grids / solve / new</th></tr>"
     )
     body = []
     for r in run.rows:
-        cumulative = round(r["cumulative_performance"] * run.num_tasks)
-        current = round(r["performance"] * run.num_tasks)
+        sampled = r.get("num_sampled_programs")
         body.append(
             f"<tr><td>{r['meta_iteration']}</td>"
-            f"<td>{cumulative} ({r['cumulative_performance']:.3f})</td>"
-            f"<td>{current} ({r['performance']:.3f})</td><td>{r['step']}</td>"
+            f"<td>{'&ndash;' if sampled is None else f'{sampled:,}'}</td>"
+            f"{_solved_cell(r.get('paper_cumulative_performance'), run.num_tasks)}"
+            f"{_solved_cell(r['cumulative_performance'], run.num_tasks)}"
+            f"{_solved_cell(r['performance'], run.num_tasks)}<td>{r['step']}</td>"
             f"<td>{r['num_policy_tasks']}</td><td>{r['num_mutated_tasks']}</td>"
             f"<td>{r['train_seconds']:.1f}</td><td>{r['sample_seconds']:.1f}</td>"
-            f"<td>{r['execute_seconds']:.1f}</td></tr>"
+            f"<td>{r['execute_seconds']:.1f}</td>{_learning_cells(r)}</tr>"
         )
     return f'<table class="perf">{head}{"".join(body)}</table>'
+
+
+def _learning_cells(row: dict) -> str:
+    """The loss and the sample rates of a row, dashes where unknown (older runs)."""
+    loss = row.get("train_loss")
+    rates = [row.get(name) for name in SAMPLE_COLUMNS[1:]]
+    rates_text = "&ndash;" if None in rates else " / ".join(f"{100 * rate:.0f}%" for rate in rates)
+    return f"<td>{'&ndash;' if loss is None else f'{loss:.3f}'}</td><td>{rates_text}</td>"
 
 
 def _palette_html() -> str:
     return "".join(
         f'<span style="background:{colour}">{k}</span>' for k, colour in enumerate(ARC_COLOURS)
+    )
+
+
+def comparison_caption(
+    run: RunRecord, mutation: Sequence[tuple[int, float]], mutation_source: str | None
+) -> str:
+    """How the comparison figure was made: where CodeIt sits on the axis, which curve is the
+    paper's, and how far the baseline goes beyond the drawn range."""
+    points = codeit_points(run.rows, run.samples_per_iteration)
+    if points is None:
+        placed = "no sample log in the workdir, so CodeIt is not placed on this axis"
+    elif has_paper_columns(run.rows):
+        placed = (
+            "CodeIt is the paper's figure: the policy's cumulative solutions merged with the "
+            "mutation baseline's, at performance.csv's num_sampled_programs (the mutation "
+            "samples count first); the dashed curve is the policy alone"
+        )
+    else:
+        placed = (
+            f"this run predates the paper columns: the policy alone, at "
+            f"{run.samples_per_iteration} programs sampled per meta-iteration"
+        )
+    end = axis_end(points[0] if points else [], mutation)
+    beyond = [(s, f) for s, f in mutation if s > end * 1.03]
+    more = (
+        f" The baseline goes on to {beyond[-1][0]:,} samples ({beyond[-1][1]:.3f}), beyond the "
+        "drawn range."
+        if beyond
+        else ""
+    )
+    return (
+        f"Mutation baseline: {mutation_source} (its fractions are of the tasks it was scored "
+        f"on; CodeIt's of its {run.num_tasks}); {placed}.{more}"
+    )
+
+
+def headline(run: RunRecord) -> str:
+    """The paper's number for the last meta-iteration, when the run has it."""
+    last = run.rows[-1]
+    if not has_paper_columns(run.rows):
+        return ""
+    fraction = last["paper_cumulative_performance"]
+    return (
+        f"<p class=\"meta\">The paper's CodeIt figure (the policy's solutions merged with the "
+        f"mutation baseline's): <b>{round(fraction * run.num_tasks)} of {run.num_tasks} "
+        f"({fraction:.3f})</b> at {int(last['num_sampled_programs']):,} sampled programs.</p>"
     )
 
 
@@ -166,20 +242,18 @@ def render_report(
         f'<img alt="fraction solved per meta-iteration" '
         f'src="{png_data_uri(performance_png(run.rows))}">'
     ]
+    if has_learning_columns(run.rows):
+        curves.append(
+            f'<img alt="training loss and sample rates per meta-iteration" '
+            f'src="{png_data_uri(learning_png(run.rows))}">'
+        )
     if mutation:
         curves.append(
             f'<img alt="CodeIt against the mutation baseline" '
             f'src="{png_data_uri(comparison_png(run.rows, run.samples_per_iteration, mutation))}">'
         )
-        placed = (
-            f"{run.samples_per_iteration} programs sampled per meta-iteration"
-            if run.samples_per_iteration
-            else "no sample log in the workdir, so CodeIt is not placed on this axis"
-        )
-        curves.append(
-            f'<p class="meta">Mutation baseline: {_e(mutation_source)} (its fractions are of the '
-            f"tasks it was scored on; CodeIt's of its {run.num_tasks}); {placed}.</p>"
-        )
+        caption = comparison_caption(run, mutation, mutation_source)
+        curves.append(f'<p class="meta">{_e(caption)}</p>')
     index = "".join(f'<a href="#task-{_e(s.key)}">{_e(s.key)}</a>' for s in run.solved)
     sections = "".join(task_html(s, tasks[s.key]) for s in run.solved)
     solved_count = len(run.solved)
@@ -193,13 +267,16 @@ def render_report(
 <b>{solved_count} of {run.num_tasks}</b> evaluation tasks solved after meta-iteration
 {last["meta_iteration"]} (cumulative {last["cumulative_performance"]:.3f}) &middot;
 solutions from {_e(run.solutions_file.name)} &middot; grids from {_e(task_source)}</p>
+{headline(run)}
 {"".join(f'<p class="warning">{_e(w)}</p>' for w in warnings)}
 <h2>Performance</h2>
 <div class="curves">{"".join(curves)}</div>
 {performance_table(run)}
 <h2>Solved evaluation tasks ({solved_count})</h2>
-<p class="meta">Each task: the submitted program that solves every test example, and the task's
-demonstration pairs and (outlined in blue) test pairs, input &rarr; output.
+<p class="meta">Each task the policy solved: the submitted program that solves every test
+example, and the task's demonstration pairs and (outlined in blue) test pairs, input &rarr;
+output. (Tasks that only the mutation baseline's programs solve count in the paper's figure but
+are not listed: the workdir holds the policy's solutions only.)
 ARC colours: <span class="palette">{_palette_html()}</span></p>
 <p class="index">{index or "No evaluation task solved yet."}</p>
 {sections}
@@ -240,7 +317,7 @@ _MUTATION_CSV = flags.DEFINE_string(
     "mutation_csv",
     None,
     "Mutation baseline curve, lines 'samples,fraction' (default: WORKDIR/"
-    "mutation_performance.csv when present).",
+    "mutation_performance.csv, else the CodeIt data's, when present).",
 )
 
 

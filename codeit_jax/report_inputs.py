@@ -178,11 +178,14 @@ def read_mutation_csv(path: str | Path) -> list[tuple[int, float]]:
 
 
 def find_mutation_csv(workdir: Path, given: str | None) -> Path | None:
-    """The baseline curve to draw: the one given, else the workdir's, else none."""
+    """The baseline curve to draw: the one given, else the workdir's, else the CodeIt data's
+    (the official curve the paper plots), else none."""
     if given:
         return Path(given)
-    candidate = workdir / MUTATION_FILE
-    return candidate if candidate.is_file() else None
+    for candidate in (workdir / MUTATION_FILE, codeit_data_dir() / MUTATION_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 # --------------------------------------------------------------------------- task grids

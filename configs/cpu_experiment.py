@@ -47,4 +47,7 @@ def get_config() -> ConfigDict:
     config.train.loss_on_padding = False
     config.sampling.top_k = 0
     config.sampling.disallowed_tokens = "mask"
+    # The paper figure with our baseline's solutions: --config.metric.mutation_solutions=
+    # runs/mutation/mutation_candidates.json --config.metric.mutation_samples=9600; "": policy.
+    config.metric.mutation_solutions = ""
     return config

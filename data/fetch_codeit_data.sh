@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fetch the official CodeIt data files (the 400 ARC training tasks with ground-truth DSL
-# programs, the 400 evaluation tasks, split_keys.json, mutation_performance.csv, and any
-# mutated_tasks_train_*.json files) into a directory, default ./codeit-data.
+# Fetch the official CodeIt data files into a directory, default ./codeit-data: the 400 ARC
+# training tasks with ground-truth DSL programs, the 400 evaluation tasks, split_keys.json,
+# mutation_performance.csv, the mutation baseline's mutated_tasks_train_9600.json and
+# mutated_tasks_train_19200.json (the paper config's seed files, configs/codeit.py) and its
+# mutation_solutions_19200.json.
 #
 #   bash data/fetch_codeit_data.sh [DEST]                 # download the official repository
 #   bash data/fetch_codeit_data.sh --from SRC_DIR [DEST]  # copy from a local checkout/copy
@@ -27,9 +29,20 @@ copy_data() {  # $1: a directory holding training/ and evaluation/
   done
   mkdir -p "$dest"
   cp -r "$from/training" "$from/evaluation" "$dest/"
-  for f in "$from"/split_keys.json "$from"/mutation_performance.csv "$from"/mutated_tasks_train_*.json; do
-    [[ -e "$f" ]] && cp "$f" "$dest/"
+  for f in "$from"/split_keys.json "$from"/mutation_performance.csv \
+           "$from"/mutated_tasks_train_*.json "$from"/mutation_solutions_*.json; do
+    if [[ -e "$f" ]]; then cp "$f" "$dest/"; fi
   done
+  for f in mutated_tasks_train_9600.json mutated_tasks_train_19200.json; do
+    if [[ ! -e "$dest/$f" ]]; then
+      echo "warning: $f not found in $from; configs/codeit.py needs it (without the mutated" \
+           "files: configs/a6_no_mutated.py or --config.data.mutated_files=)" >&2
+    fi
+  done
+  if [[ ! -e "$dest/mutation_solutions_19200.json" ]]; then
+    echo "warning: mutation_solutions_19200.json (official mutation baseline solutions) not" \
+         "found in $from" >&2
+  fi
   local n_train n_eval
   n_train=$(find "$dest/training" -name '*.json' | wc -l)
   n_eval=$(find "$dest/evaluation" -name '*.json' | wc -l)

@@ -76,6 +76,65 @@ def _modules(grid: Any, arg: str) -> Any:
     return frozenset(sys.modules)
 
 
+def _stall(seconds: float) -> None:
+    """Sleep with the timer signals blocked: a C call that takes ``seconds`` (or an hour)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPROF, signal.SIGALRM})
+    time.sleep(seconds or 3600)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGPROF, signal.SIGALRM})
+
+
+class SlowToPickle:
+    """A value whose pickling stalls, as exporting a big value on a loaded machine may; it
+    unpickles to the grid it holds."""
+
+    def __init__(self, grid: Any, seconds: float) -> None:
+        self.grid, self.seconds = grid, seconds
+
+    def __reduce__(self) -> tuple:
+        _stall(self.seconds)
+        return (tuple, (self.grid,))  # a class: the pickler turns functions into FUNCTION
+
+
+class SlowToHash:
+    """A value whose hash is stuck in C (hashing a huge value); equal to nothing else."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __hash__(self) -> int:
+        _stall(self.seconds)
+        return 0
+
+
+class SlowToCompare:
+    """A value whose comparison with the expected grid is stuck in C."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __eq__(self, other: object) -> bool:
+        _stall(self.seconds)
+        return False
+
+    __hash__ = object.__hash__
+
+
+def _slow_export(grid: Any, arg: str) -> Any:
+    return SlowToPickle(grid, float(arg or 3600))
+
+
+def _slow_hash(grid: Any, arg: str) -> Any:
+    return SlowToHash(float(arg or 3600))
+
+
+def _slow_compare(grid: Any, arg: str) -> Any:
+    return SlowToCompare(float(arg or 3600))
+
+
+def _identity(grid: Any, arg: str) -> Any:
+    return grid
+
+
 HOOKS: dict[str, Callable[[Any, str], Any]] = {
     "block_signals_and_sleep": _block_signals_and_sleep,
     "segfault": _segfault,
@@ -87,6 +146,10 @@ HOOKS: dict[str, Callable[[Any, str], Any]] = {
     "raise": _raise,
     "count": _count_calls,
     "modules": _modules,
+    "slow_export": _slow_export,
+    "slow_hash": _slow_hash,
+    "slow_compare": _slow_compare,
+    "identity": _identity,
 }
 
 
@@ -105,7 +168,14 @@ class HookProgram:
 
 
 def compile_with_hooks(text: str) -> Program | HookProgram:
-    """``hook:<name>[:<arg>]`` -> HookProgram; anything else -> the real parser."""
+    """``hook:<name>[:<arg>]`` -> HookProgram; anything else -> the real parser.
+
+    ``hook:slow_compile:<seconds>`` stalls for that long while compiling (a parse on a loaded
+    machine) and then returns the input.
+    """
+    if text.startswith("hook:slow_compile:"):
+        _stall(float(text.rsplit(":", 1)[1]))
+        return HookProgram("identity", "")
     if text.startswith("hook:"):
         _, name, arg = (text.split(":", 2) + [""])[:3]
         if name not in HOOKS:

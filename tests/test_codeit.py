@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import pytest
 
+from codeit_jax import codeit
 from codeit_jax.codeit import (
     initial_buffer,
     initial_state,
@@ -23,6 +24,7 @@ from codeit_jax.codeit import (
     make_loop,
     meta_iteration,
     run,
+    train_on_buffer,
 )
 from codeit_jax.codeit_config import ABLATIONS, ConfigError, prepare_config
 from codeit_jax.encoding import (
@@ -101,8 +103,12 @@ def policy_entries(buffer) -> set[tuple[str, str]]:
         (lambda c: setattr(c.data, "data_dir", "/nonexistent/codeit"), "not a directory"),
         (lambda c: setattr(c.data, "seeds", "codeit"), "data.seeds='codeit'"),
         (lambda c: setattr(c.data, "seeds", "mutants"), "config.data.seeds"),
+        (lambda c: setattr(c.data, "eval_tasks", "validation"), "eval_tasks='validation' needs"),
         (lambda c: setattr(c.data, "mutated_files", "/nonexistent/m.json"), "is not a file"),
-        (lambda c: setattr(c, "ablation", "a1_no_exit"), "no_exit.mutated_files"),
+        (
+            lambda c: (setattr(c, "ablation", "a1_no_exit"), c.no_exit.update(search_dir="/nope")),
+            "/nope/mutated_tasks_search_38400.json",
+        ),
         (lambda c: setattr(c.train, "label_buckets", (32,)), "label_buckets"),
         (lambda c: setattr(c.train, "input_buckets", (64, 32)), "input_buckets"),
         (lambda c: setattr(c.train, "batch_size", 0), "train.batch_size"),
@@ -128,19 +134,60 @@ def test_bad_configs_are_refused_before_anything_runs(tmp_path, change, message)
     assert not workdir.exists()
 
 
-def test_every_config_file_prepares(tmp_path, codeit_data):
-    mutated = tmp_path / "mutated_tasks_train_2.json"
+@pytest.fixture(scope="module")
+def paper_data(tmp_path_factory, codeit_data: Path) -> Path:
+    """A data directory as data/fetch_codeit_data.sh leaves it: the CodeIt data plus (small
+    stand-ins for) the two official mutated files."""
+    root = tmp_path_factory.mktemp("paper_data")
+    for name in ("training", "evaluation"):
+        (root / name).symlink_to(codeit_data / name)
     tasks = load_codeit_dir(codeit_data / "training")[:2]
-    save_codeit_file([dataclasses.replace(t, key=t.key + "_m") for t in tasks], mutated)
+    for n in (9600, 19200):
+        mutated = [dataclasses.replace(t, key=f"{t.key}_m{n}") for t in tasks]
+        save_codeit_file(mutated, root / f"mutated_tasks_train_{n}.json")
+    (root / "mutation_solutions_19200.json").write_text("{}")  # the paper metric's file
+    return root
+
+
+def search_files(directory: Path, ns: list[int], tasks: list[Task] | None = None) -> Path:
+    """A1's mutated_tasks_search_<n>.json files, each with ``tasks`` (keys suffixed by n)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in ns:
+        found = [dataclasses.replace(t, key=f"{t.key}_{n}") for t in tasks or []]
+        save_codeit_file(found, directory / f"mutated_tasks_search_{n}.json")
+    return directory
+
+
+def test_every_config_file_prepares(tmp_path, codeit_data, paper_data):
+    search = search_files(tmp_path / "search", [38_400 + i * 9_600 for i in range(100)])
+    official = (
+        f"{paper_data}/mutated_tasks_train_9600.json,{paper_data}/mutated_tasks_train_19200.json"
+    )
     names = ["codeit", "tiny", "cpu_experiment", *(n for n in ABLATIONS if n != "none")]
+    # These run here without the official mutated files.
+    without = {"tiny", "cpu_experiment", "a6_no_mutated"}
     for name in names:
         config = load_config(name)
-        config.no_exit.mutated_files = str(mutated)
-        if name == "cpu_experiment":
-            config.data.mutated_files = str(mutated)
+        config.no_exit.search_dir = str(search)
+        if name not in without:
+            config.data.data_dir = str(paper_data)
         prepared = prepare_config(config)
         assert prepared.ablation == (name if name in ABLATIONS else "none")
         assert prepared.data.seeds == "codeit"
+        assert prepared.data.mutated_files == ("" if name in without else official)
+
+
+def test_the_paper_config_stops_without_the_official_mutated_files(tmp_path, codeit_data):
+    config = load_config("codeit")
+    config.data.data_dir = str(codeit_data)
+    workdir = tmp_path / "run"
+    with pytest.raises(ConfigError) as error:
+        run(config, workdir)
+    message = str(error.value)
+    assert f"{codeit_data}/mutated_tasks_train_9600.json is not a file" in message
+    assert f"bash data/fetch_codeit_data.sh {codeit_data}" in message
+    assert "a6_no_mutated" in message and "--config.data.mutated_files=" in message
+    assert not workdir.exists()
 
 
 def test_paper_config_has_the_official_settings():
@@ -176,6 +223,7 @@ def test_paper_config_has_the_official_settings():
         "buffer.age_penalty": 0.0,
         "buffer.distance_penalty": 0.0,
         "buffer.priority_in_mutated": True,
+        "buffer.epsilon": 1e-19,
         "sandbox.timeout_s": 0.25,
         "sandbox.max_state_size": 1000,
         "model.name": "codet5p_220m",
@@ -185,8 +233,11 @@ def test_paper_config_has_the_official_settings():
     assert {k: flat[k] for k in official} == official
 
 
-def test_each_ablation_changes_its_setting_only(codeit_data):
-    base = prepare_config(load_config("codeit"))
+def test_each_ablation_changes_its_setting_only(tmp_path, paper_data):
+    search = search_files(tmp_path / "search", [38_400 + i * 9_600 for i in range(100)])
+    base_config = load_config("codeit")
+    base_config.data.data_dir = str(paper_data)
+    base = prepare_config(base_config)
     changed = {
         "a1_no_exit": {"add_policy_experience": False},
         "a2_no_relabelling": {"relabel": False},
@@ -196,18 +247,22 @@ def test_each_ablation_changes_its_setting_only(codeit_data):
         },
         "a4_no_pretraining": {"model.load_weights": False},
         "a5_one_example": {"encoding.n_examples": 1},
-        "a6_no_mutated": {"data.mutated_files": ""},
+        "a6_no_mutated": {
+            "data.mutated_files": "",
+            "metric.mutation_solutions": "",
+            "metric.mutation_samples": 0,
+        },
     }
     flat_base = _flatten(base.to_dict())
     for name, expected in changed.items():
         config = load_config(name)
-        config.no_exit.mutated_files = config.data.mutated_files = __file__
+        config.data.data_dir = str(paper_data)
+        config.no_exit.search_dir = str(search)
         flat = _flatten(prepare_config(config).to_dict())
         diff = {k: v for k, v in flat.items() if flat_base.get(k) != v}
         diff.pop("ablation")
         diff.pop("workdir")
-        diff.pop("no_exit.mutated_files")
-        diff.pop("data.mutated_files", None)
+        diff.pop("no_exit.search_dir")
         for key, value in expected.items():
             assert flat[key] == value, (name, key)
         assert set(diff) <= set(expected), (name, diff)
@@ -250,26 +305,44 @@ def test_meta_iteration_relabels_scores_and_trains(codeit_data, policy, sandbox,
     assert all(len(t["samples"]) == 2 for t in log["tasks"].values())
 
 
-def test_a1_no_exit_adds_mutated_tasks_instead(
-    tmp_path, codeit_data, policy, sandbox, training_tasks
+def test_a1_no_exit_adds_each_search_file_before_training(
+    tmp_path, monkeypatch, codeit_data, policy, sandbox, training_tasks
 ):
     short = [
         t
         for t in training_tasks.values()
         if len(encode_program(bare_program(t.program), policy.tokenizer)) <= 64
     ]
-    pool = [dataclasses.replace(t, key=f"{t.key}_x") for t in short[:4]]
-    save_codeit_file(pool, tmp_path / "mutated_tasks_train_4.json")
+    extra = {"distance": 0.5, "task_demonstration_performance": 0.25, "test_performance": 0.0}
+    found = [dataclasses.replace(t, test=[], extra=extra) for t in short[:2]]
+    search = search_files(tmp_path / "search", [4, 6, 8], found)
     config = tiny_config(codeit_data)
     config.ablation = "a1_no_exit"
-    config.no_exit.mutated_files = str(tmp_path / "mutated_tasks_train_4.json")
-    config.no_exit.tasks_per_iteration = 2
-    _, state, row, _, mutated_before = scripted_iteration(config, policy, sandbox, training_tasks)
-    assert state.buffer.size("policy") == 0
+    config.n_meta_iterations = 2
+    config.no_exit.update(search_dir=str(search), start_samples=4, interval=2)
+    trained_with: list[set[str]] = []
+
+    def train_and_record(loop, state, i):
+        trained_with.append({e.parent_key for e in state.buffer.entries("mutated")})
+        return train_on_buffer(loop, state, i)
+
+    monkeypatch.setattr(codeit, "train_on_buffer", train_and_record)
+    loop, state, row, log, mutated_before = scripted_iteration(
+        config, policy, sandbox, training_tasks
+    )
+    state, row_1, log_1 = meta_iteration(loop, state, 1)
+    keys_4 = {f"{t.key}_4" for t in found}
+    keys_6 = {f"{t.key}_6" for t in found}
+    assert keys_4 <= trained_with[0] and not keys_6 & trained_with[0]
+    assert keys_4 | keys_6 <= trained_with[1]
+    assert not {f"{t.key}_8" for t in found} & trained_with[1]
+    assert state.buffer.size("policy") == 0  # no policy samples are added
     assert row["num_mutated_tasks"] == mutated_before + 2
-    keys = {e.parent_key for e in state.buffer.entries("mutated")}
-    assert {t.key for t in pool[:2]} <= keys
-    assert not {t.key for t in pool[2:]} & keys
+    assert row_1["num_mutated_tasks"] == mutated_before + 4
+    assert log["added_to_buffer"] == log_1["added_to_buffer"] == 2
+    entries = {e.parent_key: e for e in state.buffer.entries("mutated")}
+    assert {entries[k].age for k in keys_4} == {0} and {entries[k].age for k in keys_6} == {1}
+    assert {entries[k].performance for k in keys_4 | keys_6} == {0.25}
     assert row["cumulative_performance"] == 1.0  # solutions are still recorded
 
 
@@ -290,7 +363,7 @@ def test_a3_no_prioritization_samples_uniformly(codeit_data, policy, sandbox, tr
         _, state, _, _, _ = scripted_iteration(config, policy, sandbox, training_tasks)
         priorities = state.buffer.priorities("policy")
         assert (np.ptp(priorities) == 0) == uniform, ablation
-        assert np.ptp(state.buffer.priorities("mutated")) == 0  # all seeds have performance 1
+        assert np.ptp(state.buffer.priorities("mutated")) == 0  # all seeds weigh the same
 
 
 def test_a4_no_pretraining_ignores_the_checkpoint_weights(tmp_path, codeit_data, policy):
@@ -350,6 +423,44 @@ def test_a6_no_mutated_starts_without_mutated_tasks(tmp_path, codeit_data, polic
         assert ({t.key for t in mutated} <= keys) == (ablation == "none")
         sizes[ablation] = buffer.size("mutated")
     assert sizes["none"] == sizes["a6_no_mutated"] + 3
+
+
+def test_validation_split_keeps_validation_tasks_out_of_the_buffer(
+    tmp_path, codeit_data, policy, sandbox
+):
+    """CodeIt's development setting: inference on the split_keys.json "val" training tasks;
+    no validation task, program or mutated descendant reaches the buffer."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "training").symlink_to(codeit_data / "training")
+    (data / "split_keys.json").symlink_to(codeit_data / "split_keys.json")
+    split = json.loads((codeit_data / "split_keys.json").read_text())
+    val, train = set(split["val"]), set(split["train"])
+    training = {t.key: t for t in load_codeit_dir(codeit_data / "training")}
+    parents = [training[k] for k in sorted(val)[:3] + sorted(train)[:3]]
+    mutants = [
+        dataclasses.replace(t, key=f"{t.key}_m{i}", parent_key=t.key) for i, t in enumerate(parents)
+    ]
+    save_codeit_file(mutants, data / "mutated_tasks_train_6.json")
+    config = tiny_config(data)
+    config.data.eval_tasks = "validation"
+    config.data.n_eval_tasks = 0  # all of them
+    config.data.mutated_files = "{data_dir}/mutated_tasks_train_6.json"
+    config.encoding.max_program_tokens = 1024
+    config.train.label_buckets = (64, 1024)
+    prepared = prepare_config(config)
+    tasks = codeit.load_eval_tasks(prepared)
+    assert {t.key for t in tasks} == {k for k in val if k in training}
+    assert len(tasks) == 89
+    loop = make_loop(prepared, policy, tasks, sandbox, progress=False)
+    entries = list(initial_buffer(loop).entries("mutated"))
+    keys = {e.parent_key for e in entries}
+    assert not keys & val
+    assert keys == train | {t.key for t in parents[3:]}  # every train task and its mutants
+    val_only = {bare_program(training[k].program) for k in val} - {
+        bare_program(training[k].program) for k in train
+    }
+    assert val_only and not val_only & {e.program for e in entries}
 
 
 def test_random_seeds_without_codeit_data(tmp_path, sandbox):

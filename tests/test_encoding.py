@@ -54,13 +54,35 @@ def test_background_tie_goes_to_the_smallest_colour():
     assert grid_to_text(((3, 1), (1, 3))) == "2x2 bg=1 3=0,0 1,1"
 
 
-@pytest.mark.parametrize(
-    "value",
-    [(), ((),), [[1]], ((1, 2), (3,)), ((10,),), ((True,),), tuple(((0,),) * 31)],
-)
-def test_grid_to_text_rejects_invalid_grids(value):
-    with pytest.raises(ValueError, match="not a valid ARC grid"):
+@pytest.mark.parametrize("value", [[[1]], ((1, 2), (3,)), ((True,),), ((1.0,),), (((1,),),), 3])
+def test_grid_to_text_rejects_what_is_not_a_rectangular_grid_of_ints(value):
+    with pytest.raises(ValueError, match="not a"):
         grid_to_text(value)
+
+
+@pytest.mark.parametrize(
+    "grid, text",
+    [
+        ((), "0x0"),
+        (((),), "1x0"),
+        (((), (), ()), "3x0"),
+        (((12, 12, 3),), "1x3 bg=12 3=0,2"),
+        (((0,) * 30 + (4,),), "1x31 bg=0 4=0,30"),
+        (tuple(((5,),) * 40) + ((107,),), "41x1 bg=5 107=40,0"),
+        (((-1, 0, 0),), "1x3 bg=0 -1=0,0"),
+    ],
+)
+def test_non_arc_grids_of_the_mutated_files_get_a_text(grid, text):
+    assert grid_to_text(grid) == text
+
+
+def test_non_arc_grid_texts_use_vocabulary_words_or_digits_only():
+    tokenizer = DSLTokenizer()
+    for grid in [(), ((),), ((12, 3),), tuple(((0,),) * 31) + ((250,),)]:
+        text = grid_to_text(grid)
+        assert tokenizer.decode(tokenizer.encode(text, strict=True)) == text
+    with pytest.raises(ValueError, match="'-'"):
+        tokenizer.encode(grid_to_text(((-1, 0),)), strict=True)
 
 
 @pytest.mark.parametrize(

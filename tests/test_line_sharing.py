@@ -132,8 +132,8 @@ def test_sandbox_match_equals_in_process_and_handles_faults():
     ) as sandbox:
         found = sandbox.match([([h, "O = identity(I)"], GRID, GRID) for h in hooks])
     assert found[0] == GroupMatches((1,), 1, 0)  # the spin times out, identity still matches
-    assert found[1] == GroupMatches((), 0, 2)  # a crash loses the unit
-    assert found[2] == GroupMatches((), 0, 2)  # so does the watchdog's kill
+    assert found[1] == GroupMatches((1,), 0, 1)  # a crash fails only the crashing program
+    assert found[2] == GroupMatches((1,), 1, 0)  # the watchdog's kill is a timeout of that one
 
 
 def test_bad_units_are_refused():

@@ -43,6 +43,15 @@ def test_default_config_is_the_issue_s():
     assert config.early_exit is False and config.seed_source == "codeit"
 
 
+def test_validation_mode_searches_the_validation_tasks_with_mutants_of_the_others(codeit_data):
+    config = small_config(codeit_data, eval_tasks="validation")
+    baseline.check_config(config)
+    split = json.loads((codeit_data / "split_keys.json").read_text())
+    parents = {p.task.key for p in baseline.load_parents(config, need_programs=False)}
+    assert parents == set(split["train"])
+    assert {t.key for t in baseline.load_eval_tasks(config)} == set(split["val"])
+
+
 def test_chunk_files_hold_valid_mutated_tasks(codeit_data, tmp_path):
     summary = run(small_config(codeit_data), tmp_path)
     assert sorted(p.name for p in tmp_path.glob("mutated_tasks_train_*.json")) == [
@@ -126,6 +135,79 @@ def test_evaluation_curve_solves_tasks_the_mutants_define(
         assert len(mine) == 1
         assert mine[0]["demonstration_performance"] == [1.0] * len(task.train)
         assert mine[0]["test_performance"] == [1.0] * len(task.test)
+
+
+def test_official_search_and_solutions_files(codeit_data, tmp_path, monkeypatch):
+    run(small_config(codeit_data), tmp_path)  # generate only
+    made = load_codeit_file(tmp_path / "mutated_tasks_train_40.json")
+    unsolvable = Task("unsolvable", [(((1,),), ((2, 2, 2),))], [(((3,),), ((4, 4, 4),))])
+    eval_tasks = [made[0], made[1], unsolvable, made[2]]
+    monkeypatch.setattr(baseline, "load_eval_tasks", lambda _: eval_tasks)
+    summary = run(small_config(codeit_data, evaluate=True), tmp_path)
+    mutants = {}
+    for n in (20, 40):
+        for task in load_codeit_file(tmp_path / f"mutated_tasks_train_{n}.json"):
+            mutants[task.key] = (n, parse(task.program).text)
+    searched: dict[int, set[str]] = {}
+    for n in (20, 40):
+        path = tmp_path / f"mutated_tasks_search_{n}.json"
+        records = json.loads(path.read_text())
+        assert summary["search_tasks"][str(n)] == len(records) > 0
+        searched[n] = set()
+        for key, record in records.items():
+            mutant_key, index = key.rsplit("_", 1)
+            target = eval_tasks[int(index)]
+            chunk, text = mutants[mutant_key]
+            assert chunk == n and record["task_key"] == key
+            assert record["parent_key"] == target.key and record["test_examples"] == []
+            assert record["program"].startswith(f"def solve_{key}(I):\n")
+            program = parse(record["program"])
+            assert program.text == text
+            outputs = [run_or_none(program, x) for x, _ in target.train]
+            assert record["training_examples"] == [
+                {"input": [list(r) for r in x], "output": [list(r) for r in y]}
+                for (x, _), y in zip(target.train, outputs)
+                if y is not None and baseline.is_official_grid(y)
+            ]
+            right = [y == goal for (_, goal), y in zip(target.train, outputs)]
+            tests = [run_or_none(program, x) == y for x, y in target.test]
+            extra = record["extra_info"]
+            assert extra["task_demonstration_performance"] == pytest.approx(sum(right) / len(right))
+            assert extra["test_performance"] == pytest.approx(sum(tests) / len(tests))
+            assert 0.0 <= extra["distance"] <= 1.0
+            searched[n].add(text)
+    # A program that gave a search task in chunk 20 gives none in chunk 40.
+    assert not searched[20] & searched[40]
+    # Seeded: evaluating again writes the same files.
+    before = (tmp_path / "mutated_tasks_search_40.json").read_bytes()
+    run(small_config(codeit_data, evaluate=True), tmp_path)
+    assert (tmp_path / "mutated_tasks_search_40.json").read_bytes() == before
+    # Solutions, cumulative: each task made by a mutant is solved by that mutant.
+    at_20 = json.loads((tmp_path / "mutation_solutions_20.json").read_text())
+    at_40 = json.loads((tmp_path / "mutation_solutions_40.json").read_text())
+    for task in (made[0], made[1], made[2]):
+        own = parse(task.program).text
+        entry = at_40[task.key][own]
+        assert entry == {
+            "program": own,
+            "task_demonstration_performance": 1.0,
+            "test_performance": 1.0,
+        }
+    assert "unsolvable" not in at_40
+    for key, programs in at_20.items():
+        assert programs.items() <= at_40[key].items()
+        assert all(mutants_first_seen(mutants, p) == 20 for p in programs)
+
+
+def run_or_none(program, grid):
+    try:
+        return program.run(grid, max_state_size=1000)
+    except Exception:  # noqa: BLE001 - any DSL failure is "no output" here
+        return None
+
+
+def mutants_first_seen(mutants: dict, text: str) -> int:
+    return min(n for n, t in mutants.values() if t == text)
 
 
 def test_early_exit_drops_programs_whose_first_demonstration_is_wrong(codeit_data):

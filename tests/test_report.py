@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 
 from codeit_jax.metrics import (
+    LEGACY_PERFORMANCE_COLUMNS,
     Scoreboard,
     SolutionRecord,
     write_performance_csv,
     write_solutions_json,
 )
+from codeit_jax.paper_metric import PaperMetric, parse_mutation_solutions
 from codeit_jax.report import write_report
+from codeit_jax.report_curves import axis_end, codeit_points
 from codeit_jax.report_grids import ARC_COLOURS, BORDER_COLOUR, grid_pixels, grid_png
 from codeit_jax.report_inputs import ReportInputError, read_mutation_csv, read_run
 from codeit_jax.tasks import Task, save_codeit_dir
@@ -43,6 +46,17 @@ def _tasks() -> list[Task]:
     return [a, b, c]
 
 
+#: Mutation solutions of the hand-made run: they solve task C, which the policy never does.
+PAPER = PaperMetric(
+    parse_mutation_solutions(
+        {"cccc0003": {"O = I": {"task_demonstration_performance": 1.0, "test_performance": 1.0}}},
+        "hand-made",
+    ),
+    offset=100,
+    samples_per_task=4,
+)
+
+
 def _row(board: Scoreboard, i: int) -> dict[str, float]:
     return {
         "meta_iteration": i,
@@ -54,11 +68,23 @@ def _row(board: Scoreboard, i: int) -> dict[str, float]:
         "train_seconds": 1.25,
         "sample_seconds": 2.5,
         "execute_seconds": 0.5,
+        **PAPER.row_fields(board, i),
+        "train_loss": 2.0 - 0.5 * i,
+        "samples": 8.0,
+        "parse_rate": 0.5 + 0.125 * i,
+        "run_rate": 0.25,
+        "grid_rate": 0.25,
+        "solve_rate": 0.125 * i,
+        "new_rate": 0.5,
     }
 
 
-def make_workdir(root: Path, *, logs: bool = True, mutation: bool = True) -> tuple[Path, Path]:
-    """A two-iteration run over three tasks: A solved in iteration 1, B found but not solved."""
+def make_workdir(
+    root: Path, *, logs: bool = True, mutation: bool = True, legacy: bool = False
+) -> tuple[Path, Path]:
+    """A two-iteration run over three tasks: A solved in iteration 1, B found but not solved;
+    with the mutation solutions C is solved too (paper figure 1/3, then 2/3, at 112 and 124
+    sampled programs). ``legacy``: performance.csv as written before the paper columns."""
     tasks = _tasks()
     task_dir = root / "evaluation"
     save_codeit_dir(tasks, task_dir)
@@ -80,8 +106,14 @@ def make_workdir(root: Path, *, logs: bool = True, mutation: bool = True) -> tup
             log = {"meta_iteration": i, "tasks": {t.key: {"samples": ["O = I"] * 4} for t in tasks}}
             (workdir / f"log_{i}.json").write_text(json.dumps(log))
     write_performance_csv(workdir / "performance.csv", rows)
+    if legacy:
+        old = [[str(r[c]) for c in LEGACY_PERFORMANCE_COLUMNS] for r in rows]
+        text = "".join(",".join(line) + "\n" for line in [LEGACY_PERFORMANCE_COLUMNS, *old])
+        (workdir / "performance.csv").write_text(text)
     if mutation:
-        (workdir / "mutation_performance.csv").write_text("12,0.0\n24,0.3333\n36,0.3333\n")
+        (workdir / "mutation_performance.csv").write_text(
+            "48,0.0\n96,0.3333\n144,0.3333\n480,0.6667\n"
+        )
     return workdir, task_dir
 
 
@@ -126,12 +158,17 @@ def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
     assert "cccc0003" not in page
     assert "<b>1 of 3</b> evaluation tasks solved" in page
 
-    # Curves: the performance figure and the baseline comparison, placed by the log's samples.
+    # Curves: the performance figure and the paper's comparison, CodeIt placed by the rows.
     assert 'alt="fraction solved per meta-iteration"' in page
     assert 'alt="CodeIt against the mutation baseline"' in page
-    assert "12 programs sampled per meta-iteration" in page
-    # The performance table shows counts next to fractions.
-    assert "<td>1 (0.333)</td>" in page
+    assert "CodeIt is the paper&#x27;s figure" in page and "num_sampled_programs" in page
+    assert "goes on to 480 samples (0.667), beyond the drawn range" in page
+    # The headline: the paper's figure of the last meta-iteration.
+    assert "mutation baseline's): <b>2 of 3 (0.667)</b> at 124 sampled programs" in page
+    # The performance table shows counts next to fractions, and the paper columns.
+    assert "<th>sampled programs</th>" in page
+    assert "<tr><td>0</td><td>112</td><td>1 (0.333)</td><td>0 (0.000)</td>" in page
+    assert "<tr><td>1</td><td>124</td><td>2 (0.667)</td><td>1 (0.333)</td>" in page
 
     # Self-contained: every image is a data URI, nothing is fetched from anywhere.
     sources = re.findall(r'src="([^"]*)"', page)
@@ -173,17 +210,61 @@ def test_grid_pixels_draw_cells_and_borders() -> None:
         grid_pixels(())
 
 
-def test_report_without_log_or_baseline(tmp_path: Path) -> None:
+def test_report_without_log_or_baseline(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CODEIT_DATA", str(tmp_path / "no_data"))  # no official curve either
     workdir, task_dir = make_workdir(tmp_path, logs=False, mutation=False)
     page = write_report(workdir, tmp_path / "out" / "r.html", tasks=str(task_dir)).read_text()
     assert 'alt="CodeIt against the mutation baseline"' not in page
     assert 'id="task-aaaa0001"' in page
-    # A baseline given by flag is drawn alone: without a log CodeIt cannot be placed on its axis.
+    # A baseline given by flag: CodeIt is placed by performance.csv's own x, no log needed.
     baseline = tmp_path / "baseline.csv"
     baseline.write_text("samples,fraction\n100,0.1\n200,0.2\n")
     page = write_report(workdir, tmp_path / "r2.html", str(task_dir), str(baseline)).read_text()
     assert 'alt="CodeIt against the mutation baseline"' in page
+    assert "CodeIt is the paper&#x27;s figure" in page
+
+
+def test_report_of_a_run_written_before_the_paper_columns(tmp_path: Path, monkeypatch) -> None:
+    """An older performance.csv: dashes in the table, no headline, the policy placed by the
+    sample log (no mutation offset known), or not at all without one."""
+    monkeypatch.setenv("CODEIT_DATA", str(tmp_path / "no_data"))
+    workdir, task_dir = make_workdir(tmp_path, legacy=True)
+    page = write_report(workdir, tasks=str(task_dir)).read_text()
+    assert "<tr><td>1</td><td>&ndash;</td><td>&ndash;</td><td>1 (0.333)</td>" in page
+    assert "The paper's CodeIt figure" not in page
+    assert "predates the paper columns: the policy alone, at 12 programs sampled" in page
+    for log in workdir.glob("log_*.json"):
+        log.unlink()
+    page = write_report(workdir, tasks=str(task_dir)).read_text()
     assert "CodeIt is not placed on this axis" in page
+
+
+def test_the_official_baseline_curve_is_found_in_the_codeit_data(tmp_path, monkeypatch) -> None:
+    data = tmp_path / "codeit-data"
+    data.mkdir()
+    (data / "mutation_performance.csv").write_text("9600,0.07\n19200,0.08\n28800,0.08\n")
+    monkeypatch.setenv("CODEIT_DATA", str(data))
+    workdir, task_dir = make_workdir(tmp_path, mutation=False)
+    page = write_report(workdir, tasks=str(task_dir)).read_text()
+    assert f"Mutation baseline: {data / 'mutation_performance.csv'}" in page
+    assert "goes on to 28,800 samples (0.080)" in page
+
+
+def test_comparison_axis_is_the_number_of_sampled_programs() -> None:
+    rows = [
+        {"meta_iteration": i, "cumulative_performance": 0.1 * i, "num_sampled_programs": x,
+         "paper_cumulative_performance": 0.2 + 0.1 * i}
+        for i, x in enumerate((28_800, 38_400))
+    ]  # fmt: skip
+    x, paper, own = codeit_points(rows, samples_per_iteration=None)
+    assert (x, paper, own) == ([28_800, 38_400], [0.2, 0.30000000000000004], [0.0, 0.1])
+    old = [{k: r[k] for k in ("meta_iteration", "cumulative_performance")} for r in rows]
+    assert codeit_points(old, samples_per_iteration=9_600) == ([9_600, 19_200], None, [0.0, 0.1])
+    assert codeit_points(old, samples_per_iteration=None) is None
+    baseline = [(9_600, 0.07), (19_200, 0.08), (988_800, 0.14)]
+    assert axis_end(x, baseline) == 38_400  # the CodeIt run's range, not the baseline's
+    assert axis_end([96], baseline) == 9_600  # at least the baseline's first point
+    assert axis_end([], baseline) == 988_800
 
 
 def test_report_warns_when_grids_do_not_match_the_records(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from codeit_jax.sandbox import (
     ERROR_KINDS,
     FUNCTION,
     MEMORY,
+    OUTPUT_SIZE,
     RUNTIME,
     STATE_SIZE,
     SYNTAX,
@@ -113,7 +114,7 @@ def test_runs_match_program_run_and_keep_the_batch_shape(sandbox):
 
 
 def test_outcome_fields_and_error_kinds(sandbox):
-    assert ERROR_KINDS == (SYNTAX, RUNTIME, TIMEOUT, MEMORY, STATE_SIZE, CRASH)
+    assert ERROR_KINDS == (SYNTAX, RUNTIME, TIMEOUT, MEMORY, STATE_SIZE, CRASH, OUTPUT_SIZE)
     rows = sandbox.run([(text, [GRID]) for text in MIXED[len(VALID) :]])
     got = [(row[0].ok, row[0].error, row[0].detail) for row in rows]
     assert got[0][:2] == (False, SYNTAX) and "line 1" in got[0][2]
@@ -173,7 +174,7 @@ def test_output_size_cap_is_configurable():
     with Sandbox(workers=1, max_output_bytes=300) as sb:
         (small,), (large,) = sb.run([("O = size(I)", [big]), ("O = vmirror(I)", [big])])
     assert small == Outcome(True, 30)
-    assert large.error == STATE_SIZE and "300 bytes" in large.detail
+    assert large.error == OUTPUT_SIZE and "300 bytes" in large.detail
 
 
 def test_time_budget_is_per_line_and_survives_swallowed_signals(sandbox):
@@ -281,6 +282,7 @@ def test_bad_batches_are_refused_with_clear_errors(sandbox):
         ({"clock": "gpu"}, ValueError),
         ({"hard_factor": 0.5}, ValueError),
         ({"hard_grace_s": "1"}, TypeError),
+        ({"housekeeping_s": 0}, ValueError),
         ({"_compiler": "no_colon"}, ValueError),
         ({"_compiler": "no_such_module_xyz:parse"}, ImportError),
     ],

@@ -5,11 +5,13 @@ syntactically fine but wrong (wrong primitive, wrong argument, applied to the wr
 the main generator edits ground-truth programs at the level of names, which keeps most of them
 parseable and makes them fail at run time. Random token sequences and hand-made pathological
 programs (huge upscales, ``multiply`` chains feeding ``interval``, ``power`` to huge exponents,
-deep compositions) cover the rest.
+deep compositions) cover the rest. :func:`large_output_text` writes a hostile program of another
+kind: its output passes CodeIt's length rule but is large in memory.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -95,6 +97,33 @@ def pathological_texts() -> list[str]:
     forked += [f"x{k} = fork(combine, x{k - 1}, x{k - 1})" for k in range(2, 40)]
     texts.append("\n".join(forked + ["O = x39(I)"]))
     return texts
+
+
+_DIGITS = ["ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE", "TEN"]
+
+
+def large_output_text(
+    inputs: Sequence[Any], cells: int = 90_000, primitive: str = "partition"
+) -> str:
+    """A program whose output on ``inputs`` has few elements but about ``cells`` cells.
+
+    The input is upscaled by a factor that makes its largest grid about ``cells`` cells (with
+    fewer than 1,000 rows, so CodeIt's length rule keeps it) and split by colour with
+    ``primitive`` (``partition`` or ``fgpartition``): at most ten frozensets, so the output
+    passes the length rule too, yet each of its cells is a tuple in a frozenset.
+    """
+    height = max(len(grid) for grid in inputs)
+    area = max(len(grid) * len(grid[0]) for grid in inputs)
+    factor = max(2, min(109, math.isqrt(cells // area), 999 // height))
+    tens, units = divmod(factor, 10)
+    return "\n".join(
+        [
+            f"x1 = multiply(TEN, {_DIGITS[tens]})",
+            f"x2 = add(x1, {_DIGITS[units]})",
+            "x3 = upscale(I, x2)",
+            f"O = {primitive}(x3)",
+        ]
+    )
 
 
 def policy_like_workload(

