@@ -312,7 +312,8 @@ def initial_state(loop: Loop) -> RunState:
 
 
 def train_on_buffer(loop: Loop, state: RunState, i: int) -> tuple[TrainState, list[float]]:
-    """Train the policy for ``train.epochs`` epochs on a prioritized sample of the buffer;
+    """Train the policy for ``train.epochs`` epochs (meta-iteration 0: ``train.first_epochs``
+    when set) on a prioritized sample of the buffer;
     returns the new train state and each epoch's mean loss."""
     t = loop.config.train
     sample = state.buffer.sample(
@@ -335,7 +336,10 @@ def train_on_buffer(loop: Loop, state: RunState, i: int) -> tuple[TrainState, li
     if t.reset_optimizer:  # CodeIt: a new AdamW at every meta-iteration's trainer.fit
         train_state = loop.policy.trainer.reset_optimizer(train_state)
     losses = []
-    for epoch in range(t.epochs):
+    # A first meta-iteration may train longer: the policy learns the DSL from the seed and
+    # mutated tasks before it samples anything (meta-iteration 0 samples right after).
+    epochs = t.first_epochs if i == 0 and t.first_epochs else t.epochs
+    for epoch in range(epochs):
         train_state, metrics = loop.policy.trainer.train_epoch(
             train_state, batcher, epoch, progress=loop.progress
         )

@@ -173,6 +173,7 @@ def _check(c: ConfigDict) -> None:
         _positive_int(c, f"train.{name}", minimum=0)
     for name in ("epochs", "batch_size", "grad_accum_steps"):
         _positive_int(c, f"train.{name}")
+    _positive_int(c, "train.first_epochs", minimum=0)
     _positive_int(c, "train.warmup_steps", minimum=0)
     _number(c, "train.learning_rate", 0.0, 1.0, open_low=True)
     _number(c, "train.weight_decay", 0.0, 1.0)

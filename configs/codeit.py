@@ -64,6 +64,7 @@ def get_config() -> ConfigDict:
     config.train.n_policy = 90_000  # experiences sampled per meta-iteration from each partition
     config.train.n_mutated = 10_000
     config.train.epochs = 1
+    config.train.first_epochs = 0  # epochs of meta-iteration 0 (0: train.epochs, as CodeIt)
     config.train.batch_size = 512  # effective batch over all devices (CodeIt: 8 x 64 accumulated)
     # Micro-batches per step: 64 gives CodeIt's micro-batch of 8 rows, over which its loss is
     # averaged (loss_on_padding); it must split over the devices, so raise the micro-batch
