@@ -18,6 +18,7 @@ from absl import logging
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
+from codeit_jax.atomic_io import write_text_atomic
 from codeit_jax.errors import ConfigError
 from codeit_jax.mutated_tasks import MutatedLoad, load_mutated_files
 from codeit_jax.paths import codeit_data_dir
@@ -81,7 +82,7 @@ def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     failed = sorted(r["task"] for r in records if r["correct"] != r["total"])
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "check_data.json"
-    out.write_text(json.dumps(records, indent=1))
+    write_text_atomic(out, json.dumps(records, indent=1))
     runs = sum(r["total"] for r in records)
     summary = {
         "data_dir": str(data_dir),

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from codeit_jax.atomic_io import write_json_atomic
 
 Grid = tuple[tuple[int, ...], ...]
 Example = tuple[Grid, Grid]
@@ -160,20 +161,6 @@ def _json_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
 
 
-def _write_json_atomic(obj: Any, path: Path) -> None:
-    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # --------------------------------------------------------------------------- ARC loaders
 
 
@@ -289,7 +276,7 @@ def save_codeit_dir(tasks: Iterable[Task], path: str | os.PathLike) -> None:
     for task in tasks:
         if "/" in task.key or task.key.startswith("."):
             raise ValueError(f"task key {task.key!r} cannot be used as a file name")
-        _write_json_atomic(task_to_codeit(task), path / f"{task.key}.json")
+        write_json_atomic(path / f"{task.key}.json", task_to_codeit(task), indent=None)
 
 
 def load_codeit_file(path: str | os.PathLike) -> list[Task]:
@@ -314,4 +301,4 @@ def save_codeit_file(tasks: Iterable[Task], path: str | os.PathLike) -> None:
         if task.key in obj:
             raise ValueError(f"duplicate task key {task.key!r}")
         obj[task.key] = task_to_codeit(task)
-    _write_json_atomic(obj, Path(path))
+    write_json_atomic(Path(path), obj, indent=None)

@@ -55,6 +55,7 @@ from typing import Any, Protocol
 from absl import logging
 from ml_collections import ConfigDict
 
+from codeit_jax.atomic_io import write_json_atomic, write_text_atomic
 from codeit_jax.metrics import SolutionRecord, submission, task_solved
 from codeit_jax.mutated_tasks import official_cells, search_file
 from codeit_jax.mutation.mutate import MutationError, MutationWeights, Mutator, accept_outputs
@@ -503,19 +504,23 @@ def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
                 by_task.setdefault(t, []).append(record)
         solved = sum(task_solved(found) for found in by_task.values())
         curve.append((n, solved / len(tasks)))
-    with open(workdir / PERFORMANCE_FILE, "w") as f:
-        f.writelines(f"{n},{fraction!r}\n" for n, fraction in curve)
-    with open(workdir / CANDIDATES_FILE, "w") as f:
-        json.dump([record.to_json() for _, record in records], f)
+    write_text_atomic(
+        workdir / PERFORMANCE_FILE, "".join(f"{n},{fraction!r}\n" for n, fraction in curve)
+    )
+    write_json_atomic(
+        workdir / CANDIDATES_FILE, [record.to_json() for _, record in records], indent=None
+    )
     final: dict[str, list[SolutionRecord]] = {}
     for t, record in records:
         final.setdefault(keys[t], []).append(record)
     solutions = {key: [r.to_json() for r in submission(final[key])] for key in sorted(final)}
-    with open(workdir / "mutation_solutions.json", "w") as f:
-        json.dump(solutions, f, indent=1)
+    write_text_atomic(workdir / "mutation_solutions.json", json.dumps(solutions, indent=1))
     for n in ends:
-        with open(workdir / SOLUTIONS_FILE.format(n=n), "w") as f:
-            json.dump(official_solutions([r for _, r in records], n), f)
+        write_json_atomic(
+            workdir / SOLUTIONS_FILE.format(n=n),
+            official_solutions([r for _, r in records], n),
+            indent=None,
+        )
     search_start = time.time()
     search = write_search_tasks(config, workdir, executor, tasks, ends)
     search_seconds = time.time() - search_start
@@ -671,7 +676,6 @@ def run(
         summary.update(generate(config, workdir, executor))
         if config.evaluate:
             summary.update(evaluate(config, workdir, executor))
-    with open(workdir / SUMMARY_FILE, "w") as f:
-        json.dump(summary, f, indent=1)
+    write_text_atomic(workdir / SUMMARY_FILE, json.dumps(summary, indent=1))
     logging.info("mutation baseline: %s", summary)
     return summary
