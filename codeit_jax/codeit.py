@@ -38,8 +38,9 @@ from codeit_jax.model.t5 import count_params
 from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
+from codeit_jax.run_inputs import read_inputs
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
-from codeit_jax.seeds import load_eval_tasks, seed_tasks
+from codeit_jax.seeds import seed_tasks
 from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
     RunCheckpoints,
@@ -104,11 +105,12 @@ def run(
     """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
     begin = time.perf_counter()
     config = prepare_config(config)
-    paper = load_paper_metric(config)  # a malformed file stops the run before anything is written
+    # Every input is read before the workdir exists: a bad one leaves nothing behind.
+    inputs = read_inputs(config)
+    paper, eval_tasks = inputs.paper, inputs.eval_tasks
     quiet_orbax_logs()
     initialize_distributed(config.distributed)
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     writer = jax.process_index() == 0
     progress = bool(config.progress) and writer
     logging.info(
@@ -120,7 +122,6 @@ def run(
     )
     if not config.model.init_from:
         logging.info(pretraining_note(config))
-    eval_tasks = load_eval_tasks(config)
     policy = build_policy(config, make_mesh(), known_programs(config))
     logging.info(
         "policy: T5 %s (%s), vocabulary %d, %d devices",
@@ -129,6 +130,7 @@ def run(
         policy.model_config.vocab_size,
         jax.device_count(),
     )
+    workdir.mkdir(parents=True, exist_ok=True)  # the run's first write
     checkpoints = RunCheckpoints(
         workdir / CHECKPOINT_DIR, run_identity(config), config.checkpoint_max_to_keep
     )

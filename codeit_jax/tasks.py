@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from codeit_jax.atomic_io import write_json_atomic
+from codeit_jax.errors import InputError
 
 Grid = tuple[tuple[int, ...], ...]
 Example = tuple[Grid, Grid]
@@ -46,8 +47,8 @@ ARC_VERSIONS: dict[str, str] = {
 _SPLITS = {"training": 0, "train": 0, "evaluation": 1, "eval": 1}
 
 
-class TaskFormatError(ValueError):
-    """A task file or record does not have the expected structure."""
+class TaskFormatError(InputError):
+    """A task file or record does not have the expected structure (or cannot be read)."""
 
 
 @dataclass(frozen=True)
@@ -144,20 +145,29 @@ def _examples_to_json(examples: Sequence[Example]) -> list[dict[str, list[list[i
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file's content; `TaskFormatError` naming the file when it cannot be read."""
+    """A JSON file's content; `TaskFormatError` naming the file and the reason when it cannot
+    be read: missing or unreadable, not UTF-8, not JSON, or nested too deeply to parse."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise TaskFormatError(f"{path}: not valid JSON ({e})") from e
+        raise TaskFormatError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise TaskFormatError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})"
+        ) from None
+    except RecursionError:
+        raise TaskFormatError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise TaskFormatError(f"{path}: not valid JSON ({e})") from None
     except OSError as e:
-        raise TaskFormatError(f"{path}: cannot be read ({e.strerror})") from e
+        raise TaskFormatError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
 def _json_files(path: Path) -> list[Path]:
     """The task files of a directory, sorted; other files (COPYRIGHT_NOTICE, ...) are ignored."""
     if not path.is_dir():
-        raise FileNotFoundError(f"task directory not found: {path}")
+        raise TaskFormatError(f"{path}: task directory not found")
     return sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
 
 

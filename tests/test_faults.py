@@ -9,14 +9,27 @@ command-line cases run ``python -m codeit_jax.main`` as a user would.
 from __future__ import annotations
 
 import os
+import re
+import runpy
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from ml_collections import ConfigDict
 
+from codeit_jax import check_data, codeit_config
 from codeit_jax.atomic_io import write_json_atomic, write_text_atomic
+from codeit_jax.codeit_config import prepare_config
+from codeit_jax.config_schema import check_fields, leaf_fields
+from codeit_jax.errors import ConfigError
+from codeit_jax.main import EXPERIMENTS
 from codeit_jax.metrics import write_performance_csv
-from codeit_jax.tasks import Task, save_codeit_dir, save_codeit_file
+from codeit_jax.mutation import baseline
+from codeit_jax.run_inputs import read_inputs
+from codeit_jax.tasks import Task, TaskFormatError, read_json, save_codeit_dir, save_codeit_file
+from tests.codeit_testing import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,3 +84,381 @@ def test_atomic_write_leaves_the_old_file_when_it_fails(tmp_path):
         write_text_atomic(target, "a lone surrogate cannot be written: \ud800")
     assert target.read_text() == '{\n "old": true\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+# --------------------------------------------------------------------------- config values
+
+
+def _config_files() -> list[Path]:
+    return sorted((REPO / "configs").glob("*.py"))
+
+
+def _field_tables() -> dict:
+    tables = {
+        "codeit": codeit_config.FIELDS,
+        "mutation": baseline.FIELDS,
+        "check_data": check_data.FIELDS,
+    }
+    assert set(tables) == set(EXPERIMENTS)  # a new job brings its table
+    return tables
+
+
+@pytest.mark.parametrize("path", _config_files(), ids=lambda p: p.name)
+def test_every_field_of_every_config_file_has_a_rule(path):
+    config = runpy.run_path(str(path))["get_config"]()
+    table = _field_tables()[config.experiment]
+    assert set(leaf_fields(config)) == set(table)
+    for name, value in leaf_fields(config).items():
+        assert table[name].accepts(value), (name, value)
+
+
+#: (experiment's config file, field, a value its rule refuses)
+BAD_VALUES = [
+    ("tiny", "seed", 2**32),
+    ("tiny", "seed", -1),
+    ("tiny", "sandbox.memory_mb", -5),
+    ("tiny", "sandbox.max_state_size", 0),
+    ("tiny", "sandbox.timeout_s", float("nan")),
+    ("tiny", "buffer.reduce_percentage", 1.0),
+    ("tiny", "buffer.epsilon", 0.0),
+    ("tiny", "model.dtype", "int8"),
+    ("tiny", "checkpoint_max_to_keep", 0),
+    ("tiny", "tensorboard", 1),
+    ("tiny", "train.learning_rate", float("inf")),
+    ("mutation", "seed", 2**32),
+    ("mutation", "memory_mb", -5),
+    ("mutation", "max_random_lines", 0),
+    ("mutation", "eval_group_size", True),
+    ("check_data", "max_state_size", 0),
+    ("check_data", "n_examples", 0),
+]
+
+
+@pytest.mark.parametrize("name, field, value", BAD_VALUES)
+def test_a_bad_value_is_refused_naming_its_field(name, field, value):
+    config = runpy.run_path(str(REPO / "configs" / f"{name}.py"))["get_config"]()
+    # ConfigDict keeps a field's type: a value of another type goes in through a plain dict.
+    values = config.to_dict()
+    node, _, last = field.rpartition(".")
+    target = values
+    for part in filter(None, node.split(".")):
+        target = target[part]
+    target[last] = value
+    with pytest.raises(ConfigError, match=rf"^config\.{field} must be "):
+        check_fields(ConfigDict(values), _field_tables()[config.experiment])
+
+
+def test_an_unknown_field_in_a_config_file_names_the_closest_one():
+    config = runpy.run_path(str(REPO / "configs" / "tiny.py"))["get_config"]()
+    values = config.to_dict()
+    values["sampling"]["tempreature"] = 1.0
+    with pytest.raises(ConfigError) as error:
+        check_fields(ConfigDict(values), _field_tables()["codeit"])
+    assert str(error.value) == (
+        "config.sampling.tempreature is not a field of this config; did you mean "
+        "config.sampling.temperature?"
+    )
+
+
+# --------------------------------------------------------------------------- input files
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+#: Bad JSON files: name -> (content, what the one-line message says).
+BAD_FILES = {
+    "not_utf8": (b'{"task_key": "\xff\xfe"}', "not UTF-8 text (byte 0xff at offset 14)"),
+    "nested": (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply to read"),
+    "truncated": (b'{"a": [1, 2', "not valid JSON (Expecting"),
+    "huge_int": (b"1" * 5000, "not valid JSON (Exceeds the limit"),
+    "empty": (b"", "not valid JSON (Expecting value"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_a_bad_json_file_is_one_error_naming_it(tmp_path, kind):
+    content, reason = BAD_FILES[kind]
+    path = _write_bytes(tmp_path / f"{kind}.json", content)
+    with pytest.raises(TaskFormatError) as error:
+        read_json(path)
+    assert str(error.value).startswith(f"{path}: {reason}")
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, codeit_data) -> dict[str, Path]:
+    """A data directory whose evaluation/ holds a file that is not UTF-8, plus bad mutated,
+    A1 search and mutation solutions files."""
+    data = tmp_path / "data"
+    (data / "evaluation").mkdir(parents=True)
+    (data / "training").symlink_to(codeit_data / "training")
+    task = (codeit_data / "evaluation" / "00576224.json").read_bytes()
+    _write_bytes(data / "evaluation" / "00576224.json", task)
+    search = tmp_path / "search"
+    save_codeit_file([], search / "mutated_tasks_search_10.json")
+    return {
+        "data": data,
+        "eval_task": _write_bytes(tmp_path / "bad_eval" / "x.json", BAD_FILES["not_utf8"][0]),
+        "nested": _write_bytes(tmp_path / "nested.json", BAD_FILES["nested"][0]),
+        "list": _write_bytes(tmp_path / "list.json", b"[]"),
+        "truncated": _write_bytes(tmp_path / "truncated.json", BAD_FILES["truncated"][0]),
+        "search": search,
+        "search_bad": _write_bytes(search / "mutated_tasks_search_20.json", b"[1, 2]"),
+    }
+
+
+def _codeit_case(bad_inputs: dict[str, Path], case: str) -> ConfigDict:
+    config = tiny_config(bad_inputs["data"])
+    if case == "eval_task":
+        (bad_inputs["data"] / "evaluation" / "x.json").symlink_to(bad_inputs["eval_task"])
+    elif case == "mutated_file":
+        config.data.mutated_files = str(bad_inputs["nested"])
+    elif case == "mutated_list":
+        config.data.mutated_files = str(bad_inputs["list"])
+    elif case == "mutation_solutions":
+        config.metric.mutation_solutions = str(bad_inputs["truncated"])
+    elif case == "a1_search_file":
+        config.ablation = "a1_no_exit"
+        config.n_meta_iterations = 2
+        config.no_exit.update(search_dir=str(bad_inputs["search"]), start_samples=10, interval=10)
+    return config
+
+
+CODEIT_INPUT_CASES = {
+    "eval_task": "evaluation/x.json: not UTF-8 text",
+    "mutated_file": "nested.json: JSON nested too deeply to read",
+    "mutated_list": "list.json: expected a JSON object keyed by task key",
+    "mutation_solutions": "mutation solutions file .*truncated.json: not valid JSON",
+    "a1_search_file": "mutated_tasks_search_20.json: expected a JSON object keyed by task key",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CODEIT_INPUT_CASES))
+def test_every_codeit_input_is_read_before_the_workdir_exists(tmp_path, bad_inputs, case):
+    config = prepare_config(_codeit_case(bad_inputs, case))
+    with pytest.raises((TaskFormatError, ConfigError), match=CODEIT_INPUT_CASES[case]):
+        read_inputs(config)
+
+
+def test_the_mutation_baseline_reads_its_inputs_before_writing(tmp_path, bad_inputs):
+    config = runpy.run_path(str(REPO / "configs" / "mutation.py"))["get_config"]()
+    config.unlock()
+    config.update(data_dir=str(bad_inputs["data"]), eval_tasks="codeit", n_samples=20)
+    config.save_chunk_size = 10
+    (bad_inputs["data"] / "evaluation" / "x.json").symlink_to(bad_inputs["eval_task"])
+    workdir = tmp_path / "run"
+    with pytest.raises(TaskFormatError, match="evaluation/x.json: not UTF-8 text"):
+        baseline.run(config, workdir, executor_factory=_no_executor)
+    assert not workdir.exists()
+    # A chunk file that a resumed run finds damaged stops it before anything new is written.
+    config.evaluate = False
+    workdir.mkdir()
+    _write_bytes(workdir / "mutated_tasks_train_10.json", b'{"x": ')
+    with pytest.raises(TaskFormatError, match="mutated_tasks_train_10.json: not valid JSON"):
+        baseline.run(config, workdir, executor_factory=_no_executor)
+    assert [p.name for p in workdir.iterdir()] == ["mutated_tasks_train_10.json"]
+
+
+def _no_executor(config):
+    raise AssertionError("the sandbox must not start for a refused input")
+
+
+# --------------------------------------------------------------------------- the command line
+
+_LOG_LINE = re.compile(r"^[IW]\d{4} ")  # absl INFO and WARNING lines
+
+
+def run_main(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python -m codeit_jax.main ARGS`` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "codeit_jax.main", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
+
+
+def failure_line(proc: subprocess.CompletedProcess, status: int) -> str:
+    """The one error line of a failed run (every other stderr line is a log line)."""
+    assert proc.returncode == status, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if not _LOG_LINE.match(line)]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    assert proc.stdout == ""
+    return lines[0]
+
+
+def _tiny_flags(data: Path) -> list[str]:
+    return ["--config=configs/tiny.py", f"--config.data.data_dir={data}"]
+
+
+#: id -> (command-line arguments after --workdir, a part of the one-line message); every case
+#: exits 2 and writes nothing.
+CLI_CASES: dict[str, tuple[list[str], str]] = {
+    "unknown_field": (
+        ["--config=configs/tiny.py", "--config.sampling.tempreature=1"],
+        "error: invalid config: config.sampling.tempreature is not a field of this config; "
+        "did you mean config.sampling.temperature?",
+    ),
+    "unknown_field_locked_config": (
+        ["--config=configs/mutation.py", "--config.seedx=1"],
+        "did you mean config.seed?",
+    ),
+    "field_of_a_value": (
+        ["--config=configs/check_data.py", "--config.n_examples.x=1"],
+        "config.n_examples is a value, not a group of fields",
+    ),
+    "value_of_another_type": (
+        ["--config=configs/tiny.py", "--config.seed=abc"],
+        "error: invalid config: flag --config.seed=abc: invalid literal for int()",
+    ),
+    "missing_config_file": (
+        ["--config=configs/nope.py"],
+        "error: invalid config: --config=configs/nope.py: cannot be loaded: [Errno 2]",
+    ),
+    "unknown_flag": (["--config=configs/tiny.py", "--wrkdir=x"], "Unknown command line flag"),
+    "no_config": ([], "error: invalid config: --config=configs/<name>.py is required"),
+    "memory_mb": (
+        ["--config=configs/tiny.py", "--config.sandbox.memory_mb=-5"],
+        "error: invalid config: config.sandbox.memory_mb must be an integer >= 1, got -5",
+    ),
+    "max_state_size": (
+        ["--config=configs/tiny.py", "--config.sandbox.max_state_size=0"],
+        "config.sandbox.max_state_size must be an integer >= 1, got 0",
+    ),
+    "seed_2_32": (
+        ["--config=configs/tiny.py", "--config.seed=4294967296"],
+        "config.seed must be an integer in [0, 4294967295], got 4294967296",
+    ),
+    "mutation_n_samples": (
+        ["--config=configs/mutation.py", "--config.n_samples=0"],
+        "error: invalid config: config.n_samples must be an integer >= 1, got 0",
+    ),
+    "mutation_weights": (
+        ["--config=configs/mutation.py", "--config.phi_arg=0.9", "--config.phi_func=0.3"],
+        "phi_arg + phi_func must be at most 1",
+    ),
+    "check_data_state_size": (
+        ["--config=configs/check_data.py", "--config.max_state_size=0"],
+        "config.max_state_size must be None or an integer >= 1, got 0",
+    ),
+}
+#: Cases that fail while the command line is parsed (well under a second each).
+FAST_CLI_CASES = {
+    "unknown_field",
+    "unknown_field_locked_config",
+    "field_of_a_value",
+    "value_of_another_type",
+    "missing_config_file",
+    "no_config",
+    "memory_mb",
+}
+
+
+def _cli_params(cases):
+    return [
+        pytest.param(case, marks=() if case in FAST_CLI_CASES else pytest.mark.slow)
+        for case in sorted(cases)
+    ]
+
+
+@pytest.mark.parametrize("case", _cli_params(CLI_CASES))
+def test_bad_command_lines_stop_with_one_line(tmp_path, case):
+    args, message = CLI_CASES[case]
+    workdir = tmp_path / "run"
+    if case != "no_config":
+        args = [*args, f"--workdir={workdir}"]
+    line = failure_line(run_main(args), status=2)
+    assert message in line
+    assert not workdir.exists()
+
+
+def overrides(config: ConfigDict, name: str = "tiny") -> list[str]:
+    """The command line that gives ``config`` from configs/<name>.py."""
+    base = leaf_fields(runpy.run_path(str(REPO / "configs" / f"{name}.py"))["get_config"]())
+    args = [f"--config=configs/{name}.py"]
+    for field, value in leaf_fields(config).items():
+        if value != base[field]:
+            args.append(f"--config.{field}={value}")
+    return args
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=() if case == "eval_task" else pytest.mark.slow)
+        for case in sorted(CODEIT_INPUT_CASES)
+    ],
+)
+def test_bad_input_files_stop_the_command_with_one_line(tmp_path, bad_inputs, case):
+    args = overrides(_codeit_case(bad_inputs, case))
+    workdir = tmp_path / "run"
+    line = failure_line(run_main([*args, f"--workdir={workdir}"]), status=2)
+    assert re.search(CODEIT_INPUT_CASES[case], line), line
+    assert not workdir.exists()
+
+
+_FAULTY_JOB = """
+from codeit_jax import main
+from codeit_jax.errors import RunError
+from codeit_jax.tasks import TaskFormatError
+
+
+def run(config, workdir):
+    fault = config.fault
+    if fault == "run_error":
+        raise RunError("the checkpoint of step 3 is damaged")
+    if fault == "os_error":
+        raise OSError(28, "No space left on device", str(workdir / "log_3.json"))
+    if fault == "interrupt":
+        raise KeyboardInterrupt
+    if fault == "input_error":
+        raise TaskFormatError("/data/x.json: not UTF-8 text")
+    return {"fine": True}
+
+
+if __name__ == "__main__":
+    main.EXPERIMENTS["faulty"] = "faulty_job:run"
+    main.run()
+"""
+_FAULTY_CONFIG = """
+from ml_collections import ConfigDict
+
+
+def get_config():
+    return ConfigDict({"experiment": "faulty", "workdir": "", "fault": "none"})
+"""
+
+
+@pytest.mark.parametrize(
+    "fault, status, line",
+    [
+        ("run_error", 1, "error: the checkpoint of step 3 is damaged"),
+        ("os_error", 1, "error: [Errno 28] No space left on device: '{workdir}/log_3.json'"),
+        ("interrupt", 130, "error: interrupted: run the same command again to resume"),
+        ("input_error", 2, "error: invalid input: /data/x.json: not UTF-8 text"),
+    ],
+)
+def test_job_failures_are_one_line_with_their_exit_status(tmp_path, fault, status, line):
+    (tmp_path / "faulty_job.py").write_text(_FAULTY_JOB)
+    (tmp_path / "faulty.py").write_text(_FAULTY_CONFIG)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "faulty_job.py"),
+            f"--config={tmp_path / 'faulty.py'}",
+            f"--config.fault={fault}",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{tmp_path}"},
+    )
+    assert failure_line(proc, status) == line.format(workdir=tmp_path)

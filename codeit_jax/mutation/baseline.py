@@ -55,7 +55,9 @@ from typing import Any, Protocol
 from absl import logging
 from ml_collections import ConfigDict
 
+from codeit_jax import config_schema as schema
 from codeit_jax.atomic_io import write_json_atomic, write_text_atomic
+from codeit_jax.errors import ConfigError
 from codeit_jax.metrics import SolutionRecord, submission, task_solved
 from codeit_jax.mutated_tasks import official_cells, search_file
 from codeit_jax.mutation.mutate import MutationError, MutationWeights, Mutator, accept_outputs
@@ -87,7 +89,7 @@ class Executor(Protocol):
     def match(self, units: Sequence[tuple[Sequence[str], Any, Any]]) -> list[Any]: ...
 
 
-class BaselineError(ValueError):
+class BaselineError(ConfigError):
     """The configuration or the working directory cannot be used as asked."""
 
 
@@ -98,26 +100,40 @@ def _data_dir(config: ConfigDict) -> Path:
     return Path(config.data_dir) if config.get("data_dir") else codeit_data_dir()
 
 
+#: Every field of configs/mutation.py and what it accepts.
+FIELDS: dict[str, schema.Rule] = {
+    "experiment": schema.choice(["mutation"]),
+    "workdir": schema.path(),
+    "n_samples": schema.integer(1),
+    "save_chunk_size": schema.integer(1),
+    "seed": schema.seed(),
+    "tries_per_sample": schema.integer(1),
+    "draws_per_try": schema.integer(1),
+    "seed_source": schema.choice(["codeit", "random"]),
+    "data_dir": schema.path(),
+    "max_random_lines": schema.integer(1),
+    "phi_arg": schema.number(0.0, 1.0),
+    "phi_func": schema.number(0.0, 1.0),
+    "phi_var": schema.number(0.0, 1.0),
+    "workers": schema.integer(0),
+    "timeout_s": schema.number(0.0, low_open=True),
+    "memory_mb": schema.integer(1),
+    "max_state_size": schema.integer(1),
+    "evaluate": schema.boolean(),
+    "eval_tasks": schema.choice(["arc1", "codeit"]),
+    "n_eval_tasks": schema.integer(0),
+    "early_exit": schema.boolean(),
+    "save_search_tasks": schema.boolean(),
+    "eval_group_size": schema.integer(1),
+}
+
+
 def check_config(config: ConfigDict) -> None:
     """Reject bad settings up front with a message naming the field."""
-    for name in (
-        "n_samples",
-        "save_chunk_size",
-        "tries_per_sample",
-        "draws_per_try",
-        "eval_group_size",
-    ):
-        value = config.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise BaselineError(f"config.{name} must be a positive integer, got {value!r}")
-    if config.get("seed_source") not in ("codeit", "random"):
-        raise BaselineError(
-            f"config.seed_source must be 'codeit' or 'random', got {config.get('seed_source')!r}"
-        )
-    if config.get("eval_tasks") not in ("arc1", "codeit"):
-        raise BaselineError(
-            f"config.eval_tasks must be 'arc1' or 'codeit', got {config.get('eval_tasks')!r}"
-        )
+    try:
+        schema.check_fields(config, FIELDS)
+    except ConfigError as error:
+        raise BaselineError(str(error)) from None
     try:
         MutationWeights(config.phi_arg, config.phi_func, config.phi_var)
     except ValueError as error:
@@ -277,8 +293,9 @@ def generate_chunk(
     return [done[i] for i in sorted(done)]
 
 
-def generate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
-    """Write the chunk files up to ``n_samples``, resuming after the last one present."""
+def generated_upto(config: ConfigDict, workdir: Path) -> int:
+    """The samples the chunk files in ``workdir`` already hold (0: none); a file off the chunk
+    boundaries of ``save_chunk_size`` is refused."""
     ends = chunk_ends(config.n_samples, config.save_chunk_size)
     saved = saved_chunks(workdir)
     done_upto = 0
@@ -290,12 +307,23 @@ def generate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
             )
         if n <= config.n_samples:
             done_upto = max(done_upto, n)
+    return done_upto
+
+
+def generate(
+    config: ConfigDict, workdir: Path, executor: Executor, parents: list[Parent] | None = None
+) -> dict[str, Any]:
+    """Write the chunk files up to ``n_samples``, resuming after the last one present
+    (``parents``: `load_parents`' result, read here when not given)."""
+    ends = chunk_ends(config.n_samples, config.save_chunk_size)
+    done_upto = generated_upto(config, workdir)
     todo = [n for n in ends if n > done_upto]
     start = time.time()
     if not todo:
         logging.info("generation: all %d samples already in %s", config.n_samples, workdir)
         return {"generated_samples": 0, "resumed_from": done_upto, "generation_seconds": 0.0}
-    parents = load_parents(config, need_programs=config.seed_source == "codeit")
+    if parents is None:
+        parents = load_parents(config, need_programs=config.seed_source == "codeit")
     source = _make_source(config)
     first = done_upto + 1
     n_tasks = 0
@@ -471,13 +499,17 @@ def test_scores(
     }
 
 
-def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
-    """Score the saved mutants on the evaluation tasks; write the performance curve, the
-    solutions and (``save_search_tasks``) the search tasks."""
+def evaluate(
+    config: ConfigDict, workdir: Path, executor: Executor, tasks: list[Task] | None = None
+) -> dict[str, Any]:
+    """Score the saved mutants on the evaluation tasks (``tasks``: `load_eval_tasks`' result,
+    read here when not given); write the performance curve, the solutions and
+    (``save_search_tasks``) the search tasks."""
     start = time.time()
     programs = collect_programs(workdir, config.n_samples, config.eval_group_size)
     texts, found_at, ends = programs.texts, programs.found_at, programs.ends
-    tasks = load_eval_tasks(config)
+    if tasks is None:
+        tasks = load_eval_tasks(config)
     logging.info(
         "evaluating %d distinct programs (%d groups) on %d tasks",
         len(texts),
@@ -667,15 +699,25 @@ def run(
     workdir: Path,
     executor_factory: Callable[[ConfigDict], Any] = open_sandbox,
 ) -> dict[str, Any]:
-    """Generate (or resume) the mutated tasks and, if ``config.evaluate``, score them."""
+    """Generate (or resume) the mutated tasks and, if ``config.evaluate``, score them.
+
+    The config and every input (the seed tasks when samples remain to generate, the evaluation
+    tasks, the chunk files a resumed run already wrote) are checked before the first write.
+    """
     check_config(config)
     workdir = Path(workdir)
+    parents = None
+    if generated_upto(config, workdir) < config.n_samples:
+        parents = load_parents(config, need_programs=config.seed_source == "codeit")
+    tasks = load_eval_tasks(config) if config.evaluate else None
+    for path in saved_chunks(workdir).values():
+        load_codeit_file(path)
     workdir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"n_samples": config.n_samples, "seed_source": config.seed_source}
     with executor_factory(config) as executor:
-        summary.update(generate(config, workdir, executor))
+        summary.update(generate(config, workdir, executor, parents))
         if config.evaluate:
-            summary.update(evaluate(config, workdir, executor))
+            summary.update(evaluate(config, workdir, executor, tasks))
     write_text_atomic(workdir / SUMMARY_FILE, json.dumps(summary, indent=1))
     logging.info("mutation baseline: %s", summary)
     return summary
