@@ -38,7 +38,7 @@ from codeit_jax.model.t5 import count_params
 from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
-from codeit_jax.run_inputs import read_inputs
+from codeit_jax.run_inputs import RunInputs, read_inputs
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.seeds import seed_tasks
 from codeit_jax.shared_execution import process_executor
@@ -54,6 +54,7 @@ from codeit_jax.state import (
 )
 from codeit_jax.tasks import Task, load_codeit_dir
 from codeit_jax.trainer import TrainState, initialize_distributed
+from codeit_jax.workdir_lock import WorkdirLock
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -107,7 +108,6 @@ def run(
     config = prepare_config(config)
     # Every input is read before the workdir exists: a bad one leaves nothing behind.
     inputs = read_inputs(config)
-    paper, eval_tasks = inputs.paper, inputs.eval_tasks
     quiet_orbax_logs()
     initialize_distributed(config.distributed)
     workdir = Path(workdir)
@@ -131,6 +131,22 @@ def run(
         jax.device_count(),
     )
     workdir.mkdir(parents=True, exist_ok=True)  # the run's first write
+    with WorkdirLock(workdir, enabled=writer):  # before Orbax touches checkpoints/
+        return _run_locked(config, workdir, policy, inputs, executor_factory, progress, begin)
+
+
+def _run_locked(
+    config: ConfigDict,
+    workdir: Path,
+    policy: Policy,
+    inputs: RunInputs,
+    executor_factory: Callable[[ConfigDict], Any],
+    progress: bool,
+    begin: float,
+) -> dict[str, Any]:
+    """The run once the workdir is this process's: restore, meta-iterations, summary."""
+    writer = jax.process_index() == 0
+    paper, eval_tasks = inputs.paper, inputs.eval_tasks
     checkpoints = RunCheckpoints(
         workdir / CHECKPOINT_DIR, run_identity(config), config.checkpoint_max_to_keep
     )

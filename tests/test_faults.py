@@ -8,6 +8,7 @@ command-line cases run ``python -m codeit_jax.main`` as a user would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -23,12 +24,13 @@ from codeit_jax import check_data, codeit_config
 from codeit_jax.atomic_io import write_json_atomic, write_text_atomic
 from codeit_jax.codeit_config import prepare_config
 from codeit_jax.config_schema import check_fields, leaf_fields
-from codeit_jax.errors import ConfigError
+from codeit_jax.errors import ConfigError, RunError
 from codeit_jax.main import EXPERIMENTS
 from codeit_jax.metrics import write_performance_csv
 from codeit_jax.mutation import baseline
 from codeit_jax.run_inputs import read_inputs
 from codeit_jax.tasks import Task, TaskFormatError, read_json, save_codeit_dir, save_codeit_file
+from codeit_jax.workdir_lock import LOCK_FILE, WorkdirLock
 from tests.codeit_testing import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -462,3 +464,83 @@ def test_job_failures_are_one_line_with_their_exit_status(tmp_path, fault, statu
         env={**os.environ, "PYTHONPATH": f"{REPO}:{tmp_path}"},
     )
     assert failure_line(proc, status) == line.format(workdir=tmp_path)
+
+
+# --------------------------------------------------------------------------- one run per workdir
+
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from codeit_jax.workdir_lock import WorkdirLock
+
+with WorkdirLock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+    """Starts a process holding tmp_path/run's lock; yields (workdir, process)."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(workdir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline() == "locked\n"
+    yield workdir, process
+    if process.poll() is None:
+        process.kill()
+        process.wait(60)
+
+
+def test_a_second_run_on_a_workdir_stops_naming_the_holder(lock_holder):
+    workdir, holder = lock_holder
+    with pytest.raises(RunError) as error, WorkdirLock(workdir):
+        pass
+    message = str(error.value)
+    assert message.startswith(f"{workdir} is in use by another run (pid {holder.pid} on ")
+    assert "use another --workdir" in message
+    # Processes other than process 0 of a multi-host run do not lock, so they run on.
+    with WorkdirLock(workdir, enabled=False):
+        pass
+    assert json.loads((workdir / LOCK_FILE).read_text())["pid"] == holder.pid
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(lock_holder, caplog):
+    workdir, holder = lock_holder
+    holder.kill()
+    holder.wait(60)
+    assert (workdir / LOCK_FILE).exists()  # SIGKILL leaves the file; the kernel drops the lock
+    with caplog.at_level("WARNING"), WorkdirLock(workdir):
+        assert json.loads((workdir / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert f"taking over the lock of pid {holder.pid}" in caplog.text
+    assert not (workdir / LOCK_FILE).exists()  # released on exit
+
+
+def test_the_lock_is_released_when_the_run_fails(tmp_path):
+    with pytest.raises(ValueError, match="the run failed"), WorkdirLock(tmp_path):
+        raise ValueError("the run failed")
+    assert not (tmp_path / LOCK_FILE).exists()
+    with WorkdirLock(tmp_path), pytest.raises(RunError, match=f"pid {os.getpid()} on "):
+        WorkdirLock(tmp_path).acquire()
+
+
+def test_the_command_refuses_a_workdir_in_use(lock_holder, codeit_data):
+    workdir, holder = lock_holder
+    proc = run_main(
+        [
+            "--config=configs/mutation.py",
+            f"--config.data_dir={codeit_data}",
+            "--config.n_samples=4",
+            "--config.save_chunk_size=4",
+            "--config.evaluate=False",
+            f"--workdir={workdir}",
+        ]
+    )
+    line = failure_line(proc, status=1)
+    assert line.startswith(f"error: {workdir} is in use by another run (pid {holder.pid} on ")
+    assert [p.name for p in workdir.iterdir()] == [LOCK_FILE]

@@ -71,6 +71,7 @@ from codeit_jax.mutation.types import (
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.program import Program, ProgramError, parse
 from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file, save_codeit_file
+from codeit_jax.workdir_lock import WorkdirLock
 
 FILE_PATTERN = re.compile(r"mutated_tasks_train_(\d+)\.json\Z")
 PERFORMANCE_FILE = "mutation_performance.csv"
@@ -714,10 +715,10 @@ def run(
         load_codeit_file(path)
     workdir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"n_samples": config.n_samples, "seed_source": config.seed_source}
-    with executor_factory(config) as executor:
+    with WorkdirLock(workdir), executor_factory(config) as executor:
         summary.update(generate(config, workdir, executor, parents))
         if config.evaluate:
             summary.update(evaluate(config, workdir, executor, tasks))
-    write_text_atomic(workdir / SUMMARY_FILE, json.dumps(summary, indent=1))
+        write_text_atomic(workdir / SUMMARY_FILE, json.dumps(summary, indent=1))
     logging.info("mutation baseline: %s", summary)
     return summary
