@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging as std_logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,8 +31,10 @@ from codeit_jax.batching import BucketBatcher
 from codeit_jax.buffer import BufferConfig, ReplayBuffer
 from codeit_jax.codeit_config import data_dir, prepare_config, split_paths
 from codeit_jax.encoding import bare_program
+from codeit_jax.errors import RunError
 from codeit_jax.experience import EncodingSettings, add_tasks, encode_input
 from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, infer
+from codeit_jax.integrity import all_finite
 from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import Scoreboard
 from codeit_jax.model.t5 import count_params
@@ -349,6 +352,23 @@ def train_on_buffer(loop: Loop, state: RunState, i: int) -> tuple[TrainState, li
     return train_state, losses
 
 
+def ensure_finite(train_state: TrainState, losses: Sequence[float], i: int) -> None:
+    """Stop the run when training diverged: a NaN or infinite loss or parameter must not be
+    sampled from, written or checkpointed (saving it would rotate the good checkpoints away)."""
+    bad_loss = [loss for loss in losses if not math.isfinite(loss)]
+    if bad_loss:
+        what = f"the training loss is {bad_loss[0]}"
+    elif not all_finite(train_state):
+        what = "the train state holds NaN or infinite values"
+    else:
+        return
+    kept = f"checkpoint step {i} stays the latest" if i else "no checkpoint was saved"
+    raise RunError(
+        f"meta-iteration {i}: {what}; stopped before saving, so {kept} (lower "
+        "train.learning_rate or set train.max_grad_norm before running again)"
+    )
+
+
 def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i: int) -> int:
     """The buffer's new entries of meta-iteration ``i``; returns how many were added.
 
@@ -394,6 +414,7 @@ def meta_iteration(
         )
     begin = time.perf_counter()
     train_state, losses = train_on_buffer(loop, state, i)
+    ensure_finite(train_state, losses, i)
     train_seconds = time.perf_counter() - begin
     result = infer(
         loop.policy.sampler,

@@ -83,8 +83,7 @@ class WorkdirLock:
         previous = _read(fd)
         if previous:
             logging.warning(
-                "%s: taking over the lock of pid %s on %s, which is gone (a run that was "
-                "killed)",
+                "%s: taking over the lock of pid %s on %s, which is gone (a run that was killed)",
                 self.path,
                 previous.get("pid"),
                 previous.get("host"),

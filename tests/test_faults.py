@@ -17,15 +17,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 
 from codeit_jax import check_data, codeit_config
 from codeit_jax.atomic_io import write_json_atomic, write_text_atomic
+from codeit_jax.checkpoint import (
+    CheckpointStore,
+    DamagedCheckpointError,
+    NoUsableCheckpointError,
+    StateMismatchError,
+)
+from codeit_jax.codeit import ensure_finite
 from codeit_jax.codeit_config import prepare_config
 from codeit_jax.config_schema import check_fields, leaf_fields
 from codeit_jax.errors import ConfigError, RunError
+from codeit_jax.integrity import all_finite
 from codeit_jax.main import EXPERIMENTS
+from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import write_performance_csv
 from codeit_jax.mutation import baseline
 from codeit_jax.run_inputs import read_inputs
@@ -544,3 +557,261 @@ def test_the_command_refuses_a_workdir_in_use(lock_holder, codeit_data):
     line = failure_line(proc, status=1)
     assert line.startswith(f"error: {workdir} is in use by another run (pid {holder.pid} on ")
     assert [p.name for p in workdir.iterdir()] == [LOCK_FILE]
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+
+def _small_state(scale: float) -> dict:
+    """A replicated pytree with incompressible values (zstd then stores them raw, so flipped
+    bytes decompress into other numbers instead of failing to decompress)."""
+    mesh = make_mesh()
+    values = np.random.default_rng(int(scale)).normal(size=(64, 64)).astype(np.float32)
+    tree = {"params": {"w": jnp.asarray(values) * scale, "b": jnp.ones(8) * scale}}
+    tree["step"] = jnp.int32(int(scale))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def _template() -> dict:
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), _small_state(1.0)
+    )
+
+
+@pytest.fixture
+def three_steps(tmp_path) -> Path:
+    """A checkpoint directory with steps 1, 2, 3 (extra state and metadata in each)."""
+    directory = tmp_path / "checkpoints"
+    with CheckpointStore(directory, max_to_keep=3) as store:
+        for step in (1, 2, 3):
+            extra = {"buffer": np.arange(100 * step, dtype=np.int32)}
+            store.save(step, _small_state(float(step)), extra=extra, meta={"completed": step})
+        store.wait()
+    return directory
+
+
+def _flip_bytes(step_dir: Path) -> None:
+    """Overwrite bytes in the middle of every data file of a step, as a failing disk might."""
+    for path in (step_dir / "state").rglob("d/*"):
+        data = bytearray(path.read_bytes())
+        if len(data) > 4096:
+            for i in range(len(data) // 2, len(data) // 2 + 64, 4):
+                data[i : i + 2] = b"\xff\xff"
+            path.write_bytes(bytes(data))
+
+
+def _edit_meta(step_dir: Path, change) -> None:
+    path = step_dir / "meta" / "metadata"
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(three_steps, caplog):
+    _flip_bytes(three_steps / "3")
+    with caplog.at_level("WARNING"), CheckpointStore(three_steps, max_to_keep=3) as store:
+        restored = store.restore(_template())
+        assert restored.step == 2 and restored.meta == {"completed": 2}
+        np.testing.assert_array_equal(restored.state["params"]["b"], np.full(8, 2.0))
+        assert [s for s, _ in restored.skipped] == [3]
+        # The damaged step is kept aside, out of the way of the step the run saves again.
+        assert store.all_steps() == [1, 2]
+        store.save(3, _small_state(3.0))
+        store.wait()
+        assert store.all_steps() == [1, 2, 3]
+    assert (three_steps / "damaged" / "3" / "state").is_dir()
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(lines) == 1
+    assert re.fullmatch(
+        rf"{three_steps}: checkpoint step 3 is damaged \((checksum mismatch in its train state"
+        rf"|its arrays cannot be read: .*)\); restored step 2 instead, 3 moved to "
+        rf"{three_steps}/damaged/3",
+        lines[0],
+    ), lines[0]
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (
+            lambda d: _edit_meta(d, lambda r: r["checksums"].update(state="0" * 64)),
+            "checksum mismatch in its train state",
+        ),
+        (
+            lambda d: _edit_meta(d, lambda r: r["checksums"].update(extra="0" * 64)),
+            "checksum mismatch in its extra state",
+        ),
+        (
+            lambda d: _edit_meta(d, lambda r: r["user"].update(completed=30)),
+            "checksum mismatch in its metadata",
+        ),
+        (
+            lambda d: (d / "meta" / "metadata").write_text('{"user": {"comp'),
+            "its metadata cannot be read: Unterminated string",
+        ),
+        (
+            lambda d: (d / "state" / "manifest.ocdbt").write_bytes(b"\0" * 10),
+            "its arrays cannot be read: ",
+        ),
+    ],
+    ids=["state", "extra", "meta", "meta_json", "manifest"],
+)
+def test_each_kind_of_damage_is_named(three_steps, damage, reason):
+    damage(three_steps / "3")
+    with CheckpointStore(three_steps, max_to_keep=3) as store:
+        restored = store.restore(_template())
+    assert restored.step == 2
+    assert restored.skipped[0][0] == 3 and restored.skipped[0][1].startswith(reason)
+
+
+def test_no_undamaged_checkpoint_is_one_error_and_moves_nothing(three_steps):
+    for step in (1, 2, 3):
+        _edit_meta(three_steps / str(step), lambda r: r["checksums"].update(state="0" * 64))
+    with CheckpointStore(three_steps, max_to_keep=3) as store:
+        with pytest.raises(NoUsableCheckpointError) as error:
+            store.restore(_template())
+        with pytest.raises(DamagedCheckpointError, match="step 2: checksum mismatch"):
+            store.restore(_template(), step=2)
+    assert str(error.value) == (
+        f"no undamaged checkpoint in {three_steps} (step 3: checksum mismatch in its train "
+        "state; step 2: checksum mismatch in its train state; step 1: checksum mismatch in its "
+        "train state); move the directory aside to start the run over"
+    )
+    assert sorted(p.name for p in three_steps.iterdir()) == ["1", "2", "3"]
+
+
+def test_a_template_of_another_shape_is_a_mismatch_not_damage(three_steps):
+    template = _template()
+    template["params"]["b"] = jax.ShapeDtypeStruct((9,), jnp.float32)
+    with CheckpointStore(three_steps) as store, pytest.raises(StateMismatchError, match=r"\(9,\)"):
+        store.restore(template)
+    assert not (three_steps / "damaged").exists()
+
+
+def test_a_checkpoint_without_checksums_restores_unchecked(three_steps):
+    """Steps written before checksums existed still restore."""
+    _edit_meta(three_steps / "3", lambda r: (r.pop("checksums"), r.pop("state_leaves")))
+    with CheckpointStore(three_steps) as store:
+        assert store.restore(_template()).step == 3
+
+
+def test_a_refused_state_counts_as_damage(three_steps):
+    def no_step_3(restored):
+        return "its train state holds NaN" if restored.step == 3 else None
+
+    with CheckpointStore(three_steps) as store:
+        restored = store.restore(_template(), check=no_step_3)
+    assert restored.step == 2 and restored.skipped == ((3, "its train state holds NaN"),)
+
+
+def test_a_non_finite_loss_or_parameter_stops_the_run(tmp_path):
+    state = {"w": jnp.ones(3)}
+    ensure_finite(state, [1.5, 0.5], 3)  # finite: nothing happens
+    with pytest.raises(RunError) as error:
+        ensure_finite(state, [1.5, float("nan")], 3)
+    assert str(error.value) == (
+        "meta-iteration 3: the training loss is nan; stopped before saving, so checkpoint step 3 "
+        "stays the latest (lower train.learning_rate or set train.max_grad_norm before running "
+        "again)"
+    )
+    with pytest.raises(RunError, match="meta-iteration 0: the train state holds NaN or infinite"):
+        ensure_finite({"w": jnp.array([1.0, jnp.inf])}, [], 0)
+    assert all_finite({"w": jnp.ones(2), "step": jnp.int32(3)})
+
+
+_NOISY_RESTORE = """
+import os, sys, gc, time
+import jax, jax.numpy as jnp
+from codeit_jax.checkpoint import CheckpointStore
+
+directory = sys.argv[1]
+state = {f"w{i}": jnp.full((16, 16), float(i)) for i in range(300)}
+with CheckpointStore(directory) as store:
+    store.save(1, state)
+    store.save(2, state)
+    store.wait()
+manifest = os.path.join(directory, "2", "state", "manifest.ocdbt")
+data = open(manifest, "rb").read()
+open(manifest, "wb").write(data[: len(data) // 2])
+template = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+)
+with CheckpointStore(directory) as store:
+    print("restored", store.restore(template).step, flush=True)
+gc.collect()
+time.sleep(1)
+"""
+
+
+def test_a_damaged_checkpoint_with_many_arrays_is_not_hundreds_of_tracebacks(tmp_path):
+    """Orbax's failed reads left tensorstore callbacks on a closed event loop: about 1,700
+    lines of "Event loop is closed" tracebacks for 300 arrays."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _NOISY_RESTORE, str(tmp_path / "ckpt")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == "restored 1\n"
+    assert "Event loop is closed" not in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) <= 3, proc.stderr[-3000:]
+
+
+class _NoSandbox:
+    """An executor for runs that must stop before any program is executed."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def run(self, batch):
+        raise AssertionError("no program should run")
+
+
+def test_a_diverged_training_stops_the_run_before_it_writes(tmp_path, codeit_data, monkeypatch):
+    from codeit_jax import codeit
+
+    def diverged(loop, state, i):
+        return state.train_state, [float("nan")]
+
+    monkeypatch.setattr(codeit, "train_on_buffer", diverged)
+    workdir = tmp_path / "run"
+    with pytest.raises(RunError, match="meta-iteration 0: the training loss is nan; stopped"):
+        codeit.run(tiny_config(codeit_data), workdir, executor_factory=lambda c: _NoSandbox())
+    assert not any((workdir / "checkpoints").iterdir())
+    assert sorted(p.name for p in workdir.iterdir()) == ["checkpoints"]  # lock released
+
+
+def _summary(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_corrupted_checkpoint_resumes_from_the_previous_one_exactly(tmp_path, codeit_data):
+    """The issue's scenario: bytes flipped in the latest checkpoint of a run keeping two gave
+    NaN losses, exit 0, and rotated the good checkpoints away."""
+    args = overrides(tiny_config(codeit_data))
+    reference = _summary(
+        run_main([*args, "--config.n_meta_iterations=3", f"--workdir={tmp_path / 'ref'}"])
+    )
+    workdir = tmp_path / "run"
+    _summary(run_main([*args, "--config.n_meta_iterations=2", f"--workdir={workdir}"]))
+    _flip_bytes(workdir / "checkpoints" / "2")
+    proc = run_main([*args, "--config.n_meta_iterations=3", f"--workdir={workdir}"])
+    resumed = _summary(proc)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("W")]
+    assert len(warnings) == 1 and re.search(
+        rf"{workdir}/checkpoints: checkpoint step 2 is damaged \(.+\); restored step 1 instead, "
+        rf"2 moved to {workdir}/checkpoints/damaged/2$",
+        warnings[0],
+    ), proc.stderr[-3000:]
+    assert resumed["resumed_from"] == 1 and resumed["meta_iterations_completed"] == 3
+    for key in ("params_sha256", "buffer_sha256", "step", "tasks_solved"):
+        assert resumed[key] == reference[key], key
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "3", "damaged"]
