@@ -41,6 +41,7 @@ from codeit_jax.main import EXPERIMENTS
 from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import write_performance_csv
 from codeit_jax.mutation import baseline
+from codeit_jax.report_inputs import ReportInputError, read_run
 from codeit_jax.run_inputs import read_inputs
 from codeit_jax.tasks import Task, TaskFormatError, read_json, save_codeit_dir, save_codeit_file
 from codeit_jax.workdir_lock import LOCK_FILE, WorkdirLock
@@ -50,6 +51,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- file modes
+
+
+#: One performance.csv row.
+ROW = {
+    "meta_iteration": 0,
+    "cumulative_performance": 0.0,
+    "performance": 0.0,
+    "step": 1,
+    "num_mutated_tasks": 0,
+    "num_policy_tasks": 0,
+    "train_seconds": 0.0,
+    "sample_seconds": 0.0,
+    "execute_seconds": 0.0,
+    "num_sampled_programs": 0,
+    "paper_cumulative_performance": 0.0,
+}
 
 
 @pytest.fixture
@@ -68,22 +85,9 @@ def _mode(path: Path) -> int:
 def test_written_files_follow_the_umask(tmp_path, umask, mask, expected):
     umask(mask)
     task = Task("t", train=[(((1,),), ((2,),))], test=[])
-    row = {
-        "meta_iteration": 0,
-        "cumulative_performance": 0.0,
-        "performance": 0.0,
-        "step": 1,
-        "num_mutated_tasks": 0,
-        "num_policy_tasks": 0,
-        "train_seconds": 0.0,
-        "sample_seconds": 0.0,
-        "execute_seconds": 0.0,
-        "num_sampled_programs": 0,
-        "paper_cumulative_performance": 0.0,
-    }
     write_text_atomic(tmp_path / "a.txt", "x")
     write_json_atomic(tmp_path / "b.json", {"a": 1})
-    write_performance_csv(tmp_path / "performance.csv", [row])
+    write_performance_csv(tmp_path / "performance.csv", [ROW])
     save_codeit_file([task], tmp_path / "mutated_tasks_train_1.json")
     save_codeit_dir([task], tmp_path / "tasks")
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -559,6 +563,15 @@ def test_the_command_refuses_a_workdir_in_use(lock_holder, codeit_data):
     assert [p.name for p in workdir.iterdir()] == [LOCK_FILE]
 
 
+@pytest.mark.slow
+def test_a_second_codeit_run_on_a_workdir_in_use_stops(lock_holder, codeit_data):
+    workdir, holder = lock_holder
+    proc = run_main([*overrides(tiny_config(codeit_data)), f"--workdir={workdir}"])
+    line = failure_line(proc, status=1)
+    assert line.startswith(f"error: {workdir} is in use by another run (pid {holder.pid} on ")
+    assert [p.name for p in workdir.iterdir()] == [LOCK_FILE]  # no checkpoints/ created
+
+
 # --------------------------------------------------------------------------- damaged checkpoints
 
 
@@ -815,3 +828,11 @@ def test_a_corrupted_checkpoint_resumes_from_the_previous_one_exactly(tmp_path, 
     for key in ("params_sha256", "buffer_sha256", "step", "tasks_solved"):
         assert resumed[key] == reference[key], key
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "3", "damaged"]
+
+
+def test_the_report_names_a_damaged_run_file(tmp_path):
+    write_performance_csv(tmp_path / "performance.csv", [ROW])
+    solutions = _write_bytes(tmp_path / "solutions_0.json", b'{"num_tasks": "\xff"}')
+    with pytest.raises(ReportInputError) as error:
+        read_run(tmp_path)
+    assert str(error.value) == f"{solutions}: not UTF-8 text (byte 0xff at offset 15)"
