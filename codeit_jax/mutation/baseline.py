@@ -138,7 +138,7 @@ def check_config(config: ConfigDict) -> None:
     try:
         MutationWeights(config.phi_arg, config.phi_func, config.phi_var)
     except ValueError as error:
-        raise BaselineError(f"config: {error}") from None
+        raise BaselineError(f"config.{error}") from None
 
 
 # --------------------------------------------------------------------------- seeds
