@@ -448,6 +448,11 @@ class ReplayBuffer:
         for row in range(self._part(partition).size):
             yield self._entry(partition, row, float(pri[row]))
 
+    def programs(self, partition: str) -> list[str]:
+        """The program text of every entry of a partition, by row."""
+        part = self._part(partition)
+        return part.programs[: part.size]
+
     def get(self, partition: str, parent_key: str, program: str) -> Entry | None:
         """The entry with this key, or None."""
         row = self._part(partition).index.get((parent_key, program))

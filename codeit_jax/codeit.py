@@ -28,7 +28,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from codeit_jax.batching import BucketBatcher
-from codeit_jax.buffer import BufferConfig, ReplayBuffer
+from codeit_jax.buffer import PARTITIONS, BufferConfig, ReplayBuffer
 from codeit_jax.codeit_config import data_dir, prepare_config, split_paths
 from codeit_jax.encoding import bare_program
 from codeit_jax.errors import RunError
@@ -36,14 +36,15 @@ from codeit_jax.experience import EncodingSettings, add_tasks, encode_input
 from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, infer
 from codeit_jax.integrity import all_finite
 from codeit_jax.mesh import make_mesh
-from codeit_jax.metrics import Scoreboard
+from codeit_jax.metrics import LEARNING_COLUMNS, Scoreboard
 from codeit_jax.model.t5 import count_params
 from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.run_inputs import RunInputs, read_inputs
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
-from codeit_jax.seeds import seed_tasks
+from codeit_jax.sample_stats import SAMPLE_COLUMNS, sample_rates
+from codeit_jax.seeds import seed_tasks, validation_keys
 from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
     RunCheckpoints,
@@ -58,6 +59,9 @@ from codeit_jax.state import (
 from codeit_jax.tasks import Task, load_codeit_dir
 from codeit_jax.trainer import TrainState, initialize_distributed
 from codeit_jax.workdir_lock import WorkdirLock
+
+#: The rates of `codeit_jax.sample_stats` in the order the progress line names them.
+SAMPLE_RATES = SAMPLE_COLUMNS[1:]
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -99,6 +103,9 @@ class Loop:
     executor: Executor
     progress: bool
     paper: PaperMetric  # the paper's figure: the policy's solutions merged with the mutation's
+    #: Validation task keys (``eval_tasks="validation"``): their descendants stay out of the
+    #: mutated partition.
+    held_out: frozenset[str] = frozenset()
 
 
 def run(
@@ -170,7 +177,10 @@ def _run_locked(
             else:
                 state = restored
                 # Rows of a checkpoint older than the paper columns lack them: recompute.
-                state.performance_rows = paper.fill_rows(state.performance_rows, state.scoreboard)
+                state.performance_rows = [
+                    {**dict.fromkeys(LEARNING_COLUMNS), **row}  # unknown in older checkpoints
+                    for row in paper.fill_rows(state.performance_rows, state.scoreboard)
+                ]
                 logging.info(
                     "resuming after meta-iteration %d of %s",
                     state.completed - 1,
@@ -186,9 +196,7 @@ def _run_locked(
                 state, row, log = meta_iteration(loop, state, i)
                 for name in totals:
                     totals[name] += row[name]
-                scalars = {k: v for k, v in row.items() if k != "meta_iteration"}
-                if log["train_losses"]:
-                    scalars["train_loss"] = log["train_losses"][-1]
+                scalars = {k: v for k, v in row.items() if k != "meta_iteration" and v is not None}
                 outputs.write_iteration(i, state.performance_rows, state.scoreboard, log, scalars)
                 checkpoints.save(state)
                 logging.info(
@@ -203,6 +211,12 @@ def _run_locked(
                     row["num_policy_tasks"],
                     row["num_mutated_tasks"],
                     row["step"],
+                )
+                logging.info(
+                    "meta-iteration %d samples: %.1f%% parse, %.1f%% run, %.1f%% grids, "
+                    "%.1f%% solve a demonstration, %.1f%% new programs",
+                    i,
+                    *(100 * row[name] for name in SAMPLE_RATES),
                 )
             checkpoints.wait()
     finally:
@@ -254,6 +268,7 @@ def make_loop(
         executor=executor,
         progress=progress,
         paper=paper if paper is not None else load_paper_metric(config),
+        held_out=validation_keys(config),
     )  # fmt: skip
 
 
@@ -282,7 +297,11 @@ def initial_buffer(loop: Loop) -> ReplayBuffer:
     seeds = seed_tasks(config, loop.executor, loop.progress)
     files = split_paths(config.data.mutated_files)
     load = load_mutated_files(
-        files, tokenizer, loop.encoding.n_examples, config.data.max_mutated_tasks
+        files,
+        tokenizer,
+        loop.encoding.n_examples,
+        config.data.max_mutated_tasks,
+        held_out=loop.held_out,
     )
     if files:
         logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
@@ -410,7 +429,12 @@ def meta_iteration(
     added = 0
     if not loop.config.add_policy_experience:  # A1: this iteration's search tasks, then train
         added = add_search_tasks(
-            state.buffer, loop.config.no_exit, i, loop.policy.tokenizer, loop.encoding
+            state.buffer,
+            loop.config.no_exit,
+            i,
+            loop.policy.tokenizer,
+            loop.encoding,
+            held_out=loop.held_out,
         )
     begin = time.perf_counter()
     train_state, losses = train_on_buffer(loop, state, i)
@@ -428,8 +452,12 @@ def meta_iteration(
         loop.executor,
         i,
         loop.progress,
+        shown=loop.encoding.n_examples,
     )
     state.scoreboard.add(result.solutions)
+    known = {p for part in PARTITIONS for p in state.buffer.programs(part)}
+    demonstrations = {t.key: len(t.train) for t in loop.eval_tasks}
+    rates = sample_rates(result.log, demonstrations, known)
     added += add_experience(loop, state.buffer, result, i)
     row = {
         "meta_iteration": i,
@@ -442,6 +470,8 @@ def meta_iteration(
         "sample_seconds": result.sample_seconds,
         "execute_seconds": result.execute_seconds,
         **loop.paper.row_fields(state.scoreboard, i),
+        "train_loss": losses[-1] if losses else None,
+        **rates,
     }
     log = {
         "meta_iteration": i,

@@ -74,7 +74,10 @@ ABLATIONS: dict[str, Callable[[ConfigDict], None] | None] = {
 SEED_SOURCES = ("auto", "codeit", "random")
 #: config.sampling.disallowed_tokens: "mask" never samples them, "end" ends the sample after one.
 DISALLOWED_TOKENS = ("mask", "end")
-EVAL_SOURCES = ("auto", "codeit", "arc1")
+#: config.data.eval_tasks: "validation" is CodeIt's development setting (final_experiments:
+#: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones.
+EVAL_SOURCES = ("auto", "codeit", "arc1", "validation")
+SPLIT_KEYS_FILE = "split_keys.json"
 #: Compute dtypes; "" picks float32 on CPU and bfloat16 elsewhere.
 MODEL_DTYPES = ("", "float32", "bfloat16", "float16")
 
@@ -223,6 +226,13 @@ def _check_data(c: ConfigDict) -> None:
         c.data.eval_tasks = "codeit" if has_eval else "arc1"
     elif evals == "codeit" and not has_eval:
         raise ConfigError(f"config.data.eval_tasks='codeit' but {root / 'evaluation'} is missing")
+    elif evals == "validation":
+        for needed in (root / "training", root / SPLIT_KEYS_FILE):
+            if not needed.exists():
+                raise ConfigError(
+                    f"config.data.eval_tasks='validation' needs {needed} (the CodeIt data: "
+                    "bash data/fetch_codeit_data.sh)"
+                )
     c.data.mutated_files = ",".join(
         resolve_data_path(str(path), root) for path in split_paths(c.data.mutated_files)
     )

@@ -162,8 +162,10 @@ def execute_and_relabel(
     executor: Executor,
     meta_iteration: int,
     progress: bool = True,
+    shown: int | None = None,
 ) -> InferenceResult:
-    """Run each task's distinct programs and relabel the outcomes (see the module docstring)."""
+    """Run each task's distinct programs and relabel the outcomes (see the module docstring);
+    ``shown``: the demonstrations the model sees (`codeit_jax.relabel.relabel`)."""
     programs = [unique_programs(task_samples) for task_samples in samples]
     grids: dict[Any, Any] = {}  # every valid output grid of this meta-iteration, once
     demo_runs = [
@@ -175,7 +177,7 @@ def execute_and_relabel(
     demo = [[next(flat_demo) for _ in task_programs] for task_programs in programs]
 
     needs_test = [
-        [needs_test_run(task, outcomes) for outcomes in task_demo]
+        [needs_test_run(task, outcomes, shown) for outcomes in task_demo]
         for task, task_demo in zip(tasks, demo)
     ]
     test_runs = [
@@ -190,7 +192,7 @@ def execute_and_relabel(
         tasks, samples, programs, demo, needs_test
     ):
         test = [next(flat_test) if flag else None for flag in flags]
-        relabelled = relabel(task, task_programs, task_demo, test, meta_iteration)
+        relabelled = relabel(task, task_programs, task_demo, test, meta_iteration, shown)
         result.relabelled.extend(relabelled.tasks)
         result.solutions.extend(relabelled.solutions)
         result.log[task.key] = {
@@ -226,6 +228,7 @@ def infer(
     executor: Executor,
     meta_iteration: int,
     progress: bool = True,
+    shown: int | None = None,
 ) -> InferenceResult:
     """Sample, execute and relabel for every inference task, timing the two stages."""
     begin = time.perf_counter()
@@ -233,7 +236,7 @@ def infer(
         sampler, params, tokenizer, inputs, key, settings, allowed_tokens, progress
     )
     sampled = time.perf_counter()
-    result = execute_and_relabel(tasks, samples, executor, meta_iteration, progress)
+    result = execute_and_relabel(tasks, samples, executor, meta_iteration, progress, shown)
     result.sample_seconds = sampled - begin
     result.execute_seconds = time.perf_counter() - sampled
     return result

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeit_jax.atomic_io import write_text_atomic
+from codeit_jax.sample_stats import SAMPLE_COLUMNS
 from codeit_jax.tasks import Grid, is_grid
 
 #: CodeIt submits this many programs per task.
@@ -41,8 +42,19 @@ LEGACY_PERFORMANCE_COLUMNS = (
 #: The paper's x (programs sampled, mutation baseline included) and its CodeIt figure (the
 #: policy's cumulative solutions merged with the mutation baseline's; `codeit_jax.paper_metric`).
 PAPER_COLUMNS = ("num_sampled_programs", "paper_cumulative_performance")
-#: performance.csv columns, in order (new columns last, so old positions do not move).
-PERFORMANCE_COLUMNS = LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS
+#: performance.csv columns, in order (new columns last, so old positions do not move): the
+#: training loss and the sample rates of `codeit_jax.sample_stats` follow the paper columns.
+#: Earlier files end after the legacy or the paper columns; a row restored from a checkpoint
+#: older than the learning columns has them empty (unknown), as has a meta-iteration that
+#: trained on nothing.
+#: The last epoch's mean training loss, then the sample rates.
+LEARNING_COLUMNS = ("train_loss", *SAMPLE_COLUMNS)
+PERFORMANCE_COLUMNS = LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS + LEARNING_COLUMNS
+_READABLE_HEADERS = (
+    LEGACY_PERFORMANCE_COLUMNS,
+    LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS,
+    PERFORMANCE_COLUMNS,
+)
 _INT_COLUMNS = {
     "meta_iteration",
     "step",
@@ -247,21 +259,29 @@ def write_performance_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[s
 def read_performance_csv(path: str | os.PathLike[str]) -> list[dict[str, int | float]]:
     """Rows of a performance.csv, with ints and floats restored.
 
-    A file written before the paper columns existed is read too; its rows lack those keys.
+    Files written before the paper or the sample columns existed are read too; their rows lack
+    those keys.
     """
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) not in (PERFORMANCE_COLUMNS, LEGACY_PERFORMANCE_COLUMNS):
+        if tuple(reader.fieldnames or ()) not in _READABLE_HEADERS:
             raise ValueError(
                 f"{path}: columns {reader.fieldnames}, expected {list(PERFORMANCE_COLUMNS)}"
             )
         rows = []
         for line, row in enumerate(reader, start=2):
             try:
-                rows.append({c: int(v) if c in _INT_COLUMNS else float(v) for c, v in row.items()})
+                rows.append({c: _number(c, v) for c, v in row.items()})
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{path}:{line}: {e}") from e
     return rows
+
+
+def _number(column: str, text: str) -> int | float | None:
+    """A CSV cell: an int or float, None for an empty learning cell (unknown)."""
+    if text == "" and column in LEARNING_COLUMNS:
+        return None
+    return int(text) if column in _INT_COLUMNS else float(text)
 
 
 def write_solutions_json(path: str | os.PathLike[str], document: Mapping[str, Any]) -> None:
@@ -270,6 +290,7 @@ def write_solutions_json(path: str | os.PathLike[str], document: Mapping[str, An
 
 
 __all__ = [
+    "LEARNING_COLUMNS",
     "LEGACY_PERFORMANCE_COLUMNS",
     "PAPER_COLUMNS",
     "PERFORMANCE_COLUMNS",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ MAX_OUTPUT_CELLS = 1_000
 OFFICIAL_MAX_MUTATED_TASKS = 19_200
 #: Why a record was not loaded, in the order the checks run.
 SKIP_REASONS = (
+    "validation_descendant",
     "malformed",
     "over_1000_cells",
     "over_max_tasks",
@@ -113,16 +114,23 @@ def load_mutated_files(
     tokenizer: Tokenizer,
     n_examples: int,
     max_tasks: int = 0,
+    held_out: Collection[str] = (),
 ) -> MutatedLoad:
     """Tasks of the collection files, in the official order, at most ``max_tasks`` (0: all).
 
-    ``tokenizer`` and ``n_examples`` are the run's: they decide what can be encoded.
+    ``tokenizer`` and ``n_examples`` are the run's: they decide what can be encoded. A record
+    whose key starts with a ``held_out`` task key (a validation task, or a mutant or search task
+    derived from one) is skipped first, as the official loader filters validation keys.
     """
+    prefixes = tuple(held_out)
     kept: dict[str, tuple[dict[str, Any], str]] = {}
     load = MutatedLoad()
     for path in paths:
         for name, record in read_collection(path).items():
             where = f"{path}: {name}"
+            if prefixes and _held_out(name, record, prefixes):
+                load.skipped["validation_descendant"] += 1
+                continue
             try:
                 key = _official_filter(record)
             except _Skip as skip:
@@ -141,6 +149,12 @@ def load_mutated_files(
             load.skipped[skip.reason] += 1
             logging.debug("%s skipped: %s", where, skip.reason)
     return load
+
+
+def _held_out(name: str, record: object, prefixes: tuple[str, ...]) -> bool:
+    """The record's file key or task_key starts with a held-out task key."""
+    key = record.get("task_key") if isinstance(record, dict) else None
+    return str(name).startswith(prefixes) or (isinstance(key, str) and key.startswith(prefixes))
 
 
 def _official_filter(record: object) -> str:
@@ -310,12 +324,13 @@ def add_search_tasks(
     iteration: int,
     tokenizer: Tokenizer,
     settings: EncodingSettings,
+    held_out: Collection[str] = (),
 ) -> int:
     """A1: the tasks of meta-iteration ``iteration``'s search file into the mutated partition
     (filtered like the seed files, no cap); returns how many were added."""
     n = search_samples(no_exit.start_samples, no_exit.interval, iteration)
     path = search_file(no_exit.search_dir, n)
-    load = load_mutated_files([path], tokenizer, settings.n_examples)
+    load = load_mutated_files([path], tokenizer, settings.n_examples, held_out=held_out)
     added = add_mutated_tasks(buffer, load.tasks, tokenizer, settings, age=iteration)
     logging.info("A1, meta-iteration %d: %s: %s; %d added", iteration, path, load.summary(), added)
     return added

@@ -6,7 +6,7 @@ every name is looked up in explicit whitelists (the 160 primitives, the 28 const
 earlier targets), and execution is a loop over pre-resolved slot indices. Nothing here calls
 ``eval``, ``exec``, ``compile``, ``getattr`` or imports anything on behalf of the text.
 
-Accepted text, in either of CodeIt's two forms (see shared/dsl/SPEC.md, "Program syntax"):
+Accepted text, in either of CodeIt's two forms (see docs/dsl.md, "Program syntax"):
 
 * bare form: lines ``<target> = <callee>(<arg>, <arg>, ...)`` joined by ``\\n``;
 * function form: ``def <name>(I):``, the same lines indented, then an indented ``return O``.

@@ -60,10 +60,12 @@ def relabel_key(task_key: str, meta_iteration: int, index: int) -> str:
     return f"{task_key}_it{meta_iteration}__{index}"
 
 
-def needs_test_run(task: Task, demo_outcomes: Sequence[Outcome]) -> bool:
-    """The program solves at least one demonstration, so it must be scored on the test inputs."""
+def needs_test_run(task: Task, demo_outcomes: Sequence[Outcome], shown: int | None = None) -> bool:
+    """The program solves at least one of the first ``shown`` demonstrations (default: all),
+    so it must be scored on the test inputs."""
     _check_count(task, demo_outcomes, len(task.train), "demonstration")
-    return any(solves(output_grid(o), y) for o, (_, y) in zip(demo_outcomes, task.train))
+    pairs = list(zip(demo_outcomes, task.train))[:shown]
+    return any(solves(output_grid(o), y) for o, (_, y) in pairs)
 
 
 def relabel(
@@ -72,12 +74,20 @@ def relabel(
     demo_outcomes: Sequence[Sequence[Outcome]],
     test_outcomes: Sequence[Sequence[Outcome] | None],
     meta_iteration: int,
+    shown: int | None = None,
 ) -> RelabelResult:
     """Relabelled tasks and solution records for one inference task (see the module docstring).
 
     ``demo_outcomes[j]`` are program ``j``'s outcomes on ``task.train`` inputs, in order;
     ``test_outcomes[j]`` its outcomes on ``task.test`` inputs, or None when it was not run
-    there (allowed only for programs that solve no demonstration).
+    there (allowed only for programs that solve none of the shown demonstrations).
+
+    ``shown``: the demonstrations the model sees (``encoding.n_examples``; default all). As in
+    CodeIt's inference, the relabelled task, its rewards and its distance come from the first
+    ``shown`` demonstrations; a solution is recorded only when one of those is solved; the
+    demonstration performance (solution score and priority) is over all demonstrations, and 0
+    for a program that solves none of the shown ones. With every demonstration shown (ARC-AGI-1
+    tasks have at most 7, the paper shows 10) this is the plain rule; it differs under A5.
     """
     if len(set(programs)) != len(programs):
         raise ValueError(f"task {task.key!r}: programs must be deduplicated before relabelling")
@@ -94,12 +104,14 @@ def relabel(
         if tests is not None:
             _check_count(task, tests, len(task.test), "test")
             test_outputs = [output_grid(o) for o in tests]
-        rewards = [example_reward(out, y) for out, (_, y) in zip(demo_outputs, task.train)]
+        seen = list(zip(task.train, demo_outputs))[:shown]
+        rewards = [example_reward(out, y) for (_, y), out in seen]
         solved = [1.0 if solves(out, y) else 0.0 for out, (_, y) in zip(demo_outputs, task.train)]
-        performance = sum(solved) / len(solved)
+        solves_shown = any(solved[: len(seen)])
+        performance = sum(solved) / len(solved) if solves_shown else 0.0
         distance = sum(1.0 - r for r in rewards) / len(rewards)
 
-        train = [(x, out) for (x, _), out in zip(task.train, demo_outputs) if out is not None]
+        train = [(x, out) for (x, _), out in seen if out is not None]
         if train:
             test = []
             if test_outputs is not None:
@@ -119,7 +131,7 @@ def relabel(
                     },
                 )
             )
-        if any(solved):
+        if solves_shown:
             if test_outputs is None:
                 raise ValueError(
                     f"task {task.key!r}: program {j} solves a demonstration "

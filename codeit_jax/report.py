@@ -26,7 +26,9 @@ from codeit_jax.report_curves import (
     axis_end,
     codeit_points,
     comparison_png,
+    has_learning_columns,
     has_paper_columns,
+    learning_png,
     performance_png,
 )
 from codeit_jax.report_grids import ARC_COLOURS, grid_img_tag, png_data_uri
@@ -42,6 +44,7 @@ from codeit_jax.report_inputs import (
     read_run,
     tasks_for,
 )
+from codeit_jax.sample_stats import SAMPLE_COLUMNS
 from codeit_jax.tasks import Example, Grid, Task
 
 #: Default report file name inside the workdir.
@@ -140,7 +143,8 @@ def performance_table(run: RunRecord) -> str:
         "<tr><th>meta-iteration</th><th>sampled programs</th><th>CodeIt, paper (cumulative, "
         "with mutation solutions)</th><th>policy solved (cumulative)</th><th>policy solved "
         "(this iteration)</th><th>step</th><th>policy tasks</th><th>mutated tasks</th>"
-        "<th>train s</th><th>sample s</th><th>execute s</th></tr>"
+        "<th>train s</th><th>sample s</th><th>execute s</th><th>loss</th>"
+        "<th>samples: parse / run / grids / solve / new</th></tr>"
     )
     body = []
     for r in run.rows:
@@ -153,9 +157,17 @@ def performance_table(run: RunRecord) -> str:
             f"{_solved_cell(r['performance'], run.num_tasks)}<td>{r['step']}</td>"
             f"<td>{r['num_policy_tasks']}</td><td>{r['num_mutated_tasks']}</td>"
             f"<td>{r['train_seconds']:.1f}</td><td>{r['sample_seconds']:.1f}</td>"
-            f"<td>{r['execute_seconds']:.1f}</td></tr>"
+            f"<td>{r['execute_seconds']:.1f}</td>{_learning_cells(r)}</tr>"
         )
     return f'<table class="perf">{head}{"".join(body)}</table>'
+
+
+def _learning_cells(row: dict) -> str:
+    """The loss and the sample rates of a row, dashes where unknown (older runs)."""
+    loss = row.get("train_loss")
+    rates = [row.get(name) for name in SAMPLE_COLUMNS[1:]]
+    rates_text = "&ndash;" if None in rates else " / ".join(f"{100 * rate:.0f}%" for rate in rates)
+    return f"<td>{'&ndash;' if loss is None else f'{loss:.3f}'}</td><td>{rates_text}</td>"
 
 
 def _palette_html() -> str:
@@ -231,6 +243,11 @@ def render_report(
         f'<img alt="fraction solved per meta-iteration" '
         f'src="{png_data_uri(performance_png(run.rows))}">'
     ]
+    if has_learning_columns(run.rows):
+        curves.append(
+            f'<img alt="training loss and sample rates per meta-iteration" '
+            f'src="{png_data_uri(learning_png(run.rows))}">'
+        )
     if mutation:
         curves.append(
             f'<img alt="CodeIt against the mutation baseline" '

@@ -57,6 +57,48 @@ def performance_png(rows: Sequence[Mapping[str, float]]) -> bytes:
     return _png(figure)
 
 
+#: Sample rates drawn by `learning_png`, with their legend labels.
+_RATE_LABELS = (
+    ("parse_rate", "parse"),
+    ("run_rate", "run without error"),
+    ("grid_rate", "return grids"),
+    ("solve_rate", "solve a demonstration"),
+    ("new_rate", "new programs"),
+)
+
+
+def has_learning_columns(rows: Sequence[Mapping[str, float | None]]) -> bool:
+    """Rows with the training loss or the sample rates (runs written since they exist)."""
+    return any(r.get(name) is not None for r in rows for name in ("train_loss", "parse_rate"))
+
+
+def learning_png(rows: Sequence[Mapping[str, float | None]]) -> bytes:
+    """The last epoch's training loss and the fractions of samples that parse, run, return
+    grids, solve a demonstration or are new, per meta-iteration (unknown values left out)."""
+    if not has_learning_columns(rows):
+        raise ValueError("no training loss or sample rates to plot")
+    figure, (loss_axes, rate_axes) = plt.subplots(1, 2, figsize=(_FIGSIZE[0] * 1.6, _FIGSIZE[1]))
+    known = [(int(r["meta_iteration"]), r["train_loss"]) for r in rows if r.get("train_loss")]
+    if known:
+        loss_axes.plot(*zip(*known), "o-", color="tab:red")
+    loss_axes.set_xlabel("meta-iteration")
+    loss_axes.set_ylabel("training loss (last epoch)")
+    loss_axes.set_ylim(bottom=0.0)
+    loss_axes.grid(alpha=0.3)
+    loss_axes.set_title("Training loss")
+    for name, label in _RATE_LABELS:
+        points = [(int(r["meta_iteration"]), r[name]) for r in rows if r.get(name) is not None]
+        if points:
+            rate_axes.plot(*zip(*points), "o-", label=label)
+    rate_axes.set_xlabel("meta-iteration")
+    rate_axes.set_ylabel("fraction of policy samples")
+    rate_axes.set_ylim(0.0, 1.0)
+    rate_axes.grid(alpha=0.3)
+    rate_axes.legend(fontsize=8)
+    rate_axes.set_title("Policy samples")
+    return _png(figure)
+
+
 def _thousands(x: float, _: int) -> str:
     """Tick labels as the paper's: 100k, 200k, ... (plain numbers below a thousand)."""
     return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"

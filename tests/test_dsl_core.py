@@ -2,7 +2,7 @@
 
 Arity of primitives and of the functions the higher-order primitives build (``rbind``/``lbind``
 read it), ``power``'s recursion, type preservation, frozenset build orders that differ from
-the obvious alternative, and the colour tie order of the spec's "Small-integer sets".
+the obvious alternative, and the colour tie order of docs/dsl.md, "Colour ties".
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ _SLOT_CYCLE = {0: 1, 1: 6, 6: 7, 7: 4, 4: 5, 5: 2, 2: 3, 3: 0}
 
 
 def small_int_set_order(first_occurrences: list[int]) -> list[int]:
-    """The spec's description of how a set of colours 0-9 iterates (not CPython's code)."""
+    """docs/dsl.md, "Colour ties": how a set of colours 0-9 iterates (not CPython's code)."""
     if len(first_occurrences) >= 5:
         return sorted(first_occurrences)
     slots: list[int | None] = [None] * 8
@@ -317,7 +317,7 @@ def test_partial_ties_resolve_in_the_spec_examples_order():
 
 
 def first_tied(values: list, pick) -> object:
-    """The spec's tie rule: count, then scan a set built from the values in sequence."""
+    """docs/dsl.md, "Ties": count, then scan a set built from the values in sequence."""
     best = pick(values.count(v) for v in set(values))
     return next(v for v in set(values) if values.count(v) == best)
 

@@ -2,7 +2,7 @@
 
 The optimised primitives (``objects``' cached neighbourhoods, ``occurrences``' bitmasks,
 ``gravitate``'s precomputed differences, ``partition``'s single pass) are checked against
-plain step-by-step readings of SPEC.md on random grids, comparing iteration order too:
+plain step-by-step readings of docs/dsl.md on random grids, comparing iteration order too:
 ``first`` and friends downstream see that order. Also: CodeIt's ``canvas`` cap, the
 empty-patch errors CodeIt introduced, and the evaluation order of malformed arguments.
 """
@@ -53,11 +53,11 @@ def _ordered(value):
     return value
 
 
-# --- plain readings of SPEC.md, used as oracles -------------------------------------------
+# --- plain readings of docs/dsl.md, used as oracles ---------------------------------------
 
 
 def _spec_objects(grid, univalued, diagonal, without_bg):
-    """SPEC.md's traversal, step by step, with nothing cached."""
+    """docs/dsl.md, "The objects traversal", step by step, with nothing cached."""
     bg = mostcolor(grid) if without_bg else None
     h, w = len(grid), len(grid[0])
     around = neighbors if diagonal else dneighbors
@@ -161,7 +161,7 @@ def test_objects_follow_the_spec_traversal_order(univalued, diagonal, without_bg
 
 def test_objects_on_a_small_grid_orders_cells_by_traversal():
     # One 4-connected object of colour 1; its cells enter in breadth-wise passes, so the
-    # object equals the component and iterates as the spec's traversal built it.
+    # object equals the component and iterates as the documented traversal built it.
     grid = ((1, 1, 0, 0), (0, 1, 0, 0), (0, 1, 1, 0))
     (obj,) = objects(grid, True, False, True)
     assert obj == frozenset({(1, (0, 0)), (1, (0, 1)), (1, (1, 1)), (1, (2, 1)), (1, (2, 2))})

@@ -39,7 +39,7 @@ from codeit_jax.errors import ConfigError, RunError
 from codeit_jax.integrity import all_finite
 from codeit_jax.main import EXPERIMENTS
 from codeit_jax.mesh import make_mesh
-from codeit_jax.metrics import write_performance_csv
+from codeit_jax.metrics import PERFORMANCE_COLUMNS, write_performance_csv
 from codeit_jax.mutation import baseline
 from codeit_jax.report_inputs import ReportInputError, read_run
 from codeit_jax.run_inputs import read_inputs
@@ -54,19 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 #: One performance.csv row.
-ROW = {
-    "meta_iteration": 0,
-    "cumulative_performance": 0.0,
-    "performance": 0.0,
-    "step": 1,
-    "num_mutated_tasks": 0,
-    "num_policy_tasks": 0,
-    "train_seconds": 0.0,
-    "sample_seconds": 0.0,
-    "execute_seconds": 0.0,
-    "num_sampled_programs": 0,
-    "paper_cumulative_performance": 0.0,
-}
+ROW = dict.fromkeys(PERFORMANCE_COLUMNS, 0)
 
 
 @pytest.fixture

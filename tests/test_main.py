@@ -43,7 +43,8 @@ def test_check_data_job_end_to_end(codeit_data, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.splitlines()[-1])
-    # SPEC.md: with CodeIt's executor rule (max_state_size=1000), 385 of 400 reproduce.
+    # docs/dsl.md, "The 400 training programs": with CodeIt's executor rule
+    # (max_state_size=1000), 385 of 400 reproduce.
     assert summary["tasks"] == 400
     assert summary["programs_reproducing_all_outputs"] == 385
     assert len(json.loads((tmp_path / "check_data.json").read_text())) == 400

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from codeit_jax.metrics import (
+    LEARNING_COLUMNS,
     LEGACY_PERFORMANCE_COLUMNS,
     PAPER_COLUMNS,
     PERFORMANCE_COLUMNS,
@@ -147,6 +148,13 @@ def _row(it: int) -> dict:
         "execute_seconds": 0.5,
         "num_sampled_programs": 19_200 + 9_600 * (it + 1),
         "paper_cumulative_performance": 0.375,
+        "train_loss": 1.25,
+        "samples": 96.0,
+        "parse_rate": 0.75,
+        "run_rate": 0.5,
+        "grid_rate": 0.25,
+        "solve_rate": 0.125,
+        "new_rate": 0.5,
     }
 
 
@@ -179,7 +187,7 @@ def test_performance_csv_rejects_bad_rows_and_files(tmp_path):
 def test_performance_csv_written_before_the_paper_columns_is_read(tmp_path):
     """Runs written before num_sampled_programs / paper_cumulative_performance existed: their
     rows come back without those keys; a file with the new header but a missing value is bad."""
-    old = [{k: v for k, v in _row(i).items() if k not in PAPER_COLUMNS} for i in range(2)]
+    old = [{k: v for k, v in _row(i).items() if k in LEGACY_PERFORMANCE_COLUMNS} for i in range(2)]
     path = tmp_path / "performance.csv"
     header = ",".join(LEGACY_PERFORMANCE_COLUMNS)
     path.write_text(header + "\n" + "".join(",".join(map(str, r.values())) + "\n" for r in old))
@@ -187,8 +195,19 @@ def test_performance_csv_written_before_the_paper_columns_is_read(tmp_path):
     with pytest.raises(ValueError, match="missing columns"):
         write_performance_csv(path, old)  # the writer insists on every column
     assert PERFORMANCE_COLUMNS[: len(LEGACY_PERFORMANCE_COLUMNS)] == LEGACY_PERFORMANCE_COLUMNS
+    paper_only = tmp_path / "paper.csv"  # written between the paper and the learning columns
+    header = ",".join(LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS)
+    rows = [{k: v for k, v in _row(i).items() if k not in LEARNING_COLUMNS} for i in range(2)]
+    paper_only.write_text(
+        header + "\n" + "".join(",".join(map(str, r.values())) + "\n" for r in rows)
+    )
+    assert read_performance_csv(paper_only) == rows
     new = tmp_path / "new.csv"
-    write_performance_csv(new, [_row(0)])
-    new.write_text(new.read_text().rstrip("\n").rsplit(",", 1)[0] + ",\n")
+    unknown = {**_row(0), **dict.fromkeys(LEARNING_COLUMNS)}  # restored from an older run
+    write_performance_csv(new, [unknown])
+    assert read_performance_csv(new) == [unknown]
+    cells = new.read_text().splitlines()[1].split(",")
+    cells[PERFORMANCE_COLUMNS.index("paper_cumulative_performance")] = ""
+    new.write_text(new.read_text().splitlines()[0] + "\n" + ",".join(cells) + "\n")
     with pytest.raises(ValueError, match="new.csv:2"):
         read_performance_csv(new)

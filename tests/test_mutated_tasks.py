@@ -155,6 +155,20 @@ def test_a_later_record_with_a_seen_key_replaces_the_content_and_keeps_the_posit
     assert [t.key for t in load([third]).tasks] == ["k5"]
 
 
+def test_descendants_of_held_out_tasks_are_skipped_first(tmp_path):
+    """The validation split: records whose key starts with a validation task's key (the task's
+    mutants, its search tasks) are left out before the other filters, as the official loader."""
+    path = write(
+        tmp_path / "m.json",
+        [record("val1_m3"), record("train1_m4"), record("val1_9", [grid(11, 100)]), record("x")],
+        keys=["val1_m3", "train1_m4", "val1_9", "renamed"],
+    )
+    path.write_text(path.read_text().replace('"task_key": "x"', '"task_key": "val2_r1"'))
+    result = load_mutated_files([path], TOKENIZER, n_examples=10, held_out=["val1", "val2"])
+    assert [t.key for t in result.tasks] == ["train1_m4"]
+    assert dict(result.skipped) == {"validation_descendant": 3}
+
+
 def test_the_cap_takes_the_first_tasks_after_the_official_filter(tmp_path):
     records = [
         record("a"),

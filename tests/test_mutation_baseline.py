@@ -43,6 +43,15 @@ def test_default_config_is_the_issue_s():
     assert config.early_exit is False and config.seed_source == "codeit"
 
 
+def test_validation_mode_searches_the_validation_tasks_with_mutants_of_the_others(codeit_data):
+    config = small_config(codeit_data, eval_tasks="validation")
+    baseline.check_config(config)
+    split = json.loads((codeit_data / "split_keys.json").read_text())
+    parents = {p.task.key for p in baseline.load_parents(config, need_programs=False)}
+    assert parents == set(split["train"])
+    assert {t.key for t in baseline.load_eval_tasks(config)} == set(split["val"])
+
+
 def test_chunk_files_hold_valid_mutated_tasks(codeit_data, tmp_path):
     summary = run(small_config(codeit_data), tmp_path)
     assert sorted(p.name for p in tmp_path.glob("mutated_tasks_train_*.json")) == [

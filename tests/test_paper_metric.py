@@ -18,7 +18,14 @@ from ml_collections import ConfigDict
 
 from codeit_jax.codeit import run
 from codeit_jax.codeit_config import ConfigError, prepare_config
-from codeit_jax.metrics import PAPER_COLUMNS, Scoreboard, SolutionRecord, read_performance_csv
+from codeit_jax.metrics import (
+    LEARNING_COLUMNS,
+    LEGACY_PERFORMANCE_COLUMNS,
+    PAPER_COLUMNS,
+    Scoreboard,
+    SolutionRecord,
+    read_performance_csv,
+)
 from codeit_jax.paper_metric import (
     NUM_MUTATED,
     MutationSolutions,
@@ -420,12 +427,13 @@ class RecordingWriter:
 
 
 def _strip_paper_columns_from_checkpoint(workdir: Path) -> int:
-    """Make the latest checkpoint look written before the paper columns existed."""
+    """Make the latest checkpoint look written before the paper (and learning) columns
+    existed."""
     stripped = 0
     for path in (workdir / "checkpoints").glob("*/meta/metadata"):  # Orbax's JsonSave file
         document = json.loads(path.read_text())
         for row in document["user"]["performance_rows"]:
-            for name in PAPER_COLUMNS:
+            for name in PAPER_COLUMNS + LEARNING_COLUMNS:
                 del row[name]
             stripped += 1
         path.write_text(json.dumps(document))
@@ -463,7 +471,7 @@ def test_run_writes_the_paper_columns_and_fills_them_after_an_old_checkpoint(
 
     # An older run: its checkpoint rows and its performance.csv lack the paper columns.
     assert _strip_paper_columns_from_checkpoint(workdir) == 1
-    legacy = {k: v for k, v in row.items() if k not in PAPER_COLUMNS}
+    legacy = {k: v for k, v in row.items() if k in LEGACY_PERFORMANCE_COLUMNS}
     (workdir / "performance.csv").write_text(
         ",".join(legacy) + "\n" + ",".join(str(v) for v in legacy.values()) + "\n"
     )
@@ -472,7 +480,9 @@ def test_run_writes_the_paper_columns_and_fills_them_after_an_old_checkpoint(
     resumed = run(config, workdir)
     assert resumed["resumed_from"] == 1
     rows = read_performance_csv(workdir / "performance.csv")
-    assert rows[0] == row  # filled exactly as the first run wrote it
+    # Paper columns filled exactly as the first run wrote them; the learning ones unknown.
+    assert rows[0] == {**row, **dict.fromkeys(LEARNING_COLUMNS)}
+    assert rows[1]["parse_rate"] is not None
     assert rows[1]["num_sampled_programs"] == 100 + 2 * 2 * 2
     assert rows[1]["paper_cumulative_performance"] >= 0.5
 

@@ -400,7 +400,7 @@ def test_every_primitive_and_constant_name_is_accepted_as_an_argument() -> None:
 
 
 def _reference_check(text: str) -> bool:
-    """CodeIt's seven syntax rules as SPEC.md states them, restated independently for the test."""
+    """CodeIt's rules as docs/dsl.md, "CodeIt's syntax check" states them, restated for the test."""
     names_so_far: set[str] = set()
     calls_so_far: set[str] = set()
     primitives = set(dsl.PRIMITIVE_NAMES)

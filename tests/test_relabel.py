@@ -107,6 +107,31 @@ def test_needs_test_run_only_for_programs_solving_a_demonstration():
         needs_test_run(TASK, [ok(A_OUT)])
 
 
+def test_only_the_shown_demonstrations_are_relabelled_and_can_earn_a_solution():
+    """CodeIt's inference with n_examples below the task's demonstrations (ablation A5): the
+    relabelled task, its rewards and distance come from the shown demonstrations; a solution
+    needs one of them solved; its performance is still over all demonstrations."""
+    second_only = [[failed(), ok(B_OUT)]]  # solves demonstration 2 of 2, not the shown one
+    assert not needs_test_run(TASK, second_only[0], shown=1)
+    assert needs_test_run(TASK, second_only[0])
+    result = relabel(TASK, [HALF], second_only, [None], meta_iteration=0, shown=1)
+    assert result.tasks == [] and result.solutions == []  # no valid output among the shown
+    wrong = ((2, 2),)
+    result = relabel(TASK, [HALF], [[ok(wrong), ok(B_OUT)]], [None], meta_iteration=0, shown=1)
+    (task,) = result.tasks
+    assert task.train == [(A_IN, wrong)]
+    assert task.extra["rewards"] == [0.5] and task.extra["distance"] == 0.5
+    assert task.extra["demonstration_performance"] == 0.0  # the shown one is not solved
+    assert result.solutions == []
+    first_only = [[ok(A_OUT), ok(wrong)]]
+    result = relabel(TASK, [MIRROR], first_only, [[ok(T_OUT)]], meta_iteration=0, shown=1)
+    (task,) = result.tasks
+    assert task.train == [(A_IN, A_OUT)]
+    assert task.extra["demonstration_performance"] == 0.5  # over both demonstrations
+    (record,) = result.solutions
+    assert record.demonstration_performance == (1.0, 0.0)
+
+
 def test_output_grid_accepts_only_valid_grids():
     assert output_grid(ok(A_OUT)) == A_OUT
     for value in (None, [[1]], frozenset({(1, (0, 0))}), ((True,),), ()):

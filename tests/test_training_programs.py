@@ -1,4 +1,5 @@
-"""The 400 ground-truth CodeIt programs, parsed and run, reproduce their tasks (SPEC.md).
+"""The 400 ground-truth CodeIt programs, parsed and run, reproduce their tasks
+(docs/dsl.md, "The 400 training programs").
 
 The whole workload (1,717 runs) is run once per session, with CodeIt's state-size rule; only the
 runs that the rule stops are repeated without it, which gives both figures from one pass.
@@ -14,7 +15,7 @@ import pytest
 from codeit_jax.program import Program, StateSizeError, parse
 from codeit_jax.tasks import Task, load_codeit_dir
 
-# Where the reference DSL itself disagrees with the data (SPEC.md, "Program syntax").
+# Where the reference DSL itself disagrees with the data (docs/dsl.md, "The 400 training programs").
 REFERENCE_FAILURES = {
     "1b60fb0c",
     "39e1d7f9",

@@ -1,5 +1,5 @@
 """The CodeIt ARC DSL: 160 primitives and 28 constants, behaviour-compatible with CodeIt's
-variant of arc-dsl (see shared/dsl/SPEC.md).
+variant of arc-dsl, as specified in docs/dsl.md, "Primitives".
 
 Modules by theme, in import order (each may import only from those before it):
 ``arithmetic`` (numbers, booleans), ``containers`` (tuples and frozensets),

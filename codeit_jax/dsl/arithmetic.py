@@ -1,8 +1,8 @@
 """DSL primitives: arithmetic (see codeit_jax.dsl for the module order).
 
-Numbers and booleans. The numeric primitives follow the spec's dispatch rule: an int (or bool)
-is a scalar, anything else is read as a pair through ``n[0]`` and ``n[1]`` only, so a wrong
-kind fails (or silently works, e.g. on longer tuples) exactly where the reference does.
+Numbers and booleans. The numeric primitives follow docs/dsl.md, "Numerical dispatch": an int
+(or bool) is a scalar, anything else is read as a pair through ``n[0]`` and ``n[1]`` only, so a
+wrong kind fails (or silently works, e.g. on longer tuples) exactly where the reference does.
 """
 
 from __future__ import annotations

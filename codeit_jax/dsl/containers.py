@@ -1,9 +1,9 @@
 """DSL primitives: containers (see codeit_jax.dsl for the module order).
 
 Tuples and frozensets. Results that are frozensets are built by inserting elements one at a
-time in the spec's build order (a list or iterator feeding ``frozenset``), never from another
-set: CPython copies a set source table-wise, which can give a different iteration order and so
-change ``first``/``argmax``/... downstream.
+time in the order of docs/dsl.md, "Build orders" (a list or iterator feeding ``frozenset``),
+never from another set: CPython copies a set source table-wise, which can give a different
+iteration order and so change ``first``/``argmax``/... downstream.
 
 Where the reference evaluates a caller's function inside a generator expression, a
 ``StopIteration`` escaping that function surfaces as ``RuntimeError``; the fast list-based

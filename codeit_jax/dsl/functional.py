@@ -2,7 +2,7 @@
 
 Higher-order primitives. The functions they return are plain closures whose number of
 positional parameters (``__code__.co_argcount``) is the arity that ``rbind``/``lbind`` read,
-as the spec's "Function values and arity" prescribes: 1 for ``compose``/``chain``/``matcher``/
+as docs/dsl.md, "Function values and arity" prescribes: 1 for ``compose``/``chain``/``matcher``/
 ``fork``/``power`` (n >= 2); 1, 2 or 3 for ``rbind``/``lbind``.
 """
 

@@ -2,10 +2,9 @@
 
 Grids are tuples of row tuples. The reference reads ``len(grid)`` and ``len(grid[0])``
 before anything else in several primitives, so a grid ``()`` raises ``IndexError`` there
-even when the call would otherwise be a no-op; that evaluation order is kept (SPEC.md,
-"Which error comes first"). Mirrors live here too because they take grids as well as
-patches. Frozensets are built from the reference's element sequence (SPEC.md,
-"Iteration order").
+even when the call would otherwise be a no-op; that evaluation order is kept (docs/dsl.md,
+"Error order"). Mirrors live here too because they take grids as well as patches. Frozensets
+are built from the reference's element sequence (docs/dsl.md, "Iteration order").
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 ``objects`` is the DSL's hot spot. Its result, and the order of the cells in each object,
 depend on CPython's set iteration order, so the traversal below performs exactly the set
-operations SPEC.md describes, on real ``set`` objects. What it saves is recomputation: the
-seed frozenset and each cell's clipped neighbourhood set are built once per grid shape (with
-the very insertion sequence of the reference, hence the very same table layout), the latter on
-first use, and reused by later calls.
+operations of docs/dsl.md, "The objects traversal", on real ``set`` objects. What it saves is
+recomputation: the seed frozenset and each cell's clipped neighbourhood set are built once per
+grid shape (with the very insertion sequence of the reference, hence the very same table
+layout), the latter on first use, and reused by later calls.
 """
 
 from __future__ import annotations

