@@ -172,11 +172,11 @@ class CheckpointStore:
         available = self.all_steps()
         if not available:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        _ignore_failed_read_leftovers(self.directory)
         if step is not None:
             if step not in available:
                 raise ValueError(f"no checkpoint step {step} in {self.directory}; have {available}")
             return self._restore_step(state_template, step, check)
-        _ignore_closed_loop_callbacks()
         skipped: list[tuple[int, str]] = []
         restored = None
         for candidate in reversed(available):
@@ -350,23 +350,29 @@ def _agree_across_processes(step: int | None) -> None:
 _EVENT_LOOP_CLOSED = "Event loop is closed"
 
 
-class _OrphanedOrbaxTasks(std_logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" reports of Orbax's read tasks, which
-    a failed restore leaves behind with the same error it already raised."""
+class _OrphanedReads(std_logging.Filter):
+    """Drops asyncio's "Task/Future exception was never retrieved" reports about the checkpoint
+    directories being restored: a failed restore leaves Orbax's other reads behind, and each
+    reports the damage the restore already dealt with once more."""
+
+    directories: set[str] = set()
 
     def filter(self, record: std_logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Task exception was never retrieved") and "orbax" in message)
+        if not message.startswith(("Task exception was never", "Future exception was never")):
+            return True
+        return not any(directory in message for directory in self.directories)
 
 
-def _ignore_closed_loop_callbacks() -> None:
-    """Silence the leftovers of a restore that failed: tensorstore callbacks scheduled on
-    Orbax's event loop after it was closed each report "RuntimeError: Event loop is closed" as
-    unraisable (hundreds of tracebacks for one damaged step), and the read tasks still running
-    report their error once more through asyncio's logger. Other reports pass."""
+def _ignore_failed_read_leftovers(directory: Path) -> None:
+    """Silence the leftovers of a restore of ``directory`` that failed: tensorstore callbacks
+    scheduled on Orbax's event loop after it was closed each report "RuntimeError: Event loop
+    is closed" as unraisable (hundreds of tracebacks for one damaged step), and the reads still
+    running report their error through asyncio's logger. Other reports pass."""
+    _OrphanedReads.directories.add(str(directory))
     asyncio_logger = std_logging.getLogger("asyncio")
-    if not any(isinstance(f, _OrphanedOrbaxTasks) for f in asyncio_logger.filters):
-        asyncio_logger.addFilter(_OrphanedOrbaxTasks())
+    if not any(isinstance(f, _OrphanedReads) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_OrphanedReads())
     previous = sys.unraisablehook
     if getattr(previous, "ignores_closed_loop", False):
         return
