@@ -18,12 +18,25 @@ from absl import logging
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
+from codeit_jax import config_schema as schema
+from codeit_jax.atomic_io import write_text_atomic
 from codeit_jax.errors import ConfigError
 from codeit_jax.mutated_tasks import MutatedLoad, load_mutated_files
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.program import ProgramError, StateSizeError, parse
 from codeit_jax.tasks import Task, TaskFormatError, load_codeit_dir
 from codeit_jax.tokenizer import DSLTokenizer
+
+#: Every field of configs/check_data.py and what it accepts.
+FIELDS: dict[str, schema.Rule] = {
+    "experiment": schema.choice(["check_data"]),
+    "workdir": schema.path(),
+    "data_dir": schema.path(),
+    "max_state_size": schema.optional(schema.integer(1)),
+    "mutated_files": schema.paths(),
+    "max_mutated_tasks": schema.integer(0),
+    "n_examples": schema.integer(1),
+}
 
 
 def check_task(task: Task, max_state_size: int | None) -> dict[str, Any]:
@@ -68,6 +81,7 @@ def load_mutated(config: ConfigDict) -> tuple[list[Path], MutatedLoad]:
 
 
 def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
+    schema.check_fields(config, FIELDS)
     data_dir = Path(config.data_dir) if config.data_dir else codeit_data_dir()
     if not (data_dir / "training").is_dir():
         raise ConfigError(f"data_dir: no training/ directory in {data_dir}")
@@ -81,7 +95,7 @@ def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     failed = sorted(r["task"] for r in records if r["correct"] != r["total"])
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "check_data.json"
-    out.write_text(json.dumps(records, indent=1))
+    write_text_atomic(out, json.dumps(records, indent=1))
     runs = sum(r["total"] for r in records)
     summary = {
         "data_dir": str(data_dir),

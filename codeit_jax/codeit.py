@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging as std_logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,17 +31,20 @@ from codeit_jax.batching import BucketBatcher
 from codeit_jax.buffer import PARTITIONS, BufferConfig, ReplayBuffer
 from codeit_jax.codeit_config import data_dir, prepare_config, split_paths
 from codeit_jax.encoding import bare_program
+from codeit_jax.errors import RunError
 from codeit_jax.experience import EncodingSettings, add_tasks, encode_input
 from codeit_jax.inference import Executor, InferenceResult, SamplingSettings, infer
+from codeit_jax.integrity import all_finite
 from codeit_jax.mesh import make_mesh
 from codeit_jax.metrics import LEARNING_COLUMNS, Scoreboard
 from codeit_jax.model.t5 import count_params
 from codeit_jax.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.paper_metric import PaperMetric, load_paper_metric
 from codeit_jax.policy import Policy, build_policy, has_hf_tokenizer
+from codeit_jax.run_inputs import RunInputs, read_inputs
 from codeit_jax.run_outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.sample_stats import SAMPLE_COLUMNS, sample_rates
-from codeit_jax.seeds import load_eval_tasks, seed_tasks, validation_keys
+from codeit_jax.seeds import seed_tasks, validation_keys
 from codeit_jax.shared_execution import process_executor
 from codeit_jax.state import (
     RunCheckpoints,
@@ -54,6 +58,7 @@ from codeit_jax.state import (
 )
 from codeit_jax.tasks import Task, load_codeit_dir
 from codeit_jax.trainer import TrainState, initialize_distributed
+from codeit_jax.workdir_lock import WorkdirLock
 
 #: The rates of `codeit_jax.sample_stats` in the order the progress line names them.
 SAMPLE_RATES = SAMPLE_COLUMNS[1:]
@@ -111,11 +116,11 @@ def run(
     """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
     begin = time.perf_counter()
     config = prepare_config(config)
-    paper = load_paper_metric(config)  # a malformed file stops the run before anything is written
+    # Every input is read before the workdir exists: a bad one leaves nothing behind.
+    inputs = read_inputs(config)
     quiet_orbax_logs()
     initialize_distributed(config.distributed)
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     writer = jax.process_index() == 0
     progress = bool(config.progress) and writer
     logging.info(
@@ -127,7 +132,6 @@ def run(
     )
     if not config.model.init_from:
         logging.info(pretraining_note(config))
-    eval_tasks = load_eval_tasks(config)
     policy = build_policy(config, make_mesh(), known_programs(config))
     logging.info(
         "policy: T5 %s (%s), vocabulary %d, %d devices",
@@ -136,6 +140,23 @@ def run(
         policy.model_config.vocab_size,
         jax.device_count(),
     )
+    workdir.mkdir(parents=True, exist_ok=True)  # the run's first write
+    with WorkdirLock(workdir, enabled=writer):  # before Orbax touches checkpoints/
+        return _run_locked(config, workdir, policy, inputs, executor_factory, progress, begin)
+
+
+def _run_locked(
+    config: ConfigDict,
+    workdir: Path,
+    policy: Policy,
+    inputs: RunInputs,
+    executor_factory: Callable[[ConfigDict], Any],
+    progress: bool,
+    begin: float,
+) -> dict[str, Any]:
+    """The run once the workdir is this process's: restore, meta-iterations, summary."""
+    writer = jax.process_index() == 0
+    paper, eval_tasks = inputs.paper, inputs.eval_tasks
     checkpoints = RunCheckpoints(
         workdir / CHECKPOINT_DIR, run_identity(config), config.checkpoint_max_to_keep
     )
@@ -354,6 +375,23 @@ def train_on_buffer(loop: Loop, state: RunState, i: int) -> tuple[TrainState, li
     return train_state, losses
 
 
+def ensure_finite(train_state: TrainState, losses: Sequence[float], i: int) -> None:
+    """Stop the run when training diverged: a NaN or infinite loss or parameter must not be
+    sampled from, written or checkpointed (saving it would rotate the good checkpoints away)."""
+    bad_loss = [loss for loss in losses if not math.isfinite(loss)]
+    if bad_loss:
+        what = f"the training loss is {bad_loss[0]}"
+    elif not all_finite(train_state):
+        what = "the train state holds NaN or infinite values"
+    else:
+        return
+    kept = f"checkpoint step {i} stays the latest" if i else "no checkpoint was saved"
+    raise RunError(
+        f"meta-iteration {i}: {what}; stopped before saving, so {kept} (lower "
+        "train.learning_rate or set train.max_grad_norm before running again)"
+    )
+
+
 def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i: int) -> int:
     """The buffer's new entries of meta-iteration ``i``; returns how many were added.
 
@@ -404,6 +442,7 @@ def meta_iteration(
         )
     begin = time.perf_counter()
     train_state, losses = train_on_buffer(loop, state, i)
+    ensure_finite(train_state, losses, i)
     train_seconds = time.perf_counter() - begin
     result = infer(
         loop.policy.sampler,

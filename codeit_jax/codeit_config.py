@@ -8,12 +8,12 @@ name to the concrete settings it changes, and the loop only ever reads those set
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 from ml_collections import ConfigDict
 
+from codeit_jax import config_schema as schema
 from codeit_jax.errors import ConfigError
 from codeit_jax.model.t5 import CONFIGS
 from codeit_jax.mutated_tasks import first_missing_search_file, search_samples
@@ -78,7 +78,8 @@ DISALLOWED_TOKENS = ("mask", "end")
 #: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones.
 EVAL_SOURCES = ("auto", "codeit", "arc1", "validation")
 SPLIT_KEYS_FILE = "split_keys.json"
-#: Stands for the data directory in ``data.mutated_files`` and ``no_exit.search_dir``.
+#: Compute dtypes; "" picks float32 on CPU and bfloat16 elsewhere.
+MODEL_DTYPES = ("", "float32", "bfloat16", "float16")
 
 
 def split_paths(text: str) -> list[Path]:
@@ -92,6 +93,74 @@ def data_dir(config: ConfigDict) -> Path:
     return Path(given).expanduser() if given else codeit_data_dir()
 
 
+#: Every field of configs/codeit.py (and so of every CodeIt config file) and what it accepts;
+#: fields that must agree with each other or with files are checked after, in `_check`.
+FIELDS: dict[str, schema.Rule] = {
+    "experiment": schema.choice(["codeit"]),
+    "workdir": schema.path(),
+    "seed": schema.seed(),
+    "n_meta_iterations": schema.integer(1),
+    "ablation": schema.choice(ABLATIONS),
+    "data.data_dir": schema.path(),
+    "data.seeds": schema.choice(SEED_SOURCES),
+    "data.n_random_seeds": schema.integer(0),
+    "data.mutated_files": schema.paths(),
+    "data.max_mutated_tasks": schema.integer(0),
+    "data.eval_tasks": schema.choice(EVAL_SOURCES),
+    "data.n_eval_tasks": schema.integer(0),
+    "model.name": schema.text(),
+    "model.init_from": schema.path(),
+    "model.dtype": schema.choice(MODEL_DTYPES),
+    "model.dropout_rate": schema.number(0.0, 1.0, high_open=True),
+    "encoding.n_examples": schema.integer(1),
+    "encoding.input_state_max": schema.integer(2),
+    "encoding.max_program_tokens": schema.integer(1),
+    "train.n_policy": schema.integer(0),
+    "train.n_mutated": schema.integer(0),
+    "train.epochs": schema.integer(1),
+    "train.first_epochs": schema.integer(0),
+    "train.batch_size": schema.integer(1),
+    "train.grad_accum_steps": schema.integer(1),
+    "train.learning_rate": schema.number(0.0, 1.0, low_open=True),
+    "train.weight_decay": schema.number(0.0, 1.0),
+    "train.weight_decay_on": schema.choice(WEIGHT_DECAY_ON),
+    "train.warmup_steps": schema.integer(0),
+    "train.max_grad_norm": schema.optional(schema.number(0.0)),
+    "train.reset_optimizer": schema.boolean(),
+    "train.loss_on_padding": schema.boolean(),
+    "train.input_buckets": schema.lengths(),
+    "train.label_buckets": schema.lengths(),
+    "sampling.n_samples": schema.integer(1),
+    "sampling.temperature": schema.number(0.0),
+    "sampling.top_k": schema.integer(0),
+    "sampling.disallowed_tokens": schema.choice(DISALLOWED_TOKENS),
+    "sampling.tasks_per_batch": schema.integer(1),
+    "sampling.max_new_tokens": schema.integer(1),
+    "sampling.constrained": schema.boolean(),
+    "buffer.capacity": schema.integer(0),
+    "buffer.reduce_percentage": schema.number(0.0, 1.0, high_open=True),
+    "buffer.performance_penalty": schema.number(0.0),
+    "buffer.length_penalty": schema.number(0.0),
+    "buffer.age_penalty": schema.number(0.0),
+    "buffer.distance_penalty": schema.number(0.0),
+    "buffer.epsilon": schema.number(0.0, low_open=True),
+    "buffer.priority_in_mutated": schema.boolean(),
+    "sandbox.workers": schema.integer(0),
+    "sandbox.timeout_s": schema.number(0.0, low_open=True),
+    "sandbox.memory_mb": schema.integer(1),
+    "sandbox.max_state_size": schema.integer(1),
+    "no_exit.search_dir": schema.path(),
+    "no_exit.start_samples": schema.integer(0),
+    "no_exit.interval": schema.integer(1),
+    "metric.mutation_solutions": schema.path(),
+    "metric.mutation_samples": schema.integer(AUTO_SAMPLES),
+    "checkpoint_max_to_keep": schema.integer(1),
+    "tensorboard": schema.boolean(),
+    "progress": schema.boolean(),
+    "distributed": schema.boolean(),
+}
+
+
 def prepare_config(config: ConfigDict) -> ConfigDict:
     """An unlocked copy of ``config`` with its ablation applied and every field checked.
 
@@ -102,88 +171,25 @@ def prepare_config(config: ConfigDict) -> ConfigDict:
     """
     if config.get("experiment") != "codeit":
         raise ConfigError(f"config.experiment is {config.get('experiment')!r}, not 'codeit'")
+    schema.check_fields(config, FIELDS)
     c = ConfigDict(config.to_dict())
     c.add_policy_experience = True
     c.relabel = True
     c.model.load_weights = True
-    ablation = c.get("ablation", "none")
-    if ablation not in ABLATIONS:
-        raise ConfigError(f"config.ablation is {ablation!r}; expected one of {list(ABLATIONS)}")
-    change = ABLATIONS[ablation]
+    change = ABLATIONS[c.ablation]
     if change is not None:
         change(c)
     _check(c)
     return c
 
 
-def _positive_int(c: ConfigDict, dotted: str, minimum: int = 1) -> None:
-    value = _get(c, dotted)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"config.{dotted} must be an integer >= {minimum}, got {value!r}")
-
-
-def _number(c: ConfigDict, dotted: str, low: float, high: float, *, open_low=False) -> None:
-    value = _get(c, dotted)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ConfigError(f"config.{dotted} must be in {bracket}{low}, {high}], got {value!r}")
-
-
-def _one_of(c: ConfigDict, dotted: str, choices: tuple[str, ...]) -> None:
-    value = _get(c, dotted)
-    if value not in choices:
-        raise ConfigError(f"config.{dotted} is {value!r}; expected one of {list(choices)}")
-
-
-def _boolean(c: ConfigDict, dotted: str) -> None:
-    value = _get(c, dotted)
-    if not isinstance(value, bool):
-        raise ConfigError(f"config.{dotted} must be True or False, got {value!r}")
-
-
-def _get(c: ConfigDict, dotted: str):
-    node = c
-    for part in dotted.split("."):
-        if part not in node:
-            raise ConfigError(f"config.{dotted} is missing")
-        node = node[part]
-    return node
-
-
-def _check_buckets(c: ConfigDict, dotted: str) -> None:
-    buckets = _get(c, dotted)
-    if (
-        not isinstance(buckets, (tuple, list))
-        or not buckets
-        or any(not isinstance(b, int) or b < 1 for b in buckets)
-        or list(buckets) != sorted(set(buckets))
-    ):
-        raise ConfigError(f"config.{dotted} must be increasing positive lengths, got {buckets!r}")
-
-
 def _check(c: ConfigDict) -> None:
-    _positive_int(c, "n_meta_iterations")
-    _positive_int(c, "seed", minimum=0)
-    for name in ("n_examples", "max_program_tokens"):
-        _positive_int(c, f"encoding.{name}")
-    _positive_int(c, "encoding.input_state_max", minimum=2)
-    for name in ("n_policy", "n_mutated"):
-        _positive_int(c, f"train.{name}", minimum=0)
-    for name in ("epochs", "batch_size", "grad_accum_steps"):
-        _positive_int(c, f"train.{name}")
-    _positive_int(c, "train.first_epochs", minimum=0)
-    _positive_int(c, "train.warmup_steps", minimum=0)
-    _number(c, "train.learning_rate", 0.0, 1.0, open_low=True)
-    _number(c, "train.weight_decay", 0.0, 1.0)
-    if c.train.max_grad_norm is not None:
-        _number(c, "train.max_grad_norm", 0.0, math.inf)
-    _one_of(c, "train.weight_decay_on", WEIGHT_DECAY_ON)
-    for name in ("reset_optimizer", "loss_on_padding"):
-        _boolean(c, f"train.{name}")
-    _check_buckets(c, "train.input_buckets")
-    _check_buckets(c, "train.label_buckets")
+    """What the field table cannot say: settings that must agree, and files that must exist."""
+    if c.train.batch_size % c.train.grad_accum_steps:
+        raise ConfigError(
+            f"config.train.batch_size {c.train.batch_size} is not a multiple of "
+            f"config.train.grad_accum_steps {c.train.grad_accum_steps}"
+        )
     if c.train.input_buckets[-1] < 2 * c.encoding.input_state_max:
         raise ConfigError(
             f"config.train.input_buckets end at {c.train.input_buckets[-1]}, below the "
@@ -195,26 +201,8 @@ def _check(c: ConfigDict) -> None:
             f"config.train.label_buckets end at {c.train.label_buckets[-1]}, below "
             f"encoding.max_program_tokens={c.encoding.max_program_tokens}"
         )
-    for name in ("n_samples", "tasks_per_batch", "max_new_tokens"):
-        _positive_int(c, f"sampling.{name}")
-    _number(c, "sampling.temperature", 0.0, math.inf)
-    _positive_int(c, "sampling.top_k", minimum=0)
-    _one_of(c, "sampling.disallowed_tokens", DISALLOWED_TOKENS)
-    _boolean(c, "sampling.constrained")
     if c.sampling.constrained and c.sampling.disallowed_tokens == "end":
         raise ConfigError('config.sampling.constrained needs sampling.disallowed_tokens="mask"')
-    _positive_int(c, "buffer.capacity", minimum=0)
-    _positive_int(c, "sandbox.workers", minimum=0)
-    _number(c, "sandbox.timeout_s", 0.0, math.inf, open_low=True)
-    _positive_int(c, "checkpoint_max_to_keep")
-    _positive_int(c, "no_exit.start_samples", minimum=0)
-    _positive_int(c, "no_exit.interval")
-    _positive_int(c, "data.n_eval_tasks", minimum=0)
-    _positive_int(c, "data.max_mutated_tasks", minimum=0)
-    _positive_int(c, "data.n_random_seeds", minimum=0)
-    _number(c, "model.dropout_rate", 0.0, 1.0)
-    if c.model.dropout_rate >= 1.0:
-        raise ConfigError("config.model.dropout_rate must be below 1")
     _check_data(c)
     _check_metric(c)
     _check_model(c)
@@ -224,10 +212,6 @@ def _check(c: ConfigDict) -> None:
 
 def _check_data(c: ConfigDict) -> None:
     seeds, evals = c.data.seeds, c.data.eval_tasks
-    if seeds not in SEED_SOURCES:
-        raise ConfigError(f"config.data.seeds is {seeds!r}; expected one of {SEED_SOURCES}")
-    if evals not in EVAL_SOURCES:
-        raise ConfigError(f"config.data.eval_tasks is {evals!r}; expected one of {EVAL_SOURCES}")
     root = data_dir(c)
     if c.data.get("data_dir") and not root.is_dir():
         raise ConfigError(f"config.data.data_dir {root} is not a directory")
@@ -288,11 +272,7 @@ def _check_search_files(c: ConfigDict) -> None:
 def _check_metric(c: ConfigDict) -> None:
     """The paper figure's mutation solutions file ({data_dir} resolved; it must exist) and its
     sample count (`AUTO_SAMPLES` resolved); see `codeit_jax.paper_metric`."""
-    given = _get(c, "metric.mutation_solutions")
-    if not isinstance(given, str):
-        raise ConfigError(f"config.metric.mutation_solutions must be a path or '', got {given!r}")
-    _positive_int(c, "metric.mutation_samples", minimum=AUTO_SAMPLES)
-    path = resolve_data_path(given, data_dir(c))
+    path = resolve_data_path(c.metric.mutation_solutions, data_dir(c))
     if path and not Path(path).is_file():
         raise ConfigError(missing_file_message(path))
     c.metric.mutation_solutions = path
@@ -310,5 +290,3 @@ def _check_model(c: ConfigDict) -> None:
             )
     elif c.model.name not in CONFIGS:
         raise ConfigError(f"config.model.name is {c.model.name!r}; known: {sorted(CONFIGS)}")
-    if c.model.dtype not in ("", "float32", "bfloat16", "float16"):
-        raise ConfigError(f"config.model.dtype is {c.model.dtype!r}; use float32 or bfloat16")

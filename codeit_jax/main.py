@@ -4,21 +4,28 @@ Every experiment is a config file whose ``experiment`` field names the job to ru
 overridden on the command line (``--config.n_meta_iterations=3``). Every host of a TPU pod runs
 the same command. The job's outputs go to ``--workdir`` (default: the config's ``workdir``);
 its summary is printed as one compact JSON object on the last line of stdout.
+
+A failure ends with one line on stderr and an exit status: 2 for bad input (a flag, a config
+field, an input file; nothing is written), 1 for a fault at run time, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
+import runpy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
-from codeit_jax.errors import ConfigError
+from codeit_jax.config_schema import unknown_field_message
+from codeit_jax.errors import ConfigError, InputError, RunError, one_line
 
 #: experiment name -> "module:function" taking (config, workdir) and returning a summary dict.
 EXPERIMENTS: dict[str, str] = {
@@ -26,6 +33,14 @@ EXPERIMENTS: dict[str, str] = {
     "mutation": "codeit_jax.mutation.baseline:run",
     "codeit": "codeit_jax.codeit:run",
 }
+
+#: Exit statuses.
+EXIT_RUNTIME = 1
+EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a run stopped by Ctrl-C; launchers do not restart
+
+_CONFIG_FLAG = re.compile(r"^--?config(=|$)")
+_OVERRIDE_FLAG = re.compile(r"^--?(no)?config\.([^=]+)")
 
 
 class _Flags:
@@ -47,6 +62,127 @@ class _Flags:
             )
 
 
+def fail(prefix: str, message: object, status: int) -> NoReturn:
+    """One line on stderr, then exit with ``status``.
+
+    ``os._exit`` after flushing: once a run has failed, interpreter shutdown only adds noise
+    (XLA or Orbax threads interrupted mid-call may crash or print), and every file the run
+    keeps was already closed by the ``finally`` blocks that ran while the error unwound.
+    """
+    line = f"{prefix}: {one_line(message)}" if prefix else one_line(message)
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.write(f"error: {line}\n")
+    sys.stderr.flush()
+    os._exit(status)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def config_path_argument(argv: Sequence[str]) -> str | None:
+    """The value of ``--config`` in ``argv`` (``--config=X`` or ``--config X``)."""
+    for i, arg in enumerate(argv):
+        match = _CONFIG_FLAG.match(arg)
+        if match:
+            if match.group(1) == "=":
+                return arg.split("=", 1)[1]
+            return argv[i + 1] if i + 1 < len(argv) else None
+    return None
+
+
+def load_config_file(path: str) -> Any:
+    """``get_config()`` of a config file (``file.py:arg`` passes ``arg``), as ml_collections
+    loads it, to find which override failed."""
+    file, _, arg = path.partition(":")
+    get_config = runpy.run_path(file)["get_config"]
+    return get_config(arg) if arg else get_config()
+
+
+def override_problem(config: ConfigDict, dotted: str) -> str | None:
+    """Why ``--config.<dotted>`` names no field of ``config`` (None when it does)."""
+    node: Any = config
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, ConfigDict):
+            return (
+                f"--config.{dotted}: config.{'.'.join(parts[:i])} is a value, not a group of fields"
+            )
+        if part not in node:
+            known = _dotted_names(config)
+            return unknown_field_message(dotted, known)
+        node = node[part]
+    return None
+
+
+def _dotted_names(config: ConfigDict, prefix: str = "") -> list[str]:
+    names = []
+    for key in config:
+        value = config[key]
+        names.append(f"{prefix}{key}")
+        if isinstance(value, ConfigDict):
+            names.extend(_dotted_names(value, f"{prefix}{key}."))
+    return names
+
+
+def describe_flag_failure(argv: Sequence[str], error: BaseException) -> str:
+    """One line for a failure while parsing the command line: which override names no field
+    (the config file is loaded again to find it), else the error's own last line."""
+    path = config_path_argument(argv)
+    if path:
+        try:
+            config = load_config_file(path)
+        except Exception as load_error:  # noqa: BLE001 - reported as the config file's problem
+            return f"--config={path}: {type(load_error).__name__}: {_last_line(load_error)}"
+        if isinstance(config, ConfigDict):
+            for arg in argv:
+                match = _OVERRIDE_FLAG.match(arg)
+                if match:
+                    problem = override_problem(config, match.group(2))
+                    if problem:
+                        return problem
+    return _last_line(error)
+
+
+def _last_line(error: BaseException) -> str:
+    """The last non-empty line of an error's text (ml_collections and absl put tracebacks and
+    attempted paths first), with the exception's type when it says nothing else."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing with one-line errors and exit status 2 (absl prints a usage hint
+    and exits 1; an unknown config field gave a 57-line traceback)."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - a flag, a config file or an override naming no field
+        problem = describe_flag_failure(argv, e)
+        about_config = "--config" in problem or problem.startswith("config.")
+        fail("invalid config" if about_config else "invalid command line", problem, EXIT_INPUT)
+
+
+def load_config() -> ConfigDict:
+    """The ``--config`` value; a file that could not be loaded is a `ConfigError` naming it."""
+    holder = _Flags.config
+    path = config_path_argument(sys.argv[1:])
+    if holder is None or path is None:
+        raise ConfigError("--config=configs/<name>.py is required")
+    config = holder.value
+    if config is None:
+        raise ConfigError(f"--config={path}: get_config() returned None")
+    if not isinstance(config, ConfigDict):
+        try:  # ml_collections defers a loading error until the config is used
+            config.get("experiment")
+        except Exception as e:  # noqa: BLE001 - reported as the config file's problem
+            raise ConfigError(f"--config={path}: cannot be loaded: {_last_line(e)}") from None
+        raise ConfigError(f"--config={path}: get_config() returned {config!r}, not a ConfigDict")
+    return config
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
 def resolve_experiment(config: ConfigDict) -> Callable[[ConfigDict, Path], dict[str, Any]]:
     """The job function a config asks for, with a clear error for unknown names."""
     name = config.get("experiment")
@@ -63,29 +199,42 @@ def resolve_workdir(config: ConfigDict, override: str | None) -> Path:
     return Path(workdir).expanduser().resolve()
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _Flags.config.value
-    if config is None:
-        raise app.UsageError("--config=configs/<name>.py is required")
+def run_job(config: ConfigDict, workdir_flag: str | None) -> dict[str, Any]:
+    """Dispatch to the config's job; errors as the module docstring says."""
     try:
         job = resolve_experiment(config)
-        workdir = resolve_workdir(config, _Flags.workdir.value)
+        workdir = resolve_workdir(config, workdir_flag)
         logging.info("experiment %s -> %s", config.experiment, workdir)
-        # Jobs validate their config before they create the workdir, so a refused config
-        # leaves nothing behind.
-        summary = job(config, workdir)
+        # Jobs validate their config and read their inputs before they create the workdir, so
+        # a refused input leaves nothing behind.
+        return job(config, workdir)
     except ConfigError as e:
-        logging.error("invalid config: %s", e)
-        sys.exit(2)
+        fail("invalid config", e, EXIT_INPUT)
+    except InputError as e:
+        fail("invalid input", e, EXIT_INPUT)
+    except RunError as e:
+        fail("", e, EXIT_RUNTIME)
+    except OSError as e:  # a full disk, a permission: the message names the file
+        fail("", e, EXIT_RUNTIME)
+    except KeyboardInterrupt:
+        fail("interrupted", "run the same command again to resume", EXIT_INTERRUPTED)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail("invalid command line", f"unexpected arguments {argv[1:]}", EXIT_INPUT)
+    try:
+        config = load_config()
+    except ConfigError as e:
+        fail("invalid config", e, EXIT_INPUT)
+    summary = run_job(config, _Flags.workdir.value)
     print(json.dumps(summary, default=str))  # one line, the last of stdout: easy to parse
 
 
 def run() -> None:
     """Console-script entry point."""
     _Flags.define()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from codeit_jax.atomic_io import write_text_atomic
 from codeit_jax.sample_stats import SAMPLE_COLUMNS
 from codeit_jax.tasks import Grid, is_grid
 
@@ -241,21 +240,6 @@ class Scoreboard:
 # --------------------------------------------------------------------------- files
 
 
-def _write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write through a temporary file and rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_performance_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
     """Write every row (the whole history, so a resumed run rewrites the same file)."""
     for k, row in enumerate(rows):
@@ -269,7 +253,7 @@ def write_performance_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[s
     writer = csv.DictWriter(out, fieldnames=PERFORMANCE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_text_atomic(path, out.getvalue())
+    write_text_atomic(path, out.getvalue())
 
 
 def read_performance_csv(path: str | os.PathLike[str]) -> list[dict[str, int | float]]:
@@ -302,7 +286,7 @@ def _number(column: str, text: str) -> int | float | None:
 
 def write_solutions_json(path: str | os.PathLike[str], document: Mapping[str, Any]) -> None:
     """Write a `Scoreboard.solutions_document` (atomically)."""
-    _write_text_atomic(path, json.dumps(document, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(document, indent=1) + "\n")
 
 
 __all__ = [

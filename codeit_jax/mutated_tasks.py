@@ -94,6 +94,21 @@ def official_cells(grid: list[Any]) -> int:
     return len(grid) if columns == 0 else len(grid) * columns
 
 
+def read_collection(path: str | Path) -> dict[str, Any]:
+    """The records of a collection file; `TaskFormatError` naming it when it cannot be read or
+    is not a JSON object (records themselves are checked, and skipped, by the loader)."""
+    records = read_json(Path(path))
+    if not isinstance(records, dict):
+        raise TaskFormatError(f"{path}: expected a JSON object keyed by task key")
+    return records
+
+
+def check_collections(paths: Sequence[Path]) -> None:
+    """Read every collection file once, so that a bad one stops a run before it writes."""
+    for path in paths:
+        read_collection(path)
+
+
 def load_mutated_files(
     paths: Sequence[Path],
     tokenizer: Tokenizer,
@@ -111,10 +126,7 @@ def load_mutated_files(
     kept: dict[str, tuple[dict[str, Any], str]] = {}
     load = MutatedLoad()
     for path in paths:
-        records = read_json(Path(path))
-        if not isinstance(records, dict):
-            raise TaskFormatError(f"{path}: expected a JSON object keyed by task key")
-        for name, record in records.items():
+        for name, record in read_collection(path).items():
             where = f"{path}: {name}"
             if prefixes and _held_out(name, record, prefixes):
                 load.skipped["validation_descendant"] += 1
@@ -296,6 +308,14 @@ def first_missing_search_file(
         if not path.is_file():
             return i, path
     return None
+
+
+def search_files(no_exit: Any, n_iterations: int) -> list[Path]:
+    """The search file of each of meta-iterations 0 .. n_iterations - 1 (A1)."""
+    return [
+        search_file(no_exit.search_dir, search_samples(no_exit.start_samples, no_exit.interval, i))
+        for i in range(n_iterations)
+    ]
 
 
 def add_search_tasks(

@@ -20,7 +20,6 @@ baseline writes), resolves the config fields that name them (checked in
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +38,7 @@ from codeit_jax.metrics import (
     SolutionRecord,
     rank_key,
 )
+from codeit_jax.tasks import TaskFormatError, read_json
 
 #: Mutation samples behind the official ``mutation_solutions_19200.json`` (the notebook's
 #: NUM_MUTATED): the x offset of the paper's CodeIt curve.
@@ -193,12 +193,9 @@ def read_mutation_solutions(path: str | Path, max_samples: int | None = None) ->
     """Read a mutation solutions file; a malformed one is a one-line ConfigError naming it."""
     path = Path(path)
     try:
-        with open(path) as f:
-            document = json.load(f)
-    except OSError as e:
-        raise ConfigError(f"mutation solutions file {path}: cannot be read ({e.strerror})") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"mutation solutions file {path}: not valid JSON ({e})") from e
+        document = read_json(path)
+    except TaskFormatError as e:  # unreadable, not UTF-8, not JSON, nested too deeply
+        raise ConfigError(f"mutation solutions file {e}") from None
     try:
         return parse_mutation_solutions(document, str(path), max_samples)
     except ValueError as e:

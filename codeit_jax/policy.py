@@ -9,7 +9,8 @@ checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from codeit_jax.encoding import max_input_length
-from codeit_jax.errors import ConfigError
+from codeit_jax.errors import ConfigError, one_line
 from codeit_jax.grammar import TypedGrammar
 from codeit_jax.grammar_bpe import BPEGrammar
 from codeit_jax.mesh import padded_batch_size
@@ -54,8 +55,22 @@ def make_tokenizer(config: ConfigDict, seed_programs: Sequence[str] = ()) -> Tok
     """The HF tokenizer of ``model.init_from`` when it has one, else the DSL tokenizer."""
     init_from = config.model.init_from
     if init_from and has_hf_tokenizer(init_from):
-        return HFTokenizer(Path(init_from).expanduser(), extra_program_texts=seed_programs)
+        with _init_from_errors(init_from, "its tokenizer"):
+            return HFTokenizer(Path(init_from).expanduser(), extra_program_texts=seed_programs)
     return DSLTokenizer()
+
+
+@contextlib.contextmanager
+def _init_from_errors(init_from: str, what: str) -> Iterator[None]:
+    """A checkpoint directory that cannot be read is bad input: one line naming it."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as e:  # missing or damaged files (JSON errors are ValueErrors)
+        raise ConfigError(
+            f"config.model.init_from {init_from}: cannot load {what} ({one_line(e)})"
+        ) from None
 
 
 def model_config_and_weights(
@@ -66,7 +81,8 @@ def model_config_and_weights(
     if config.model.dtype:
         overrides["dtype"] = config.model.dtype
     if config.model.init_from:
-        shape, params = load_hf_checkpoint(Path(config.model.init_from).expanduser())
+        with _init_from_errors(config.model.init_from, "the checkpoint"):
+            shape, params = load_hf_checkpoint(Path(config.model.init_from).expanduser())
         model_config = shape.replace(**overrides)
         if not config.model.load_weights:
             params = None
@@ -74,15 +90,18 @@ def model_config_and_weights(
         overrides["vocab_size"] = tokenizer.vocab_size
         model_config, params = named_config(config.model.name, **overrides), None
     if model_config.vocab_size < tokenizer.vocab_size:
-        raise ValueError(
-            f"the model's vocabulary ({model_config.vocab_size}) is smaller than the "
-            f"tokenizer's ({tokenizer.vocab_size})"
+        raise ConfigError(
+            f"config.model: the model's vocabulary ({model_config.vocab_size}) is smaller than "
+            f"the tokenizer's ({tokenizer.vocab_size})"
         )
     if (tokenizer.pad_id, tokenizer.eos_id) != (
         model_config.pad_token_id,
         model_config.eos_token_id,
     ):
-        raise ValueError("tokenizer and model disagree on the pad/eos ids")
+        raise ConfigError(
+            f"config.model.init_from {config.model.init_from}: tokenizer and model disagree on "
+            "the pad/eos ids"
+        )
     return model_config, params
 
 
@@ -130,7 +149,10 @@ def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = 
         dropout=model_config.dropout_rate > 0,
         seed=config.seed,
     )
-    trainer = Trainer(T5(model_config), train_config, mesh)
+    try:  # a micro-batch that does not split over this machine's devices
+        trainer = Trainer(T5(model_config), train_config, mesh)
+    except ValueError as e:
+        raise ConfigError(f"config.train: {one_line(e)}") from None
     sampler = Sampler(
         model_config,
         mesh,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from codeit_jax.errors import InputError, one_line
 from codeit_jax.report_curves import (
     axis_end,
     codeit_points,
@@ -328,8 +329,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--workdir=DIR is required")
     try:
         path = write_report(_WORKDIR.value, _OUT.value, _TASKS.value, _MUTATION_CSV.value)
-    except ReportInputError as e:
-        logging.error("%s", e)
+    except (ReportInputError, InputError) as e:  # a run file or a task file it cannot use
+        logging.error("%s", one_line(e))
         sys.exit(2)
     logging.info("report written to %s", path)
     print(path)

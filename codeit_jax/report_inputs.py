@@ -9,7 +9,6 @@ they are loaded again from the same sources the run can use (`TaskSource`).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,15 @@ from typing import Any
 from codeit_jax.metrics import SolutionRecord, read_performance_csv
 from codeit_jax.paths import codeit_data_dir
 from codeit_jax.run_outputs import PERFORMANCE_FILE
-from codeit_jax.tasks import Task, load_arc, load_arc_dir, load_codeit_dir, load_codeit_file
+from codeit_jax.tasks import (
+    Task,
+    TaskFormatError,
+    load_arc,
+    load_arc_dir,
+    load_codeit_dir,
+    load_codeit_file,
+    read_json,
+)
 
 #: File name of a mutation baseline curve looked for in the workdir: lines ``samples,fraction``.
 MUTATION_FILE = "mutation_performance.csv"
@@ -63,11 +70,11 @@ def _numbered(workdir: Path, pattern: re.Pattern[str]) -> dict[int, Path]:
 
 
 def _read_json(path: Path) -> Any:
+    """A run's JSON file; any reason it cannot be read is one `ReportInputError` naming it."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ReportInputError(f"{path}: not valid JSON ({e})") from e
+        return read_json(path)
+    except TaskFormatError as e:  # unreadable, not UTF-8, not JSON, nested too deeply
+        raise ReportInputError(str(e)) from None
 
 
 def solved_tasks(document: Mapping[str, Any], where: str) -> list[SolvedTask]:

@@ -9,13 +9,11 @@ the same content.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from codeit_jax.atomic_io import write_json_atomic
 from codeit_jax.metrics import Scoreboard, write_performance_csv, write_solutions_json
 
 PERFORMANCE_FILE = "performance.csv"
@@ -30,21 +28,6 @@ def solutions_path(workdir: Path, meta_iteration: int) -> Path:
 
 def log_path(workdir: Path, meta_iteration: int) -> Path:
     return workdir / f"log_{meta_iteration}.json"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """JSON through a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class RunOutputs:

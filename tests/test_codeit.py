@@ -40,6 +40,7 @@ from codeit_jax.model.convert import save_hf_checkpoint
 from codeit_jax.model.t5 import init_params, named_config
 from codeit_jax.policy import build_policy
 from codeit_jax.sandbox import Sandbox
+from codeit_jax.seeds import load_eval_tasks
 from codeit_jax.state import params_digest
 from codeit_jax.tasks import Task, load_codeit_dir, save_codeit_file
 from codeit_jax.tokenizer import HFTokenizer
@@ -449,7 +450,7 @@ def test_validation_split_keeps_validation_tasks_out_of_the_buffer(
     config.encoding.max_program_tokens = 1024
     config.train.label_buckets = (64, 1024)
     prepared = prepare_config(config)
-    tasks = codeit.load_eval_tasks(prepared)
+    tasks = load_eval_tasks(prepared)
     assert {t.key for t in tasks} == {k for k in val if k in training}
     assert len(tasks) == 89
     loop = make_loop(prepared, policy, tasks, sandbox, progress=False)

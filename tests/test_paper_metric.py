@@ -436,6 +436,8 @@ def _strip_paper_columns_from_checkpoint(workdir: Path) -> int:
             for name in PAPER_COLUMNS + LEARNING_COLUMNS:
                 del row[name]
             stripped += 1
+        # Nor had it checksums (an edited checkpoint that has them is damaged).
+        del document["checksums"], document["state_leaves"]
         path.write_text(json.dumps(document))
     return stripped
 

@@ -173,5 +173,6 @@ def test_malformed_collection_file(tmp_path: Path):
 
 
 def test_missing_dir_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="task directory not found"):
+    # Bad input, as a malformed file is (the entry point exits 2 naming the directory).
+    with pytest.raises(TaskFormatError, match="nope: task directory not found"):
         load_codeit_dir(tmp_path / "nope")

