@@ -24,14 +24,14 @@ from typing import Any, NoReturn
 from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
-from codeit_jax.config_schema import unknown_field_message
 from codeit_jax.errors import ConfigError, InputError, RunError, one_line
+from codeit_jax.schema import unknown_field_message
 
 #: experiment name -> "module:function" taking (config, workdir) and returning a summary dict.
 EXPERIMENTS: dict[str, str] = {
-    "check_data": "codeit_jax.check_data:run",
-    "mutation": "codeit_jax.mutation.baseline:run",
-    "codeit": "codeit_jax.codeit:run",
+    "check_data": "codeit_jax.jobs.check_data:run",
+    "mutation": "codeit_jax.jobs.mutation:run",
+    "codeit": "codeit_jax.jobs.codeit:run",
 }
 
 #: Exit statuses.

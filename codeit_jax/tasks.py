@@ -10,7 +10,7 @@ programs without conversion. Three on-disk formats are read:
   ``test_examples``, ``task_key``, ``extra_info`` and optionally ``parent_key``
   (`load_codeit_dir` / `save_codeit_dir`), and ``mutated_tasks_train_<n>.json``, a dict of such
   records keyed by task key (`load_codeit_file` / `save_codeit_file`; the seed run reads the
-  official mutated files with `codeit_jax.mutated_tasks`, which keeps non-ARC grids).
+  official mutated files with `codeit_jax.replay.mutated_tasks`, which keeps non-ARC grids).
 
 Malformed files raise `TaskFormatError` naming the file and the offending field.
 """
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeit_jax.atomic_io import write_json_atomic
 from codeit_jax.errors import InputError
+from codeit_jax.files import write_json_atomic
 
 Grid = tuple[tuple[int, ...], ...]
 Example = tuple[Grid, Grid]
@@ -57,7 +57,7 @@ class Task:
 
     `parent_key` links a relabelled or mutated task to the task it was derived from; `extra`
     holds CodeIt's ``extra_info`` (rewards, distances, ...). Grids are ARC grids except in
-    tasks of the official mutated files (`codeit_jax.mutated_tasks`), which may hold empty
+    tasks of the official mutated files (`codeit_jax.replay.mutated_tasks`), which may hold empty
     grids, sides over 30 or colours outside 0-9 because the official run trains on them too.
     """
 

@@ -23,7 +23,7 @@ def get_config() -> ConfigDict:
     # The official run: solutions_100.json after 100 meta-iterations (base_config.yaml ships
     # exit.n_iters: 99; its results and A1 files run to 100).
     config.n_meta_iterations = 100
-    # One of codeit_jax.codeit_config.ABLATIONS; the ablation files in configs/ set it.
+    # One of codeit_jax.config.ABLATIONS; the ablation files in configs/ set it.
     config.ablation = "none"
 
     config.data = ConfigDict()
@@ -33,7 +33,7 @@ def get_config() -> ConfigDict:
     config.data.seeds = "auto"
     config.data.n_random_seeds = 2_000  # random-program samples when seeding randomly
     # Comma-separated mutated_tasks_train_<n>.json paths ({data_dir}: the data directory),
-    # filtered as the official run does (codeit_jax/mutated_tasks.py); "" for none (A6).
+    # filtered as the official run does (codeit_jax/replay/mutated_tasks.py); "" for none (A6).
     config.data.mutated_files = (
         "{data_dir}/mutated_tasks_train_9600.json,{data_dir}/mutated_tasks_train_19200.json"
     )

@@ -100,7 +100,7 @@ import codeit_jax
 print("codeit_jax from", os.path.dirname(codeit_jax.__file__))
 import jax
 print("jax.devices():", jax.devices(), "default backend:", jax.default_backend())
-from codeit_jax.model import default_compute_dtype
+from codeit_jax.policy.t5 import default_compute_dtype
 print("our default compute dtype:", default_compute_dtype())
 import torch
 cuda = torch.cuda.is_available()

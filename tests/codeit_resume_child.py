@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import codeit_jax.codeit as codeit_loop  # noqa: E402
-from codeit_jax.codeit import open_sandbox, run  # noqa: E402
-from codeit_jax.encoding import bare_program  # noqa: E402
-from codeit_jax.experience import EncodingSettings, encode_input  # noqa: E402
-from codeit_jax.sampler import SampleOutput, sequence_lengths  # noqa: E402
+import codeit_jax.jobs.codeit as codeit_loop  # noqa: E402
+from codeit_jax.jobs.codeit import open_sandbox, run  # noqa: E402
+from codeit_jax.policy.encoding import bare_program  # noqa: E402
+from codeit_jax.policy.sampler import SampleOutput, sequence_lengths  # noqa: E402
+from codeit_jax.replay.experience import EncodingSettings, encode_input  # noqa: E402
 from codeit_jax.tasks import load_codeit_dir  # noqa: E402
 from tests.codeit_testing import tiny_config  # noqa: E402
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from ml_collections import ConfigDict
 
-from codeit_jax.sampler import SampleOutput, sequence_lengths
-from codeit_jax.tokenizer import Tokenizer
+from codeit_jax.policy.sampler import SampleOutput, sequence_lengths
+from codeit_jax.policy.tokenizer import Tokenizer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -48,7 +48,7 @@ def tiny_config(data_dir: Path | str, name: str = "tiny") -> ConfigDict:
 
 
 class ScriptedSampler:
-    """Stands in for `codeit_jax.sampler.Sampler` where a test needs known programs: returns,
+    """Stands in for `codeit_jax.policy.sampler.Sampler` where a test needs known programs: returns,
     for each task input, the scripted program texts (cycled to ``num_samples``)."""
 
     def __init__(self, tokenizer: Tokenizer, programs: Mapping[tuple[int, ...], Sequence[str]]):

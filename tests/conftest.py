@@ -16,7 +16,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from codeit_jax.paths import codeit_data_dir  # noqa: E402
+from codeit_jax.files import codeit_data_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@
 Runs CodeIt with ``config.distributed`` and JAX_COORDINATOR_ADDRESS (localhost) /
 JAX_NUM_PROCESSES / JAX_PROCESS_ID set, so the loop itself joins the run through
 ``jax.distributed.initialize`` (the caller sets this process's XLA_FLAGS) and shares program
-execution through `codeit_jax.shared_execution`, and writes RESULT (JSON): its summary, how
+execution through `codeit_jax.execution.shared`, and writes RESULT (JSON): its summary, how
 many programs it executed itself out of how many, whether every gathered result equals a
 whole-batch run in its own sandbox, and every file it wrote in WORKDIR outside the checkpoints
 (seen through an audit hook, so the test checks what really happened on disk).
@@ -110,8 +110,8 @@ def main() -> None:
     os.environ["JAX_PROCESS_ID"] = process_id
     import jax
 
-    from codeit_jax import codeit
-    from codeit_jax.shared_execution import ShareExecutor, process_executor
+    from codeit_jax.execution.shared import ShareExecutor, process_executor
+    from codeit_jax.jobs import codeit
 
     sandboxes: list[CountingSandbox] = []
     checked: list[CheckedExecutor] = []

@@ -1,7 +1,7 @@
 """Test-only compiler for the sandbox: real DSL programs plus fault-injecting ones.
 
 Passed to ``Sandbox(_compiler="sandbox_hooks:compile_with_hooks")`` by the sandbox tests only;
-the production compiler (``codeit_jax.program:parse``) has no way to reach these. A text
+the production compiler (``codeit_jax.programs.program:parse``) has no way to reach these. A text
 ``hook:<name>[:<arg>]`` becomes a one-line program whose run misbehaves in a specific way;
 any other text is parsed as a normal DSL program.
 """
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from codeit_jax.program import Program, ProgramError, parse
+from codeit_jax.programs.program import Program, ProgramError, parse
 
 
 def _block_signals_and_sleep(grid: Any, arg: str) -> Any:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from codeit_jax.model import T5Config
-from codeit_jax.sampler import Sampler
+from codeit_jax.policy.sampler import Sampler
+from codeit_jax.policy.t5 import T5Config
 
 
 def torch_logits(model, ids, mask, decoder_ids) -> np.ndarray:

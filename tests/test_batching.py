@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codeit_jax.batching import (
+from codeit_jax.policy.batching import (
     EOS_ID,
     PAD_ID,
     BucketBatcher,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from codeit_jax.bench import dsl as bench_dsl
-from codeit_jax.program import parse
+from codeit_jax.programs.program import parse
 
 
 @pytest.mark.slow

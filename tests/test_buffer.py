@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codeit_jax.buffer import PARTITIONS, BufferConfig, ReplayBuffer
+from codeit_jax.replay.buffer import PARTITIONS, BufferConfig, ReplayBuffer
 
 
 def _add(

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
-from codeit_jax.checkpoint import CheckpointStore
-from codeit_jax.mesh import make_mesh
+from codeit_jax.loop.checkpoint import CheckpointStore
+from codeit_jax.policy.mesh import make_mesh
 
 
 def _state(mesh, scale: float = 1.0) -> dict:
@@ -105,7 +105,7 @@ _CRASHING_SAVE = """
 import os, signal, sys
 import jax, jax.numpy as jnp
 from orbax.checkpoint._src.path import atomicity
-from codeit_jax.checkpoint import CheckpointStore
+from codeit_jax.loop.checkpoint import CheckpointStore
 
 directory = sys.argv[1]
 store = CheckpointStore(directory)

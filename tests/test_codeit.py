@@ -16,8 +16,10 @@ import jax
 import numpy as np
 import pytest
 
-from codeit_jax import codeit
-from codeit_jax.codeit import (
+from codeit_jax.config import ABLATIONS, ConfigError, prepare_config
+from codeit_jax.execution.sandbox import Sandbox
+from codeit_jax.jobs import codeit
+from codeit_jax.jobs.codeit import (
     initial_buffer,
     initial_state,
     known_programs,
@@ -26,24 +28,22 @@ from codeit_jax.codeit import (
     run,
     train_on_buffer,
 )
-from codeit_jax.codeit_config import ABLATIONS, ConfigError, prepare_config
-from codeit_jax.encoding import (
+from codeit_jax.loop.seeds import load_eval_tasks
+from codeit_jax.loop.state import params_digest
+from codeit_jax.policy.build import build_policy
+from codeit_jax.policy.convert import save_hf_checkpoint
+from codeit_jax.policy.encoding import (
     GRID_SEPARATOR,
     SIDE_SEPARATOR,
     bare_program,
     encode_program,
     task_to_text,
 )
-from codeit_jax.mesh import make_mesh
-from codeit_jax.metrics import read_performance_csv
-from codeit_jax.model.convert import save_hf_checkpoint
-from codeit_jax.model.t5 import init_params, named_config
-from codeit_jax.policy import build_policy
-from codeit_jax.sandbox import Sandbox
-from codeit_jax.seeds import load_eval_tasks
-from codeit_jax.state import params_digest
+from codeit_jax.policy.mesh import make_mesh
+from codeit_jax.policy.t5 import init_params, named_config
+from codeit_jax.policy.tokenizer import HFTokenizer
+from codeit_jax.replay.metrics import read_performance_csv
 from codeit_jax.tasks import Task, load_codeit_dir, save_codeit_file
-from codeit_jax.tokenizer import HFTokenizer
 from tests.codeit_testing import ScriptedSampler, load_config, tiny_config
 
 #: Training tasks with one-line ground-truth programs, and a wrong program that still returns

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from codeit_jax.grammar import TypedGrammar, signature_table_for
-from codeit_jax.grammar_bpe import BPEGrammar, line_automaton
-from codeit_jax.inference import SamplingSettings, sample_programs
-from codeit_jax.mesh import make_mesh
-from codeit_jax.model import init_params, named_config
-from codeit_jax.mutation.types import check_types
-from codeit_jax.policy import make_constraint
-from codeit_jax.program import parse
-from codeit_jax.sampler import Sampler
-from codeit_jax.tokenizer import DSLTokenizer, HFTokenizer
+from codeit_jax.loop.inference import SamplingSettings, sample_programs
+from codeit_jax.policy.build import make_constraint
+from codeit_jax.policy.grammar import TypedGrammar, signature_table_for
+from codeit_jax.policy.grammar_bpe import BPEGrammar, line_automaton
+from codeit_jax.policy.mesh import make_mesh
+from codeit_jax.policy.sampler import Sampler
+from codeit_jax.policy.t5 import init_params, named_config
+from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer
+from codeit_jax.programs.program import parse
+from codeit_jax.programs.types import check_types
 
 TOKENIZER = DSLTokenizer()
 CONFIG = named_config("tiny", vocab_size=TOKENIZER.vocab_size + 5, dtype="float32")
@@ -200,7 +200,7 @@ def test_config_switch(tmp_path):
     import runpy
     from pathlib import Path
 
-    from codeit_jax.codeit_config import prepare_config
+    from codeit_jax.config import prepare_config
     from codeit_jax.errors import ConfigError
 
     configs = Path(__file__).resolve().parent.parent / "configs"
@@ -224,7 +224,7 @@ def test_a_constrained_meta_iteration_samples_typed_programs(tmp_path, codeit_da
     every program the meta-iteration sampled parses and type-checks."""
     import json
 
-    from codeit_jax.codeit import run
+    from codeit_jax.jobs.codeit import run
     from tests.codeit_testing import tiny_config
 
     config = tiny_config(codeit_data)

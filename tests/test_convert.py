@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from codeit_jax.mesh import make_mesh
-from codeit_jax.model import T5
-from codeit_jax.model.convert import load_hf_checkpoint, save_hf_checkpoint
+from codeit_jax.policy.convert import load_hf_checkpoint, save_hf_checkpoint
+from codeit_jax.policy.mesh import make_mesh
+from codeit_jax.policy.t5 import T5
 from tests.t5_testing import generate_greedy, sample_greedy, torch_logits
 
 torch = pytest.importorskip("torch")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codeit_jax.encoding import (
+from codeit_jax.policy.encoding import (
     GridTextError,
     background_colour,
     bare_program,
@@ -18,8 +18,8 @@ from codeit_jax.encoding import (
     task_to_text,
     text_to_grid,
 )
+from codeit_jax.policy.tokenizer import DSLTokenizer
 from codeit_jax.tasks import Task, load_codeit_dir
-from codeit_jax.tokenizer import DSLTokenizer
 
 
 @st.composite
@@ -210,6 +210,6 @@ def test_bare_program_rejects_malformed_functions(text, message):
 
 
 def test_bare_program_agrees_with_the_program_parser(codeit_data):
-    program = pytest.importorskip("codeit_jax.program")
+    program = pytest.importorskip("codeit_jax.programs.program")
     for task in load_codeit_dir(codeit_data / "training"):
         assert bare_program(task.program) == program.parse(task.program).text

@@ -24,27 +24,28 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 
-from codeit_jax import check_data, codeit_config
-from codeit_jax.atomic_io import write_json_atomic, write_text_atomic
-from codeit_jax.checkpoint import (
+from codeit_jax import config as codeit_config
+from codeit_jax.config import prepare_config
+from codeit_jax.errors import ConfigError, RunError
+from codeit_jax.files import write_json_atomic, write_text_atomic
+from codeit_jax.jobs import check_data
+from codeit_jax.jobs import mutation as baseline
+from codeit_jax.jobs.codeit import ensure_finite
+from codeit_jax.loop.checkpoint import (
     CheckpointStore,
     DamagedCheckpointError,
     NoUsableCheckpointError,
     StateMismatchError,
 )
-from codeit_jax.codeit import ensure_finite
-from codeit_jax.codeit_config import prepare_config
-from codeit_jax.config_schema import check_fields, leaf_fields
-from codeit_jax.errors import ConfigError, RunError
-from codeit_jax.integrity import all_finite
+from codeit_jax.loop.inputs import read_inputs
+from codeit_jax.loop.integrity import all_finite
+from codeit_jax.loop.workdir_lock import LOCK_FILE, WorkdirLock
 from codeit_jax.main import EXPERIMENTS
-from codeit_jax.mesh import make_mesh
-from codeit_jax.metrics import PERFORMANCE_COLUMNS, write_performance_csv
-from codeit_jax.mutation import baseline
-from codeit_jax.report_inputs import ReportInputError, read_run
-from codeit_jax.run_inputs import read_inputs
+from codeit_jax.policy.mesh import make_mesh
+from codeit_jax.replay.metrics import PERFORMANCE_COLUMNS, write_performance_csv
+from codeit_jax.report.inputs import ReportInputError, read_run
+from codeit_jax.schema import check_fields, leaf_fields
 from codeit_jax.tasks import Task, TaskFormatError, read_json, save_codeit_dir, save_codeit_file
-from codeit_jax.workdir_lock import LOCK_FILE, WorkdirLock
 from tests.codeit_testing import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -476,7 +477,7 @@ def test_job_failures_are_one_line_with_their_exit_status(tmp_path, fault, statu
 _HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from codeit_jax.workdir_lock import WorkdirLock
+from codeit_jax.loop.workdir_lock import WorkdirLock
 
 with WorkdirLock(Path(sys.argv[1])):
     print("locked", flush=True)
@@ -723,7 +724,7 @@ def test_a_non_finite_loss_or_parameter_stops_the_run(tmp_path):
 _NOISY_RESTORE = """
 import os, sys, gc, time
 import jax, jax.numpy as jnp
-from codeit_jax.checkpoint import CheckpointStore
+from codeit_jax.loop.checkpoint import CheckpointStore
 
 directory = sys.argv[1]
 state = {f"w{i}": jnp.full((16, 16), float(i)) for i in range(300)}
@@ -775,7 +776,7 @@ class _NoSandbox:
 
 
 def test_a_diverged_training_stops_the_run_before_it_writes(tmp_path, codeit_data, monkeypatch):
-    from codeit_jax import codeit
+    from codeit_jax.jobs import codeit
 
     def diverged(loop, state, i):
         return state.train_state, [float("nan")]

@@ -21,12 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from codeit_jax import inference
 from codeit_jax.bench import sandbox_memory
-from codeit_jax.line_sharing import Faults, ProgramGroup, match_group
-from codeit_jax.program import parse
-from codeit_jax.relabel import relabel
-from codeit_jax.sandbox import (
+from codeit_jax.execution.line_sharing import Faults, ProgramGroup, match_group
+from codeit_jax.execution.run import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    RunTimer,
+    _ValuePickler,
+    value_size,
+)
+from codeit_jax.execution.sandbox import (
     CRASH,
     OUTPUT_SIZE,
     TIMEOUT,
@@ -35,12 +38,9 @@ from codeit_jax.sandbox import (
     Sandbox,
     match_in_process,
 )
-from codeit_jax.sandbox_exec import (
-    DEFAULT_MAX_OUTPUT_BYTES,
-    RunTimer,
-    _ValuePickler,
-    value_size,
-)
+from codeit_jax.loop import inference
+from codeit_jax.programs.program import parse
+from codeit_jax.replay.relabel import relabel
 from codeit_jax.tasks import Task, load_codeit_dir
 
 HOOKS = "sandbox_hooks:compile_with_hooks"

@@ -8,14 +8,14 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from codeit_jax.flops import (
+from codeit_jax.policy.flops import (
     forward_flops,
     measure_matmul_peak,
     peak_matmul_size,
     sampling_flops,
     train_step_flops,
 )
-from codeit_jax.model import T5, init_params, named_config
+from codeit_jax.policy.t5 import T5, init_params, named_config
 
 
 @pytest.mark.parametrize("proj", ["relu", "gated-gelu"])

@@ -71,14 +71,14 @@ def device(torch) -> str:
 
 @pytest.fixture(scope="module")
 def config():
-    from codeit_jax.model import named_config
+    from codeit_jax.policy.t5 import named_config
 
     return named_config(CONFIG_NAME, dtype="float32", dropout_rate=0.0)
 
 
 @pytest.fixture(scope="module")
 def params(config):
-    from codeit_jax.model import init_params
+    from codeit_jax.policy.t5 import init_params
 
     return jax.device_get(init_params(config, jax.random.key(0)))
 
@@ -88,7 +88,7 @@ def hf_model(torch, device, config, params, tmp_path_factory):
     """transformers' T5 with our weights, float32, on ``device``."""
     import transformers
 
-    from codeit_jax.model.convert import save_hf_checkpoint
+    from codeit_jax.policy.convert import save_hf_checkpoint
 
     matmul = torch.backends.cuda.matmul  # plain float32 matmuls (TF32 is off by default; say so)
     if hasattr(matmul, "fp32_precision"):
@@ -115,7 +115,7 @@ def batch(config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _our_logits(config, params, ids, mask, decoder_ids) -> np.ndarray:
-    from codeit_jax.model import T5
+    from codeit_jax.policy.t5 import T5
 
     forward = jax.jit(lambda p, i, m, d: T5(config).apply({"params": p}, i, m, d))
     return np.asarray(forward(params, ids, mask, decoder_ids))
@@ -195,9 +195,9 @@ def test_float32_greedy_decoding_matches_generate(config, params, hf_model, batc
 
 
 def test_trainer_loss_matches_transformers_and_falls(torch, config, params, hf_model):
-    from codeit_jax.batching import EOS_ID, pad_batch
-    from codeit_jax.model import T5
-    from codeit_jax.trainer import TrainConfig, Trainer
+    from codeit_jax.policy.batching import EOS_ID, pad_batch
+    from codeit_jax.policy.t5 import T5
+    from codeit_jax.policy.trainer import TrainConfig, Trainer
 
     rng = np.random.default_rng(1)
     vocab = config.vocab_size

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from codeit_jax.dsl import CONSTANTS, PRIMITIVE_NAMES
-from codeit_jax.grammar import TypedGrammar, signature_table_for
-from codeit_jax.mutation.types import TypeCheckError, check_types
-from codeit_jax.program import ProgramError, parse
-from codeit_jax.tokenizer import DSLTokenizer
+from codeit_jax.policy.grammar import TypedGrammar, signature_table_for
+from codeit_jax.policy.tokenizer import DSLTokenizer
+from codeit_jax.programs.program import ProgramError, parse
+from codeit_jax.programs.types import TypeCheckError, check_types
 
 TOKENIZER = DSLTokenizer()
 
@@ -160,7 +160,7 @@ def test_one_call_programs_are_allowed_exactly_when_they_type_check(setup):
 
 
 def test_a_table_without_a_rich_grid_call_is_refused():
-    from codeit_jax.mutation.types import Arrow, SignatureTable
+    from codeit_jax.programs.types import Arrow, SignatureTable
 
     table = SignatureTable.from_uses([("vmirror", Arrow(("Grid",), "Grid"))])
     with pytest.raises(ValueError, match="dead-end on the O line"):

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from codeit_jax.mesh import (
+from codeit_jax.policy.mesh import (
     DATA_AXIS,
     batch_sharding,
     data_parallel_size,

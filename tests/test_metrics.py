@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from codeit_jax.metrics import (
+from codeit_jax.replay.metrics import (
     LEARNING_COLUMNS,
     LEGACY_PERFORMANCE_COLUMNS,
     PAPER_COLUMNS,

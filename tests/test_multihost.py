@@ -20,8 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from codeit_jax.mesh import global_array, host_array, make_mesh, replicated_sharding
-from codeit_jax.report import write_report
+from codeit_jax.policy.mesh import global_array, host_array, make_mesh, replicated_sharding
+from codeit_jax.report.page import write_report
 
 CHILD = Path(__file__).resolve().parent / "multihost_child.py"
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from codeit_jax.mutation.mutate import (
+from codeit_jax.programs.mutate import (
     MutationError,
     MutationWeights,
     Mutator,
@@ -15,8 +15,8 @@ from codeit_jax.mutation.mutate import (
     _render,
     accept_outputs,
 )
-from codeit_jax.mutation.types import infer_types, training_signature_table
-from codeit_jax.program import parse
+from codeit_jax.programs.program import parse
+from codeit_jax.programs.types import infer_types, training_signature_table
 from codeit_jax.tasks import is_grid, load_codeit_dir
 from tests.mutation_standin import StandInExecutor, StandInOutcome
 

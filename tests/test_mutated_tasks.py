@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from codeit_jax.buffer import BufferConfig, ReplayBuffer
-from codeit_jax.experience import EncodingSettings
-from codeit_jax.mutated_tasks import (
+from codeit_jax.policy.tokenizer import DSLTokenizer
+from codeit_jax.replay.buffer import BufferConfig, ReplayBuffer
+from codeit_jax.replay.experience import EncodingSettings
+from codeit_jax.replay.mutated_tasks import (
     add_mutated_tasks,
     first_missing_search_file,
     load_mutated_files,
@@ -19,7 +20,6 @@ from codeit_jax.mutated_tasks import (
     search_file,
 )
 from codeit_jax.tasks import TaskFormatError
-from codeit_jax.tokenizer import DSLTokenizer
 
 PROGRAM = "def solve_x(I):\n    O = vmirror(I)\n    return O\n"
 SMALL = [[1, 2], [3, 4]]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from codeit_jax.mutation import baseline
-from codeit_jax.mutation.baseline import BaselineError
-from codeit_jax.program import parse
+from codeit_jax.jobs import mutation as baseline
+from codeit_jax.jobs.mutation import BaselineError
+from codeit_jax.programs.program import parse
 from codeit_jax.tasks import Task, load_codeit_file
 from tests.mutation_standin import StandInExecutor
 

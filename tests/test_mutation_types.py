@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codeit_jax.dsl import PRIMITIVES
-from codeit_jax.mutation.types import (
+from codeit_jax.programs.types import (
     BASE_TYPES,
     CALLABLE,
     CONTAINER,

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from codeit_jax.codeit import run
-from codeit_jax.codeit_config import ConfigError, prepare_config
-from codeit_jax.metrics import (
+from codeit_jax.config import ConfigError, prepare_config
+from codeit_jax.files import resolve_data_path
+from codeit_jax.jobs.codeit import run
+from codeit_jax.loop.seeds import load_eval_tasks
+from codeit_jax.replay.metrics import (
     LEARNING_COLUMNS,
     LEGACY_PERFORMANCE_COLUMNS,
     PAPER_COLUMNS,
@@ -26,7 +28,7 @@ from codeit_jax.metrics import (
     SolutionRecord,
     read_performance_csv,
 )
-from codeit_jax.paper_metric import (
+from codeit_jax.replay.paper_metric import (
     NUM_MUTATED,
     MutationSolutions,
     PaperMetric,
@@ -35,8 +37,6 @@ from codeit_jax.paper_metric import (
     parse_mutation_solutions,
     read_mutation_solutions,
 )
-from codeit_jax.paths import resolve_data_path
-from codeit_jax.seeds import load_eval_tasks
 from tests.codeit_testing import load_config, tiny_config
 
 # Programs named by what matters for ranking: their text length.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import codeit_jax.program as program_module
+import codeit_jax.programs.program as program_module
 from codeit_jax import dsl
-from codeit_jax.program import Line, Program, ProgramError, StateSizeError, parse
+from codeit_jax.programs.program import Line, Program, ProgramError, StateSizeError, parse
 from codeit_jax.tasks import load_codeit_dir
 
 GRID = ((1, 2, 3), (4, 5, 6))

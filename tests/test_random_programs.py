@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from codeit_jax.mutation.mutate import accept_outputs
-from codeit_jax.mutation.random_programs import RandomProgramSampler
-from codeit_jax.mutation.types import SignatureTable, check_types, training_signature_table
-from codeit_jax.program import parse
+from codeit_jax.programs.mutate import accept_outputs
+from codeit_jax.programs.program import parse
+from codeit_jax.programs.random_programs import RandomProgramSampler
+from codeit_jax.programs.types import SignatureTable, check_types, training_signature_table
 from tests.mutation_standin import StandInExecutor
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from codeit_jax.relabel import needs_test_run, output_grid, relabel, unique_programs
+from codeit_jax.replay.relabel import needs_test_run, output_grid, relabel, unique_programs
 from codeit_jax.tasks import Task
 
 
@@ -158,9 +158,9 @@ def test_relabelled_tasks_flow_into_the_buffer():
     """The pieces fit: relabelled task -> model input and label ids -> buffer -> sample."""
     import numpy as np
 
-    from codeit_jax.buffer import ReplayBuffer
-    from codeit_jax.encoding import encode_program, encode_task, task_to_text
-    from codeit_jax.tokenizer import DSLTokenizer
+    from codeit_jax.policy.encoding import encode_program, encode_task, task_to_text
+    from codeit_jax.policy.tokenizer import DSLTokenizer
+    from codeit_jax.replay.buffer import ReplayBuffer
 
     tok = DSLTokenizer()
     demos = [[ok(A_OUT), ok(B_OUT)], [ok(((2, 2),)), ok(B_OUT)]]
@@ -187,7 +187,7 @@ def test_relabelled_tasks_flow_into_the_buffer():
 
 
 def test_program_text_cuts_a_sample_at_a_hash_as_codeit_decodes():
-    from codeit_jax.inference import program_text
+    from codeit_jax.loop.inference import program_text
 
     assert (
         program_text("x1 = vmirror(I)\nO = hconcat(I, x1)#")

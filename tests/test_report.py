@@ -15,18 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codeit_jax.metrics import (
+from codeit_jax.replay.metrics import (
     LEGACY_PERFORMANCE_COLUMNS,
     Scoreboard,
     SolutionRecord,
     write_performance_csv,
     write_solutions_json,
 )
-from codeit_jax.paper_metric import PaperMetric, parse_mutation_solutions
-from codeit_jax.report import write_report
-from codeit_jax.report_curves import axis_end, codeit_points
-from codeit_jax.report_grids import ARC_COLOURS, BORDER_COLOUR, grid_pixels, grid_png
-from codeit_jax.report_inputs import ReportInputError, read_mutation_csv, read_run
+from codeit_jax.replay.paper_metric import PaperMetric, parse_mutation_solutions
+from codeit_jax.report.curves import axis_end, codeit_points
+from codeit_jax.report.grids import ARC_COLOURS, BORDER_COLOUR, grid_pixels, grid_png
+from codeit_jax.report.inputs import ReportInputError, read_mutation_csv, read_run
+from codeit_jax.report.page import write_report
 from codeit_jax.tasks import Task, save_codeit_dir
 
 GRID_A_IN = ((1, 2), (3, 4))

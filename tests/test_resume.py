@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from codeit_jax.metrics import read_performance_csv
+from codeit_jax.replay.metrics import read_performance_csv
 from codeit_jax.tasks import load_codeit_dir, save_codeit_dir
 
 CHILD = Path(__file__).with_name("codeit_resume_child.py")

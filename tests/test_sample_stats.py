@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codeit_jax.sample_stats import SAMPLE_COLUMNS, sample_rates
+from codeit_jax.replay.sample_stats import SAMPLE_COLUMNS, sample_rates
 
 
 def _program(text: str, valid: int, solved: int, errors: list[str]) -> dict:

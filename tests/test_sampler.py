@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from codeit_jax.mesh import make_mesh
-from codeit_jax.model import T5, init_params, named_config
-from codeit_jax.sampler import Sampler, length_bucket, pad_inputs, sample_from_logits
+from codeit_jax.policy.mesh import make_mesh
+from codeit_jax.policy.sampler import Sampler, length_bucket, pad_inputs, sample_from_logits
+from codeit_jax.policy.t5 import T5, init_params, named_config
 
 CONFIG = named_config("tiny", dtype="float32")
 K, MAX_NEW = 4, 8

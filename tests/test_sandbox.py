@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import codeit_jax.sandbox as sandbox_module
-from codeit_jax.program import parse
-from codeit_jax.sandbox import (
+import codeit_jax.execution.sandbox as sandbox_module
+from codeit_jax.execution.sandbox import (
     CRASH,
     ERROR_KINDS,
     FUNCTION,
@@ -32,6 +31,7 @@ from codeit_jax.sandbox import (
     is_grid,
     run_in_process,
 )
+from codeit_jax.programs.program import parse
 
 HOOKS = "sandbox_hooks:compile_with_hooks"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -347,7 +347,7 @@ import json, signal, sys, threading, time
 # KeyboardInterrupt handler: give this child a terminal's Ctrl-C whatever started pytest.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = {paths!r}
-from codeit_jax.sandbox import Sandbox
+from codeit_jax.execution.sandbox import Sandbox
 GRID = ((1, 2), (3, 4))
 
 def work(sb):

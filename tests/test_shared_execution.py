@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from codeit_jax.shared_execution import ShareExecutor, merge, share
+from codeit_jax.execution.shared import ShareExecutor, merge, share
 
 
 class Echo:

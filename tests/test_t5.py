@@ -10,12 +10,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from codeit_jax.model import T5, T5Config, init_cache, init_params, named_config, shift_right
-from codeit_jax.model.t5 import (
+from codeit_jax.policy.t5 import (
+    T5,
     Dropout,
+    T5Config,
     default_compute_dtype,
     dropout_mask,
+    init_cache,
+    init_params,
+    named_config,
     relative_position_bucket_table,
+    shift_right,
 )
 
 VARIANTS = {
@@ -43,7 +48,7 @@ def _batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_named_configs_have_the_published_sizes():
-    from codeit_jax.model import count_params
+    from codeit_jax.policy.t5 import count_params
 
     def n_params(name: str) -> float:
         shapes = jax.eval_shape(lambda k: init_params(named_config(name), k), jax.random.key(0))

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from codeit_jax.dsl.constants import CONSTANTS
 from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
-from codeit_jax.encoding import bare_program, grid_to_text, task_to_text
+from codeit_jax.policy.encoding import bare_program, grid_to_text, task_to_text
+from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer, program_words
 from codeit_jax.tasks import load_codeit_dir
-from codeit_jax.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer, program_words
 
 TOK = DSLTokenizer()
 
@@ -229,7 +229,7 @@ def hf_bos_dir(tmp_path_factory):
 
 
 def test_hf_prefix_starts_labels_and_inputs_as_codeit_encodes_them(hf_bos_dir, hf_dir):
-    from codeit_jax.encoding import encode_program
+    from codeit_jax.policy.encoding import encode_program
 
     tok = HFTokenizer(hf_bos_dir)
     assert (tok.pad_id, tok.eos_id, tok.prefix_ids) == (0, 2, (1,))
@@ -244,7 +244,7 @@ def test_hf_prefix_starts_labels_and_inputs_as_codeit_encodes_them(hf_bos_dir, h
 def test_codeit_token_masks_hold_codeits_allowed_terms(hf_bos_dir):
     """CodeIt's allowed set: its terms tokenized alone (and after a space) with the special
     tokens, plus pad; our DSL tokenizer holds the terms that are words of its vocabulary."""
-    from codeit_jax.tokenizer import codeit_terms
+    from codeit_jax.policy.tokenizer import codeit_terms
 
     tok = HFTokenizer(hf_bos_dir)
     mask = tok.codeit_token_mask()

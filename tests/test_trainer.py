@@ -14,11 +14,11 @@ import numpy as np
 import optax
 import pytest
 
-from codeit_jax.batching import EOS_ID, BucketBatcher, pad_batch
-from codeit_jax.checkpoint import CheckpointStore
-from codeit_jax.mesh import make_mesh
-from codeit_jax.model import T5, named_config
-from codeit_jax.trainer import (
+from codeit_jax.loop.checkpoint import CheckpointStore
+from codeit_jax.policy.batching import EOS_ID, BucketBatcher, pad_batch
+from codeit_jax.policy.mesh import make_mesh
+from codeit_jax.policy.t5 import T5, named_config
+from codeit_jax.policy.trainer import (
     TrainConfig,
     Trainer,
     TrainState,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from codeit_jax.program import Program, StateSizeError, parse
+from codeit_jax.programs.program import Program, StateSizeError, parse
 from codeit_jax.tasks import Task, load_codeit_dir
 
 # Where the reference DSL itself disagrees with the data (docs/dsl.md, "The 400 training programs").

@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 import jax
 import numpy as np
 
-from codeit_jax.batching import EOS_ID, BucketBatcher
-from codeit_jax.checkpoint import CheckpointStore
-from codeit_jax.model import T5, named_config
-from codeit_jax.trainer import TrainConfig, Trainer
+from codeit_jax.loop.checkpoint import CheckpointStore
+from codeit_jax.policy.batching import EOS_ID, BucketBatcher
+from codeit_jax.policy.t5 import T5, named_config
+from codeit_jax.policy.trainer import TrainConfig, Trainer
 
 
 def make_batcher() -> BucketBatcher:

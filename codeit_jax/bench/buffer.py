@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from codeit_jax.buffer import BufferConfig, ReplayBuffer
+from codeit_jax.replay.buffer import BufferConfig, ReplayBuffer
 
 
 def fill(

@@ -2,9 +2,9 @@
 
 A random tiny T5 (the built-in DSL tokenizer) samples 4 tasks x 24 programs, once with the
 plain program-token mask (``disallowed_tokens="mask"``) and once with the typed grammar
-(`codeit_jax.grammar.TypedGrammar`); then the same with a small byte-level BPE tokenizer
+(`codeit_jax.policy.grammar.TypedGrammar`); then the same with a small byte-level BPE tokenizer
 trained here on random programs, unconstrained vs the token-trie grammar
-(`codeit_jax.grammar_bpe.BPEGrammar`). One device, the same keys for both modes, which take
+(`codeit_jax.policy.grammar_bpe.BPEGrammar`). One device, the same keys for both modes, which take
 turns; the best of ``--repeats`` rounds counts (the machine is shared).
 
 Speed is reported two ways. ``tokens_per_s`` counts decode slots (rows x loop steps per
@@ -33,16 +33,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from codeit_jax.grammar import TypedGrammar, signature_table_for
-from codeit_jax.grammar_bpe import BPEGrammar
-from codeit_jax.mesh import make_mesh
-from codeit_jax.model import init_params, named_config
-from codeit_jax.mutation.random_programs import RandomProgramSampler
-from codeit_jax.mutation.types import SignatureTable, TypeCheckError, check_types
-from codeit_jax.paths import codeit_data_dir
-from codeit_jax.program import ProgramError, parse
-from codeit_jax.sampler import Sampler
-from codeit_jax.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
+from codeit_jax.files import codeit_data_dir
+from codeit_jax.policy.grammar import TypedGrammar, signature_table_for
+from codeit_jax.policy.grammar_bpe import BPEGrammar
+from codeit_jax.policy.mesh import make_mesh
+from codeit_jax.policy.sampler import Sampler
+from codeit_jax.policy.t5 import init_params, named_config
+from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
+from codeit_jax.programs.program import ProgramError, parse
+from codeit_jax.programs.random_programs import RandomProgramSampler
+from codeit_jax.programs.types import SignatureTable, TypeCheckError, check_types
 
 
 def rates(texts: Sequence[str], table: SignatureTable) -> tuple[float, float]:

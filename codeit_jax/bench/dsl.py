@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from codeit_jax.dsl import CONSTANTS, PRIMITIVES
-from codeit_jax.paths import codeit_data_dir
-from codeit_jax.program import Program, parse
+from codeit_jax.files import codeit_data_dir
+from codeit_jax.programs.program import Program, parse
 from codeit_jax.tasks import Task, load_codeit_dir
 
 STATE_LIMIT = 1000

@@ -30,12 +30,12 @@ from pathlib import Path
 import jax
 
 from codeit_jax.bench.trainer import random_batch, time_ours
-from codeit_jax.encoding import SIDE_SEPARATOR, task_sides
-from codeit_jax.flops import measure_matmul_peak, peak_matmul_size, train_step_flops
-from codeit_jax.model import T5, named_config
-from codeit_jax.paths import codeit_data_dir
+from codeit_jax.files import codeit_data_dir
+from codeit_jax.policy.encoding import SIDE_SEPARATOR, task_sides
+from codeit_jax.policy.flops import measure_matmul_peak, peak_matmul_size, train_step_flops
+from codeit_jax.policy.t5 import T5, named_config
+from codeit_jax.policy.tokenizer import DSLTokenizer, Tokenizer
 from codeit_jax.tasks import Task, load_arc, load_codeit_dir
-from codeit_jax.tokenizer import DSLTokenizer, Tokenizer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -69,7 +69,7 @@ def eval_tasks(source: str) -> list[Task]:
 
 def measure_config(name: str, tasks: list[Task], label_length: int, steps: int) -> dict:
     """Cut fractions and micro-batch step times of one config file, old and new input length."""
-    from codeit_jax.trainer import TrainConfig, Trainer
+    from codeit_jax.policy.trainer import TrainConfig, Trainer
 
     config = runpy.run_path(str(CONFIGS / f"{name}.py"))["get_config"]()
     side = config.encoding.input_state_max

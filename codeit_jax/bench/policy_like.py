@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codeit_jax.dsl import CONSTANTS, PRIMITIVE_NAMES
-from codeit_jax.program import Line, Program
+from codeit_jax.programs.program import Line, Program
 
 _CONSTANTS = sorted(CONSTANTS)
 _PRIMITIVES = list(PRIMITIVE_NAMES)

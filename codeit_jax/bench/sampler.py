@@ -19,7 +19,7 @@ t(128) = t(n1) + (128 - n1) * (t(n2) - t(n1)) / (n2 - n1). Its attention cost gr
 length, so this extrapolation flatters the reference slightly; the speedup is, if anything,
 understated.
 
-Peak fraction: model FLOPs (``codeit_jax.flops.sampling_flops``, useful work only) per second
+Peak fraction: model FLOPs (``codeit_jax.policy.flops.sampling_flops``, useful work only) per second
 over the FLOP rate of a large jitted matmul in our compute dtype measured in the same run
 (``measure_matmul_peak``: float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU; best of the
 measurements before and after timing the sampler, so a busy moment does not lower the peak).
@@ -48,11 +48,11 @@ import jax
 import numpy as np
 
 from codeit_jax.bench import reference
-from codeit_jax.flops import measure_matmul_peak, peak_matmul_size, sampling_flops
-from codeit_jax.mesh import replicated_sharding
-from codeit_jax.model import count_params, init_params, named_config
-from codeit_jax.model.convert import save_hf_checkpoint
-from codeit_jax.sampler import Sampler
+from codeit_jax.policy.convert import save_hf_checkpoint
+from codeit_jax.policy.flops import measure_matmul_peak, peak_matmul_size, sampling_flops
+from codeit_jax.policy.mesh import replicated_sharding
+from codeit_jax.policy.sampler import Sampler
+from codeit_jax.policy.t5 import count_params, init_params, named_config
 
 TEMPERATURE = 0.95
 

@@ -15,7 +15,7 @@ reported separately). Each repeat runs every mode in turn on a batch of new text
 and none profits from parse caches warmed by an earlier repeat; runs/s is over all repeats.
 ``mismatches`` counts outcomes that differ from ``inprocess`` outside timeouts: programs that
 put functions inside sets or grids depend on address-based hashing (see
-:mod:`codeit_jax.sandbox`), a handful per 10,000 runs of (b).
+:mod:`codeit_jax.execution.sandbox`), a handful per 10,000 runs of (b).
 ``overhead`` is ``1 - sandbox_1 / bare`` on (b) (``overhead_vs_inprocess`` likewise against
 ``inprocess``) and ``scaling`` is ``sandbox_N / sandbox_1`` on (b).
 
@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from codeit_jax.bench.policy_like import policy_like_workload
-from codeit_jax.paths import codeit_data_dir
-from codeit_jax.program import Program, ProgramError, parse
-from codeit_jax.sandbox import TIMEOUT, Outcome, Sandbox, default_workers, run_in_process
-from codeit_jax.sandbox_exec import RunTimeout, RunTimer
+from codeit_jax.execution.run import RunTimeout, RunTimer
+from codeit_jax.execution.sandbox import TIMEOUT, Outcome, Sandbox, default_workers, run_in_process
+from codeit_jax.files import codeit_data_dir
+from codeit_jax.programs.program import Program, ProgramError, parse
 from codeit_jax.tasks import Task, load_codeit_dir
 
 TIMEOUT_S = 0.25

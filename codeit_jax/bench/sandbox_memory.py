@@ -3,7 +3,7 @@ policy-like meta-iteration's programs through the sandbox, with and without host
 
 Workload: ``--n`` (default 5,000) policy-like programs (name-level edits of the ground-truth
 programs, as (b) of :mod:`codeit_jax.bench.sandbox`), each assigned to a training task other
-than its source and run by :func:`codeit_jax.inference.execute_and_relabel` on that task's
+than its source and run by :func:`codeit_jax.loop.inference.execute_and_relabel` on that task's
 demonstration inputs (and on its test inputs if it solves one), as one meta-iteration does.
 Case ``hostile`` replaces ``--hostile-fraction`` (default 1%) of the programs by ones whose
 output passes CodeIt's length rule but is large in memory (:func:`large_output_text`: an
@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from codeit_jax.bench.policy_like import edited_text, large_output_text
-from codeit_jax.paths import codeit_data_dir
-from codeit_jax.program import parse
-from codeit_jax.sandbox import Sandbox, default_workers
+from codeit_jax.execution.sandbox import Sandbox, default_workers
+from codeit_jax.files import codeit_data_dir
+from codeit_jax.programs.program import parse
 from codeit_jax.tasks import Task, load_codeit_dir
 
 CASES = ("clean", "hostile")
@@ -97,7 +97,7 @@ class _Counting:
 
 def run_case(args: argparse.Namespace) -> dict[str, Any]:
     """One case in this process (the child's job)."""
-    from codeit_jax.inference import execute_and_relabel  # imports JAX, as the real parent
+    from codeit_jax.loop.inference import execute_and_relabel  # imports JAX, as the real parent
 
     tasks = [t for t in load_codeit_dir(args.data / "training") if t.program][: args.tasks]
     fraction = args.hostile_fraction if args.case == "hostile" else 0.0

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from codeit_jax.encoding import bare_program, encode_program, encode_task, task_sides
-from codeit_jax.paths import codeit_data_dir
+from codeit_jax.files import codeit_data_dir
+from codeit_jax.policy.encoding import bare_program, encode_program, encode_task, task_sides
+from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
 from codeit_jax.tasks import Task, load_codeit_dir
-from codeit_jax.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
 
 
 def _stats(lengths: list[int]) -> dict[str, float]:

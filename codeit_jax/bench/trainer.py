@@ -5,7 +5,7 @@ parameters, vocabulary 32,100), batch 8, inputs of 512 tokens, labels of 128 tok
 position real, so no padding flatters either side), dropout on (train mode; `--no-dropout`
 turns it off on both sides), AdamW lr 5e-5.
 
-Ours: `codeit_jax.trainer.Trainer` over every local device, the model's default compute dtype
+Ours: `codeit_jax.policy.trainer.Trainer` over every local device, the model's default compute dtype
 (float32 on CPU, bfloat16 on GPU/TPU), gradient clipping and AdamW inside the jitted step. The
 first step (compile) is timed separately; examples/s is over the following `--steps` steps
 (default 2 on the CPU, 20 on an accelerator).
@@ -22,7 +22,7 @@ ours computes in bfloat16 with float32 parameters; float32 on the CPU (see
 Peak fraction: model FLOPs per second over the FLOP rate of a large jitted matmul in our compute
 dtype (`measure_matmul_peak`: float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU), measured in
 the same run (best of the measurements before and after the timings, so a busy moment does not
-lower the peak). Model FLOPs = `codeit_jax.flops.train_step_flops`: 3x the
+lower the peak). Model FLOPs = `codeit_jax.policy.flops.train_step_flops`: 3x the
 forward pass's matmuls, i.e. 6 x (matmul parameters) x tokens -- encoder weights x input tokens,
 decoder weights and the tied LM head x label tokens, cross-attention K/V x input tokens -- plus
 attention scores and mixing; norms, softmax and the optimizer update count nothing. The naive
@@ -44,11 +44,11 @@ import time
 import jax
 import numpy as np
 
-from codeit_jax.batching import EOS_ID, Batch, pad_batch
 from codeit_jax.bench import reference
-from codeit_jax.flops import measure_matmul_peak, peak_matmul_size, train_step_flops
-from codeit_jax.model import T5, T5Config, count_params, named_config
-from codeit_jax.trainer import TrainConfig, Trainer
+from codeit_jax.policy.batching import EOS_ID, Batch, pad_batch
+from codeit_jax.policy.flops import measure_matmul_peak, peak_matmul_size, train_step_flops
+from codeit_jax.policy.t5 import T5, T5Config, count_params, named_config
+from codeit_jax.policy.trainer import TrainConfig, Trainer
 
 
 def random_batch(batch: int, input_length: int, label_length: int, vocab: int) -> Batch:
@@ -93,7 +93,7 @@ def time_reference(
     import torch
     import transformers
 
-    from codeit_jax.model.convert import config_to_hf
+    from codeit_jax.policy.convert import config_to_hf
 
     torch.manual_seed(0)
     hf_config = transformers.T5Config(**config_to_hf(config))

@@ -1,0 +1,296 @@
+"""The CodeIt experiment config: ablations applied in one place, every field checked up front.
+
+A run may take hours before it reaches a stage whose setting is wrong, so `prepare_config`
+rejects a bad config before anything is loaded or compiled, with a message naming the field.
+Ablations are config overrides, never branches scattered across modules: `ABLATIONS` maps each
+name to the concrete settings it changes, and the loop only ever reads those settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ml_collections import ConfigDict
+
+from codeit_jax import schema
+from codeit_jax.errors import ConfigError
+from codeit_jax.files import codeit_data_dir, resolve_data_path
+from codeit_jax.policy.t5 import CONFIGS
+from codeit_jax.policy.trainer import WEIGHT_DECAY_ON
+from codeit_jax.replay.mutated_tasks import first_missing_search_file, search_samples
+from codeit_jax.replay.paper_metric import (
+    AUTO_SAMPLES,
+    default_mutation_samples,
+    missing_file_message,
+)
+
+__all__ = ["ConfigError"]
+
+
+def _no_exit(c: ConfigDict) -> None:
+    """A1: the policy's samples are not added; the mutation baseline's search tasks arrive
+    before each meta-iteration's training instead (``no_exit``)."""
+    c.add_policy_experience = False
+
+
+def _no_relabelling(c: ConfigDict) -> None:
+    """A2: only programs that solve their real task go into the buffer."""
+    c.relabel = False
+
+
+def _no_prioritization(c: ConfigDict) -> None:
+    """A3: every priority weight zero, so the buffer samples uniformly."""
+    for name in ("performance_penalty", "length_penalty", "age_penalty", "distance_penalty"):
+        c.buffer[name] = 0.0
+    c.buffer.priority_in_mutated = False
+
+
+def _no_pretraining(c: ConfigDict) -> None:
+    """A4: the checkpoint's shape and tokenizer, but freshly initialised weights."""
+    c.model.load_weights = False
+
+
+def _one_example(c: ConfigDict) -> None:
+    """A5: the model sees one demonstration example per task."""
+    c.encoding.n_examples = 1
+
+
+def _no_mutated(c: ConfigDict) -> None:
+    """A6: the buffer starts with the training tasks only (and the paper scores it without
+    mutation solutions or their samples)."""
+    c.data.mutated_files = ""
+    if "metric" in c:
+        c.metric.mutation_solutions, c.metric.mutation_samples = "", 0
+
+
+#: Ablation name -> how it changes the (unlocked copy of the) config.
+ABLATIONS: dict[str, Callable[[ConfigDict], None] | None] = {
+    "none": None,
+    "a1_no_exit": _no_exit,
+    "a2_no_relabelling": _no_relabelling,
+    "a3_no_prioritization": _no_prioritization,
+    "a4_no_pretraining": _no_pretraining,
+    "a5_one_example": _one_example,
+    "a6_no_mutated": _no_mutated,
+}
+
+SEED_SOURCES = ("auto", "codeit", "random")
+#: config.sampling.disallowed_tokens: "mask" never samples them, "end" ends the sample after one.
+DISALLOWED_TOKENS = ("mask", "end")
+#: config.data.eval_tasks: "validation" is CodeIt's development setting (final_experiments:
+#: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones.
+EVAL_SOURCES = ("auto", "codeit", "arc1", "validation")
+SPLIT_KEYS_FILE = "split_keys.json"
+#: Compute dtypes; "" picks float32 on CPU and bfloat16 elsewhere.
+MODEL_DTYPES = ("", "float32", "bfloat16", "float16")
+
+
+def split_paths(text: str) -> list[Path]:
+    """A comma-separated list of paths (empty text: none)."""
+    return [Path(p.strip()).expanduser() for p in str(text).split(",") if p.strip()]
+
+
+def data_dir(config: ConfigDict) -> Path:
+    """The CodeIt data directory the config names, or the default one."""
+    given = config.data.get("data_dir")
+    return Path(given).expanduser() if given else codeit_data_dir()
+
+
+#: Every field of configs/codeit.py (and so of every CodeIt config file) and what it accepts;
+#: fields that must agree with each other or with files are checked after, in `_check`.
+FIELDS: dict[str, schema.Rule] = {
+    "experiment": schema.choice(["codeit"]),
+    "workdir": schema.path(),
+    "seed": schema.seed(),
+    "n_meta_iterations": schema.integer(1),
+    "ablation": schema.choice(ABLATIONS),
+    "data.data_dir": schema.path(),
+    "data.seeds": schema.choice(SEED_SOURCES),
+    "data.n_random_seeds": schema.integer(0),
+    "data.mutated_files": schema.paths(),
+    "data.max_mutated_tasks": schema.integer(0),
+    "data.eval_tasks": schema.choice(EVAL_SOURCES),
+    "data.n_eval_tasks": schema.integer(0),
+    "model.name": schema.text(),
+    "model.init_from": schema.path(),
+    "model.dtype": schema.choice(MODEL_DTYPES),
+    "model.dropout_rate": schema.number(0.0, 1.0, high_open=True),
+    "encoding.n_examples": schema.integer(1),
+    "encoding.input_state_max": schema.integer(2),
+    "encoding.max_program_tokens": schema.integer(1),
+    "train.n_policy": schema.integer(0),
+    "train.n_mutated": schema.integer(0),
+    "train.epochs": schema.integer(1),
+    "train.first_epochs": schema.integer(0),
+    "train.batch_size": schema.integer(1),
+    "train.grad_accum_steps": schema.integer(1),
+    "train.learning_rate": schema.number(0.0, 1.0, low_open=True),
+    "train.weight_decay": schema.number(0.0, 1.0),
+    "train.weight_decay_on": schema.choice(WEIGHT_DECAY_ON),
+    "train.warmup_steps": schema.integer(0),
+    "train.max_grad_norm": schema.optional(schema.number(0.0)),
+    "train.reset_optimizer": schema.boolean(),
+    "train.loss_on_padding": schema.boolean(),
+    "train.input_buckets": schema.lengths(),
+    "train.label_buckets": schema.lengths(),
+    "sampling.n_samples": schema.integer(1),
+    "sampling.temperature": schema.number(0.0),
+    "sampling.top_k": schema.integer(0),
+    "sampling.disallowed_tokens": schema.choice(DISALLOWED_TOKENS),
+    "sampling.tasks_per_batch": schema.integer(1),
+    "sampling.max_new_tokens": schema.integer(1),
+    "sampling.constrained": schema.boolean(),
+    "buffer.capacity": schema.integer(0),
+    "buffer.reduce_percentage": schema.number(0.0, 1.0, high_open=True),
+    "buffer.performance_penalty": schema.number(0.0),
+    "buffer.length_penalty": schema.number(0.0),
+    "buffer.age_penalty": schema.number(0.0),
+    "buffer.distance_penalty": schema.number(0.0),
+    "buffer.epsilon": schema.number(0.0, low_open=True),
+    "buffer.priority_in_mutated": schema.boolean(),
+    "sandbox.workers": schema.integer(0),
+    "sandbox.timeout_s": schema.number(0.0, low_open=True),
+    "sandbox.memory_mb": schema.integer(1),
+    "sandbox.max_state_size": schema.integer(1),
+    "no_exit.search_dir": schema.path(),
+    "no_exit.start_samples": schema.integer(0),
+    "no_exit.interval": schema.integer(1),
+    "metric.mutation_solutions": schema.path(),
+    "metric.mutation_samples": schema.integer(AUTO_SAMPLES),
+    "checkpoint_max_to_keep": schema.integer(1),
+    "tensorboard": schema.boolean(),
+    "progress": schema.boolean(),
+    "distributed": schema.boolean(),
+}
+
+
+def prepare_config(config: ConfigDict) -> ConfigDict:
+    """An unlocked copy of ``config`` with its ablation applied and every field checked.
+
+    Derived fields the loop reads: ``add_policy_experience``, ``relabel``,
+    ``model.load_weights``, ``data.seeds`` resolved to "codeit" or "random",
+    ``data.eval_tasks`` to "codeit" or "arc1", and ``{data_dir}`` in ``data.mutated_files``
+    and ``no_exit.search_dir`` replaced by the data directory.
+    """
+    if config.get("experiment") != "codeit":
+        raise ConfigError(f"config.experiment is {config.get('experiment')!r}, not 'codeit'")
+    schema.check_fields(config, FIELDS)
+    c = ConfigDict(config.to_dict())
+    c.add_policy_experience = True
+    c.relabel = True
+    c.model.load_weights = True
+    change = ABLATIONS[c.ablation]
+    if change is not None:
+        change(c)
+    _check(c)
+    return c
+
+
+def _check(c: ConfigDict) -> None:
+    """What the field table cannot say: settings that must agree, and files that must exist."""
+    if c.train.batch_size % c.train.grad_accum_steps:
+        raise ConfigError(
+            f"config.train.batch_size {c.train.batch_size} is not a multiple of "
+            f"config.train.grad_accum_steps {c.train.grad_accum_steps}"
+        )
+    if c.train.input_buckets[-1] < 2 * c.encoding.input_state_max:
+        raise ConfigError(
+            f"config.train.input_buckets end at {c.train.input_buckets[-1]}, below the "
+            f"{2 * c.encoding.input_state_max} tokens an input of encoding.input_state_max="
+            f"{c.encoding.input_state_max} per side can have"
+        )
+    if c.train.label_buckets[-1] < c.encoding.max_program_tokens:
+        raise ConfigError(
+            f"config.train.label_buckets end at {c.train.label_buckets[-1]}, below "
+            f"encoding.max_program_tokens={c.encoding.max_program_tokens}"
+        )
+    if c.sampling.constrained and c.sampling.disallowed_tokens == "end":
+        raise ConfigError('config.sampling.constrained needs sampling.disallowed_tokens="mask"')
+    _check_data(c)
+    _check_metric(c)
+    _check_model(c)
+    if not c.add_policy_experience:
+        _check_search_files(c)
+
+
+def _check_data(c: ConfigDict) -> None:
+    seeds, evals = c.data.seeds, c.data.eval_tasks
+    root = data_dir(c)
+    if c.data.get("data_dir") and not root.is_dir():
+        raise ConfigError(f"config.data.data_dir {root} is not a directory")
+    has_training = (root / "training").is_dir()
+    has_eval = (root / "evaluation").is_dir()
+    if seeds == "auto":
+        c.data.seeds = "codeit" if has_training else "random"
+    elif seeds == "codeit" and not has_training:
+        raise ConfigError(
+            f"config.data.seeds='codeit' but {root / 'training'} does not exist: set "
+            "config.data.data_dir (data/fetch_codeit_data.sh fetches it) or use seeds='random'"
+        )
+    if c.data.seeds == "random" and c.data.n_random_seeds < 1:
+        raise ConfigError("random seeding needs config.data.n_random_seeds >= 1")
+    if evals == "auto":
+        c.data.eval_tasks = "codeit" if has_eval else "arc1"
+    elif evals == "codeit" and not has_eval:
+        raise ConfigError(f"config.data.eval_tasks='codeit' but {root / 'evaluation'} is missing")
+    elif evals == "validation":
+        for needed in (root / "training", root / SPLIT_KEYS_FILE):
+            if not needed.exists():
+                raise ConfigError(
+                    f"config.data.eval_tasks='validation' needs {needed} (the CodeIt data: "
+                    "bash data/fetch_codeit_data.sh)"
+                )
+    c.data.mutated_files = ",".join(
+        resolve_data_path(str(path), root) for path in split_paths(c.data.mutated_files)
+    )
+    c.no_exit.search_dir = resolve_data_path(c.no_exit.search_dir, root)
+    for path in split_paths(c.data.mutated_files):
+        if not path.is_file():
+            raise ConfigError(
+                f"config.data.mutated_files: {path} is not a file. Fetch the official mutated "
+                f"tasks with `bash data/fetch_codeit_data.sh {path.parent}`, or run without "
+                "mutated tasks: ablation A6 (configs/a6_no_mutated.py) or "
+                "--config.data.mutated_files="
+            )
+
+
+def _check_search_files(c: ConfigDict) -> None:
+    """A1 needs one search file per meta-iteration; name the first one missing."""
+    n = c.no_exit
+    missing = first_missing_search_file(
+        n.search_dir, n.start_samples, n.interval, c.n_meta_iterations
+    )
+    if missing is not None:
+        i, path = missing
+        last = search_samples(n.start_samples, n.interval, c.n_meta_iterations - 1)
+        raise ConfigError(
+            f"config.no_exit.search_dir: {path} (meta-iteration {i}) is not a file. Ablation "
+            "a1_no_exit adds mutated_tasks_search_<n>.json with n = no_exit.start_samples + "
+            "i * no_exit.interval before meta-iteration i's training: run the mutation baseline "
+            f"(configs/mutation.py) with --config.n_samples={last} and "
+            f"--config.save_chunk_size={n.interval} into no_exit.search_dir"
+        )
+
+
+def _check_metric(c: ConfigDict) -> None:
+    """The paper figure's mutation solutions file ({data_dir} resolved; it must exist) and its
+    sample count (`AUTO_SAMPLES` resolved); see `codeit_jax.replay.paper_metric`."""
+    path = resolve_data_path(c.metric.mutation_solutions, data_dir(c))
+    if path and not Path(path).is_file():
+        raise ConfigError(missing_file_message(path))
+    c.metric.mutation_solutions = path
+    if c.metric.mutation_samples == AUTO_SAMPLES:
+        c.metric.mutation_samples = default_mutation_samples(path)
+
+
+def _check_model(c: ConfigDict) -> None:
+    if c.model.init_from:
+        path = Path(c.model.init_from).expanduser()
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"config.model.init_from {path} is not a Hugging Face checkpoint directory "
+                "(no config.json)"
+            )
+    elif c.model.name not in CONFIGS:
+        raise ConfigError(f"config.model.name is {c.model.name!r}; known: {sorted(CONFIGS)}")

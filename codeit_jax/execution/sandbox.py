@@ -1,0 +1,788 @@
+"""A process pool that runs DSL programs on grids fast, bounded and isolated.
+
+CodeIt runs every sampled program on every demonstration input of its task: tens of thousands
+of runs per meta-iteration, most of them broken and some pathological (huge upscales, enormous
+intervals, functions composed with themselves a billion times). ::
+
+    with Sandbox(workers=None, timeout_s=0.25, memory_mb=2048, max_state_size=1000) as sb:
+        outcomes = sb.run([(program_text, [grid, grid, ...]), ...])
+    # outcomes[i][j]: Outcome of program i on input j
+
+Design, and why:
+
+* Workers are fresh interpreters (``python -c``, see :mod:`codeit_jax.execution.worker`), not
+  forks: the parent usually holds JAX/XLA threads and forking such a process is unsafe, and
+  ``multiprocessing``'s spawn/forkserver would re-import the parent's ``__main__`` (and with it
+  JAX) in every worker. A worker imports only the program parser and the DSL and is ready in
+  about 0.1 s, so a pool is started once per run and a killed worker is replaced quickly.
+* Work goes out in chunks of runs (guided: big chunks first, smaller ones near the end to keep
+  the workers evenly busy), one chunk in flight per worker so that the parent never blocks
+  writing to a busy worker. Identical (text, input) pairs in a batch run once. Each worker
+  parses and compiles each distinct text once (bounded cache).
+* Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
+  function replaced by :data:`FUNCTION`, and refused (``output_size``) when its estimated size
+  in the parent's memory or its pickled size passes ``max_output_bytes`` (default 32 KiB, room
+  for any valid ARC grid), so a pathological value cannot flood the parent.
+* Time: a per-run budget of ``timeout_s * len(program)`` (CodeIt's 0.25 s per line, summed),
+  enforced inside the worker by an interval timer on its CPU time by default (``clock="wall"``
+  for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.execution.run`). A run stuck in C code
+  never sees the timer signal, so the parent also runs a wall-clock watchdog: past
+  ``hard_factor * budget + hard_grace_s`` after the run started the worker is SIGKILLed, that
+  run reports ``timeout``, and the rest of its chunk goes to other workers. Parsing the text
+  and exporting the value are not the run's: they get ``housekeeping_s`` instead (see
+  :mod:`codeit_jax.execution.worker`), so a loaded machine cannot time out an instant program.
+* :meth:`Sandbox.match` units are groups of programs: a kill or a crash there is blamed on the
+  program, and the line of it, that was in progress; the unit runs again without that line
+  (every program that needs it fails as that program did) and the others get their results.
+* Memory: ``RLIMIT_AS`` of ``memory_mb`` per worker, so a huge allocation raises MemoryError
+  (``memory``) in the worker instead of exhausting the machine. A worker that dies (segfault,
+  abort) reports ``crash`` for the run it was in and is replaced.
+* No leftovers: ``close()`` (also the context manager, a finaliser at garbage collection or
+  interpreter exit, and any exception escaping :meth:`Sandbox.run`, e.g. KeyboardInterrupt)
+  kills and reaps its workers; a worker whose parent is killed outright exits by itself
+  (see :mod:`codeit_jax.execution.worker`).
+* Determinism: outcomes do not depend on the number of workers or the chunking, except for runs
+  that finish close to their time limit, and for programs that put function values inside
+  sets or grids (``replace(I, x1, centerofmass)``): Python hashes functions by address, so the
+  iteration order of such a set, and what ``leastcolor``/``paint`` make of it, differs from
+  process to process (about 1 run in 10,000 of the benchmark's policy-like workload; in-process
+  execution has the same property).
+
+This is a resource sandbox, not a security boundary: program text is never evaluated as Python
+(see :mod:`codeit_jax.programs.program`), and values are returned with pickle from our own workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import mmap
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, NamedTuple
+
+from codeit_jax.execution.line_sharing import Faults, GroupMatches, ProgramGroup, match_group
+from codeit_jax.execution.run import (
+    CRASH,
+    DEFAULT_COMPILER,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    ERROR_KINDS,
+    FUNCTION,
+    MEMORY,
+    OUTPUT_SIZE,
+    RUNTIME,
+    STATE_SIZE,
+    SYNTAX,
+    TIMEOUT,
+    Executor,
+    FunctionValue,
+    Record,
+    decode_value,
+    load_compiler,
+)
+from codeit_jax.execution.worker import (
+    BOOTSTRAP,
+    DEADLINE,
+    DEADLINE_AT,
+    HOUSEKEEPING_S,
+    IDLE,
+    INDEX,
+    NODE,
+    NODE_AT,
+    PROGRAM,
+    PROGRAM_AT,
+    SLOT_BYTES,
+)
+from codeit_jax.tasks import is_grid
+
+__all__ = [
+    "CRASH",
+    "ERROR_KINDS",
+    "FUNCTION",
+    "MEMORY",
+    "OUTPUT_SIZE",
+    "RUNTIME",
+    "STATE_SIZE",
+    "SYNTAX",
+    "TIMEOUT",
+    "FunctionValue",
+    "GroupMatches",
+    "Outcome",
+    "Sandbox",
+    "SandboxError",
+    "default_workers",
+    "is_grid",
+    "match_in_process",
+    "run_in_process",
+]
+
+Batch = Sequence[tuple[str, Sequence[Any]]]
+#: ``(program texts, input grid, expected output grid)`` work units of :meth:`Sandbox.match`.
+MatchUnits = Sequence[tuple[Sequence[str], Any, Any]]
+
+_MAX_CHUNK = 128  # runs per chunk at most: bounds the work redone when a worker is killed
+_POLL_S = 0.05  # how often the watchdog looks at busy workers
+_START_TIMEOUT_S = 60.0  # a worker not ready by then counts as a failed start
+_MAX_START_FAILURES = 3  # consecutive failed starts before the sandbox gives up
+_MAX_UNBLAMED_DEATHS = 2  # deaths outside any run a run may see before it is blamed
+
+
+class Outcome(NamedTuple):
+    """The result of one program on one input.
+
+    ``ok`` is True when the run finished and ``value`` holds the value bound to ``O`` (data, or
+    :data:`FUNCTION` for a function). Otherwise ``error`` is one of :data:`ERROR_KINDS` and
+    ``detail`` says more: the parser's message for ``syntax``, the exception type name for
+    ``runtime``. Use :func:`is_grid` to check that a value is a valid ARC grid.
+    """
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    detail: str = ""
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (workers cannot start, or it was used after close)."""
+
+
+def _outcome(record: Record) -> Outcome:
+    kind, payload = record
+    if kind is None:
+        return Outcome(True, decode_value(payload))
+    return Outcome(False, None, kind, payload)
+
+
+class _Runs(NamedTuple):
+    """A validated batch flattened to distinct runs, and where each run's outcome goes."""
+
+    runs: list[tuple[str, Any]]  # distinct (text, grid) pairs
+    shape: list[list[int]]  # shape[i][j]: index into runs of program i on input j
+
+
+def _flatten(batch: Batch) -> _Runs:
+    """Validate the batch and list its distinct (text, grid) runs, keyed by grid identity."""
+    if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence):
+        raise TypeError(
+            f"batch must be a list of (program_text, inputs) pairs, got {type(batch).__name__}"
+        )
+    runs: list[tuple[str, Any]] = []
+    index_of: dict[tuple[str, int], int] = {}
+    checked: set[int] = set()
+    keep_alive: list[Any] = []  # ids are only unique while the objects live
+    shape: list[list[int]] = []
+    for i, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"batch[{i}] must be a (program_text, inputs) pair, got {item!r:.80}")
+        text, inputs = item
+        if not isinstance(text, str):
+            raise TypeError(f"batch[{i}]: program text must be a str, got {type(text).__name__}")
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise TypeError(
+                f"batch[{i}]: inputs must be a list of grids, got {type(inputs).__name__}"
+            )
+        row = []
+        for j, grid in enumerate(inputs):
+            key = id(grid)
+            if key not in checked:
+                if not is_grid(grid):
+                    raise ValueError(
+                        f"batch[{i}] input {j} is not a valid grid (a tuple of 1..30 equal-length "
+                        f"tuples of 1..30 ints in 0..9): {grid!r:.80}"
+                    )
+                checked.add(key)
+                keep_alive.append(grid)
+            run_key = (text, key)
+            index = index_of.get(run_key)
+            if index is None:
+                index = index_of[run_key] = len(runs)
+                runs.append((text, grid))
+            row.append(index)
+        shape.append(row)
+    return _Runs(runs, shape)
+
+
+class _Progress(NamedTuple):
+    """A worker's progress slot, read consistently (see :mod:`codeit_jax.execution.worker`)."""
+
+    index: int  # run or unit of the chunk in progress, IDLE between them
+    deadline: float
+    program: int  # program of a match unit in progress, or IDLE
+    node: int  # node of that program being computed, or IDLE
+
+
+class _Job(NamedTuple):
+    """How the scheduler handles one kind of work item."""
+
+    message: Any  # chunk (item indices) -> the picklable message for a worker
+    decode: Any  # a worker's record -> the item's result
+    lost: Any  # (error kind, detail) -> the result of an item lost with its worker
+    # (item, timed out, progress at death) -> True if the item's culprit was set aside and the
+    # item should run again; None: an item in progress at a death is always lost.
+    blame: Any = None
+
+
+def _check_units(units: MatchUnits) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """Validate match units (grids checked once per object); texts as tuples."""
+    if isinstance(units, (str, bytes)) or not isinstance(units, Sequence):
+        raise TypeError(
+            "units must be a list of (program texts, input, expected) triples, got "
+            f"{type(units).__name__}"
+        )
+    checked: list[tuple[tuple[str, ...], Any, Any]] = []
+    good_grids: set[int] = set()
+    keep_alive: list[Any] = []  # ids are only unique while the objects live
+    texts_of: dict[int, tuple[str, ...]] = {}
+    for i, unit in enumerate(units):
+        if not isinstance(unit, (tuple, list)) or len(unit) != 3:
+            raise TypeError(f"units[{i}] must be a (texts, input, expected) triple: {unit!r:.80}")
+        texts, grid, expected = unit
+        as_tuple = texts_of.get(id(texts))
+        if as_tuple is None:
+            if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+                raise TypeError(f"units[{i}]: program texts must be a list of str")
+            as_tuple = tuple(texts)
+            if not all(isinstance(text, str) for text in as_tuple):
+                raise TypeError(f"units[{i}]: program texts must be a list of str")
+            texts_of[id(texts)] = as_tuple
+            keep_alive.append(texts)
+        for what, value in (("input", grid), ("expected output", expected)):
+            if id(value) not in good_grids:
+                if not is_grid(value):
+                    raise ValueError(f"units[{i}]: the {what} is not a valid grid: {value!r:.80}")
+                good_grids.add(id(value))
+                keep_alive.append(value)
+        checked.append((as_tuple, grid, expected))
+    return checked
+
+
+def _match_message(
+    units: list[tuple[tuple[str, ...], Any, Any]], chunk: list[int], faults: dict[int, Faults]
+) -> tuple:
+    """``("match", {group id: texts}, [(group id, grid, expected, faults or None)])``: each
+    group's texts once."""
+    ids: dict[int, int] = {}
+    groups: dict[int, tuple[str, ...]] = {}
+    work = []
+    for k in chunk:
+        texts, grid, expected = units[k]
+        gid = ids.get(id(texts))
+        if gid is None:
+            gid = ids[id(texts)] = len(groups)
+            groups[gid] = texts
+        work.append((gid, grid, expected, faults.get(k)))
+    return ("match", groups, work)
+
+
+def _blame_unit(faults: dict[int, Faults], unit: int, timed_out: bool, at: _Progress) -> bool:
+    """Set aside what a unit's worker died in: the node in progress, else the program; False
+    when it died outside any program (then the unit is lost)."""
+    entry = faults.setdefault(unit, Faults({}, {}))
+    if at.program == IDLE:
+        return False
+    if at.node != IDLE and at.node not in entry.nodes:
+        entry.nodes[at.node] = timed_out
+    elif at.program not in entry.programs:
+        entry.programs[at.program] = timed_out
+    else:
+        return False
+    return True
+
+
+def _check_settings(
+    timeout_s: float, max_state_size: int | None, max_output_bytes: int, clock: str
+) -> None:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise TypeError(f"timeout_s must be a number, got {timeout_s!r}")
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise ValueError(f"timeout_s must be positive and finite, got {timeout_s!r}")
+    if max_state_size is not None and (
+        isinstance(max_state_size, bool) or not isinstance(max_state_size, int)
+    ):
+        raise TypeError(f"max_state_size must be an int or None, got {max_state_size!r}")
+    if max_state_size is not None and max_state_size < 1:
+        raise ValueError(f"max_state_size must be positive, got {max_state_size}")
+    if isinstance(max_output_bytes, bool) or not isinstance(max_output_bytes, int):
+        raise TypeError(f"max_output_bytes must be an int, got {max_output_bytes!r}")
+    if max_output_bytes < 1:
+        raise ValueError(f"max_output_bytes must be positive, got {max_output_bytes}")
+    if clock not in ("cpu", "wall"):
+        raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
+
+
+def _positive_int_or_none(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_in_process(
+    batch: Batch,
+    *,
+    timeout_s: float = 0.25,
+    max_state_size: int | None = 1000,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    clock: str = "cpu",
+) -> list[list[Outcome]]:
+    """Run a batch in this process with the sandbox's outcome semantics, for debugging.
+
+    Same parsing, time budget, state-size rule and value export as a worker, but without
+    isolation: no memory limit, no watchdog (a run stuck in C code hangs the caller), a crash
+    takes the caller down, and the time budget applies only when called from the main thread.
+    """
+    _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
+    flat = _flatten(batch)
+    executor = Executor(
+        timeout_s=timeout_s,
+        max_state_size=max_state_size,
+        max_output_bytes=max_output_bytes,
+        clock=clock,
+    )
+    try:
+        outcomes = [_outcome(executor.execute(executor.compile(t), g)) for t, g in flat.runs]
+    finally:
+        executor.close()
+    return [[outcomes[k] for k in row] for row in flat.shape]
+
+
+def match_in_process(
+    units: MatchUnits,
+    *,
+    timeout_s: float = 0.25,
+    max_state_size: int | None = 1000,
+    clock: str = "cpu",
+) -> list[GroupMatches]:
+    """:meth:`Sandbox.match` in this process, without isolation (as :func:`run_in_process`)."""
+    _check_settings(timeout_s, max_state_size, DEFAULT_MAX_OUTPUT_BYTES, clock)
+    executor = Executor(timeout_s=timeout_s, max_state_size=max_state_size, clock=clock)
+    groups: dict[tuple[str, ...], ProgramGroup] = {}
+    try:
+        results = []
+        for texts, grid, expected in _check_units(units):
+            group = groups.get(texts)
+            if group is None:
+                group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
+            results.append(
+                match_group(
+                    group,
+                    grid,
+                    expected,
+                    timer=executor.timer,
+                    timeout_s=timeout_s,
+                    max_state_size=max_state_size,
+                )
+            )
+    finally:
+        executor.close()
+    return results
+
+
+class _Worker:
+    """Parent-side handle of one worker process and its channels."""
+
+    def __init__(self, config: dict[str, Any], pdeathsig: bool) -> None:
+        command_r, command_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        lifeline_r, lifeline_w = os.pipe()
+        slot_fd = _shared_file()
+        child_fds = (command_r, reply_w, lifeline_r, slot_fd)
+        try:
+            os.ftruncate(slot_fd, SLOT_BYTES)
+            self.slot = mmap.mmap(slot_fd, SLOT_BYTES)
+            INDEX.pack_into(self.slot, 0, IDLE)
+            config = dict(
+                config,
+                command_fd=command_r,
+                reply_fd=reply_w,
+                lifeline_fd=lifeline_r,
+                slot_fd=slot_fd,
+                pdeathsig=pdeathsig,
+                parent_pid=os.getpid(),
+            )
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", BOOTSTRAP, json.dumps(config)],
+                pass_fds=child_fds,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (command_w, reply_r, lifeline_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        self.commands = Connection(command_w, readable=False)
+        self.replies = Connection(reply_r, writable=False)
+        self.lifeline = lifeline_w
+        self.state = "starting"
+        self.started_at = time.monotonic()
+        self.chunk: list[int] = []
+        self.killed_at: _Progress | None = None  # where the watchdog killed it
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def progress(self) -> _Progress:
+        """What the worker is doing and its hard deadline, read consistently: the worker writes
+        the deadline first and the index last, so equal index and deadline before and after
+        mean the program and node read between belong to them (or to a later deadline)."""
+        slot = self.slot
+        while True:
+            index = INDEX.unpack_from(slot, 0)[0]
+            deadline = DEADLINE.unpack_from(slot, DEADLINE_AT)[0]
+            program = PROGRAM.unpack_from(slot, PROGRAM_AT)[0]
+            node = NODE.unpack_from(slot, NODE_AT)[0]
+            if (
+                DEADLINE.unpack_from(slot, DEADLINE_AT)[0] == deadline
+                and INDEX.unpack_from(slot, 0)[0] == index
+            ):
+                return _Progress(index, deadline, program, node)
+
+    def kill(self) -> None:
+        """SIGKILL and reap the process, and release every channel (idempotent)."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            self.process.wait()
+        for channel in (self.commands, self.replies):
+            channel.close()
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        if not self.slot.closed:
+            self.slot.close()
+
+
+def _shared_file() -> int:
+    """A file descriptor of an anonymous file for the worker's progress slot."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("codeit-sandbox-slot")
+    with tempfile.TemporaryFile() as handle:
+        return os.dup(handle.fileno())
+
+
+def _kill_all(workers: list[_Worker], owner: int) -> None:
+    """Finaliser: kill and reap every worker; also run at garbage collection and exit.
+
+    Only the process that started the workers may do so: a forked copy of the parent that
+    exits must not take the real parent's workers down.
+    """
+    if os.getpid() != owner:
+        return
+    while workers:
+        workers.pop().kill()
+
+
+def _death_detail(worker: _Worker) -> str:
+    code = worker.process.returncode
+    if code is not None and code < 0:
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with status {code}"
+
+
+class Sandbox:
+    """A pool of worker processes that run (program text, inputs) batches under limits.
+
+    Args:
+        workers: number of worker processes; None for one per available core.
+        timeout_s: time budget per program line; a run may use ``timeout_s * len(program)``.
+        memory_mb: address-space limit per worker in MiB (None: unlimited).
+        max_state_size: CodeIt's rule: values of this length or more are not kept (None: off).
+        chunk_size: runs per message to a worker; None picks sizes that balance the load.
+        max_output_bytes: cap on the size of a returned value, in the parent's memory (as
+            estimated in the worker) and pickled; a larger one is an ``output_size`` failure.
+        clock: "cpu" (default) or "wall": what the in-worker time budget counts.
+        hard_factor, hard_grace_s: the parent's watchdog kills a worker whose run has taken
+            ``hard_factor * budget + hard_grace_s`` seconds of wall-clock time.
+        housekeeping_s: the watchdog's wall-clock allowance for a worker's steps around a run
+            (parsing its text, exporting its value), which do not depend on the program.
+        _compiler: "module:function" turning text into a program; tests substitute one with
+            fault-injecting programs. Not reachable from program text.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout_s: float = 0.25,
+        memory_mb: int | None = 2048,
+        max_state_size: int | None = 1000,
+        *,
+        chunk_size: int | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        clock: str = "cpu",
+        hard_factor: float = 3.0,
+        hard_grace_s: float = 1.0,
+        housekeeping_s: float = HOUSEKEEPING_S,
+        _compiler: str = DEFAULT_COMPILER,
+    ) -> None:
+        _positive_int_or_none("workers", workers)
+        _positive_int_or_none("memory_mb", memory_mb)
+        _positive_int_or_none("chunk_size", chunk_size)
+        _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
+        for name, value in (
+            ("hard_factor", hard_factor),
+            ("hard_grace_s", hard_grace_s),
+            ("housekeeping_s", housekeeping_s),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+        if not (
+            1 <= hard_factor < math.inf
+            and 0 <= hard_grace_s < math.inf
+            and 0 < housekeeping_s < math.inf
+        ):
+            raise ValueError(
+                "need 1 <= hard_factor, 0 <= hard_grace_s and 0 < housekeeping_s, all finite; "
+                f"got {hard_factor}, {hard_grace_s}, {housekeeping_s}"
+            )
+        load_compiler(_compiler)  # fail here, not in every worker, on a bad spec
+        self.n_workers = workers if workers is not None else default_workers()
+        self.timeout_s = float(timeout_s)
+        self.chunk_size = chunk_size
+        self.restarts = 0  # workers replaced after a kill or a crash
+        self._config = {
+            "sys_path": list(sys.path),
+            "timeout_s": float(timeout_s),
+            "memory_mb": memory_mb,
+            "max_state_size": max_state_size,
+            "max_output_bytes": max_output_bytes,
+            "clock": clock,
+            "hard_factor": float(hard_factor),
+            "hard_grace_s": float(hard_grace_s),
+            "housekeeping_s": float(housekeeping_s),
+            "compiler": _compiler,
+        }
+        self._workers: list[_Worker] = []
+        self._finalizer = weakref.finalize(self, _kill_all, self._workers, os.getpid())
+        self._lock = threading.Lock()
+        self._start_failures = 0
+        self._unblamed: dict[int, int] = {}
+        try:
+            self._fill()
+            while any(w.state == "starting" for w in self._workers):
+                self._step(deque(), [], None)
+                self._fill()  # retry failed starts (a SandboxError ends this after a few)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ public interface
+
+    def run(self, batch: Batch) -> list[list[Outcome]]:
+        """Run every program on each of its inputs; ``result[i][j]`` is program i on input j."""
+        flat = _flatten(batch)
+        runs = flat.runs
+        job = _Job(
+            message=lambda chunk: [runs[k] for k in chunk],
+            decode=_outcome,
+            lost=lambda kind, detail: Outcome(False, None, kind, detail),
+        )
+        outcomes = self._locked_execute(len(runs), job)
+        return [[outcomes[k] for k in row] for row in flat.shape]
+
+    def match(self, units: MatchUnits) -> list[GroupMatches]:
+        """For each ``(program texts, input grid, expected grid)`` unit, which programs return
+        exactly the expected grid (see :mod:`codeit_jax.execution.line_sharing`: each distinct line
+        of
+        the unit's programs is computed once, with ``timeout_s`` per line).
+
+        Outputs never leave the workers. When a unit's worker is killed by the watchdog or
+        crashes, the line in progress (or the program, outside any line) is set aside and the
+        unit runs again: the programs that need that line count as timeouts (a kill) or
+        failures (a crash), the others get their results.
+        """
+        checked = _check_units(units)
+        faults: dict[int, Faults] = {}
+        job = _Job(
+            message=lambda chunk: _match_message(checked, chunk, faults),
+            decode=lambda record: GroupMatches(*record),
+            lost=lambda kind, detail: None,
+            blame=lambda unit, timed_out, at: _blame_unit(faults, unit, timed_out, at),
+        )
+        found = self._locked_execute(len(checked), job)
+        return [
+            GroupMatches((), 0, len(checked[k][0])) if result is None else result
+            for k, result in enumerate(found)
+        ]
+
+    def close(self) -> None:
+        """Kill and reap all workers; the sandbox cannot be used afterwards."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the current workers (for monitoring and tests)."""
+        return [w.pid for w in self._workers]
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the scheduling loop
+
+    def _locked_execute(self, count: int, job: _Job) -> list[Any]:
+        with self._lock:
+            if not self._finalizer.alive:
+                raise SandboxError("the sandbox is closed")
+            return self._execute(count, job)
+
+    def _execute(self, count: int, job: _Job) -> list[Any]:
+        """Run work items ``0..count-1`` (what they are is the job's business)."""
+        outcomes: list[Any] = [None] * count
+        pending = deque(range(count))
+        self._unblamed.clear()
+        try:
+            while pending or any(w.state == "busy" for w in self._workers):
+                self._fill()
+                for worker in self._workers:
+                    if worker.state == "idle" and pending:
+                        self._send(worker, pending, job)
+                self._step(pending, outcomes, job)
+        except BaseException:
+            # Replies still in flight would answer the wrong batch: drop those workers.
+            for worker in [w for w in self._workers if w.state != "idle"]:
+                self._remove(worker)
+            raise
+        self._fill()  # replacements start now, while the caller works on the outcomes
+        return outcomes  # type: ignore[return-value]
+
+    def _fill(self) -> None:
+        """Start workers until the pool is full again."""
+        if not self._finalizer.alive:
+            raise SandboxError("the sandbox was closed while a batch was running")
+        pdeathsig = threading.current_thread() is threading.main_thread()
+        while len(self._workers) < self.n_workers:
+            self._workers.append(_Worker(self._config, pdeathsig))
+
+    def _chunk_length(self, n_pending: int) -> int:
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return max(1, min(_MAX_CHUNK, math.ceil(n_pending / (2 * self.n_workers))))
+
+    def _send(self, worker: _Worker, pending: deque[int], job: _Job) -> None:
+        chunk = [
+            pending.popleft() for _ in range(min(len(pending), self._chunk_length(len(pending))))
+        ]
+        worker.chunk = chunk
+        worker.state = "busy"
+        message = pickle.dumps(job.message(chunk), protocol=pickle.HIGHEST_PROTOCOL)
+        # If it died since its last reply, the send fails and _step handles the death.
+        with contextlib.suppress(OSError):
+            worker.commands.send_bytes(message)
+
+    def _step(self, pending: deque[int], outcomes: list[Any], job: _Job | None) -> None:
+        """Wait briefly for replies, handle them and any deaths, then run the watchdog."""
+        by_channel = {w.replies: w for w in self._workers if w.state != "idle"}
+        for channel in wait(list(by_channel), timeout=_POLL_S):
+            worker = by_channel[channel]
+            try:
+                message = pickle.loads(worker.replies.recv_bytes())
+            except (EOFError, OSError):
+                self._on_death(worker, pending, outcomes, job)
+                continue
+            if worker.state == "starting":
+                worker.state = "idle"
+                self._start_failures = 0
+            else:
+                for run, record in zip(worker.chunk, message):
+                    outcomes[run] = job.decode(record)
+                worker.chunk = []
+                worker.state = "idle"
+        self._watchdog(pending, outcomes, job)
+
+    def _watchdog(self, pending: deque[int], outcomes: list[Any], job: _Job | None) -> None:
+        """Kill workers stuck past a run's hard deadline, or that never finished starting."""
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if worker.state == "busy":
+                at = worker.progress()
+                if at.index != IDLE and now > at.deadline:
+                    worker.killed_at = at
+                    worker.kill()
+                    self._on_death(worker, pending, outcomes, job)
+            elif worker.state == "starting" and now - worker.started_at > _START_TIMEOUT_S:
+                worker.kill()
+                self._on_death(worker, pending, outcomes, job)
+
+    def _on_death(
+        self, worker: _Worker, pending: deque[int], outcomes: list[Any], job: _Job | None
+    ) -> None:
+        """Record the run a dead worker was in, requeue the rest of its chunk, replace it."""
+        state, chunk = worker.state, worker.chunk
+        killed_by_watchdog = worker.killed_at is not None
+        if killed_by_watchdog:
+            at = worker.killed_at
+        elif state == "busy":
+            at = worker.progress()
+        else:
+            at = _Progress(IDLE, math.inf, IDLE, IDLE)
+        worker.kill()
+        self._remove(worker)
+        if state == "starting":
+            self._start_failures += 1
+            if self._start_failures >= _MAX_START_FAILURES:
+                raise SandboxError(
+                    f"{self._start_failures} sandbox workers in a row failed to start "
+                    f"(last: {_death_detail(worker)}); see its stderr above"
+                )
+            return
+        self.restarts += 1
+        index = at.index
+        if 0 <= index < len(chunk):
+            item = chunk[index]
+            requeue = chunk[:index] + chunk[index + 1 :]
+            if job.blame is not None and job.blame(item, killed_by_watchdog, at):
+                requeue.insert(0, item)  # run it again without its culprit
+            elif killed_by_watchdog:
+                outcomes[item] = job.lost(
+                    TIMEOUT, "killed by the watchdog: stuck past its hard deadline"
+                )
+            else:
+                outcomes[item] = job.lost(CRASH, _death_detail(worker))
+        else:  # died between runs: retry the chunk, but not forever
+            requeue = []
+            for run in chunk:
+                deaths = self._unblamed.get(run, 0) + 1
+                self._unblamed[run] = deaths
+                if deaths > _MAX_UNBLAMED_DEATHS:
+                    outcomes[run] = job.lost(CRASH, _death_detail(worker))
+                else:
+                    requeue.append(run)
+        pending.extendleft(reversed(requeue))
+
+    def _remove(self, worker: _Worker) -> None:
+        worker.kill()
+        if worker in self._workers:
+            self._workers.remove(worker)

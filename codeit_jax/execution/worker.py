@@ -1,0 +1,253 @@
+"""The sandbox worker process: receives chunks of runs, returns their records.
+
+Started by :class:`codeit_jax.execution.sandbox.Sandbox` as a fresh interpreter (``python -c`` with
+:data:`BOOTSTRAP`), never forked from the parent: the parent may hold JAX/XLA threads, which a
+``fork`` would copy in a broken state, and a fresh interpreter that imports only this module,
+the program parser and the DSL starts in about 0.1 s.
+
+Channels, all inherited file descriptors:
+
+* commands (parent -> worker): pickled lists of ``(text, grid)`` runs, or
+  ``("match", {group id: texts}, [(group id, grid, expected)])`` for
+  :meth:`~codeit_jax.execution.sandbox.Sandbox.match`, or ``None`` to stop;
+* replies (worker -> parent): ``("ready", pid)`` once, then one pickled list of records per
+  chunk (see :mod:`codeit_jax.execution.run`; for a match chunk, ``GroupMatches`` tuples);
+* lifeline: a pipe the parent never writes; end-of-file means the parent is gone;
+* progress slot: 32 shared bytes: ``int64`` index of the run (or match unit) in progress, -1
+  when idle; ``float64`` monotonic deadline after which the parent's watchdog kills this
+  worker; for a match unit, ``int64`` index of the program in progress and ``int64`` node (see
+  :mod:`codeit_jax.execution.line_sharing`) being computed, -1 for none. The parent reads the last
+  two
+  after a kill or a crash to tell which program of the unit was to blame.
+
+Deadlines: a run's starts when the run starts and is ``hard_factor * budget + hard_grace_s``
+(for a match unit, the same per program). The worker's own steps around it, parsing the text
+before and checking and pickling the value after, get :data:`HOUSEKEEPING_S` instead: their
+cost depends on the text and the output cap, not on what the program does, and a short grace
+there would let a busy machine turn an instant program into a timeout.
+
+Parent death is detected three ways so that no worker outlives its parent by more than a few
+seconds: ``PR_SET_PDEATHSIG`` (Linux; immediate even while stuck in C code, but tied to the
+thread that started the worker, so the parent asks for it only from its main thread), a thread
+blocked reading the lifeline, and end-of-file on the command pipe while idle.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import mmap
+import os
+import pickle
+import resource
+import signal
+import struct
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+from codeit_jax.execution.line_sharing import ProgramGroup, match_group
+from codeit_jax.execution.run import Executor, load_compiler
+
+#: Program groups kept per worker for :meth:`Sandbox.match` (oldest evicted first).
+GROUP_CACHE_SIZE = 256
+
+#: Code run by ``python -c``; argv[1] is the JSON config. Ctrl-C is ignored from the first
+#: instruction on (it is the parent's to handle), then the parent's sys.path is installed so
+#: the worker imports the same codeit_jax (and test modules) as the parent.
+BOOTSTRAP = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "import json, sys; config = json.loads(sys.argv[1]); sys.path[:] = config['sys_path']; "
+    "from codeit_jax.execution.worker import main; main(config)"
+)
+
+INDEX = struct.Struct("q")
+DEADLINE = struct.Struct("d")
+PROGRAM = struct.Struct("q")
+NODE = struct.Struct("q")
+DEADLINE_AT, PROGRAM_AT, NODE_AT = 8, 16, 24  # byte offsets in the slot (INDEX is at 0)
+SLOT_BYTES = 32
+IDLE = -1
+
+#: Wall-clock seconds the watchdog allows a worker's own steps around a run (parsing a text,
+#: building a program group, checking and pickling a value) before it kills the worker.
+HOUSEKEEPING_S = 30.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent thread exits (best effort)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # the lifeline thread still covers parent death
+
+
+def _watch_lifeline(fd: int) -> None:
+    """Exit the whole process as soon as the parent's end of the lifeline closes."""
+    try:
+        while os.read(fd, 1):
+            pass
+    finally:
+        os._exit(0)
+
+
+def _start_lifeline(fd: int) -> None:
+    threading.stack_size(256 * 1024)  # keep the thread's reserved address space small
+    thread = threading.Thread(target=_watch_lifeline, args=(fd,), name="lifeline", daemon=True)
+    thread.start()
+
+
+def _limit_memory(memory_mb: int | None) -> None:
+    """Cap the address space so that a huge allocation raises MemoryError in this worker."""
+    if memory_mb is None:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = memory_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _publish(slot: mmap.mmap, index: int, deadline: float, program: int = IDLE) -> None:
+    """Tell the watchdog which run (and program) is in progress and when to give up on it.
+
+    The deadline is written first: the parent reads index, deadline, program and deadline
+    again, so a program it reads always belongs to the deadline it saw or to a later one.
+    """
+    DEADLINE.pack_into(slot, DEADLINE_AT, deadline)
+    PROGRAM.pack_into(slot, PROGRAM_AT, program)
+    NODE.pack_into(slot, NODE_AT, IDLE)
+    INDEX.pack_into(slot, 0, index)
+
+
+def _serve(config: dict[str, Any], commands: Connection, replies: Connection, slot: Any) -> None:
+    executor = Executor(
+        timeout_s=config["timeout_s"],
+        max_state_size=config["max_state_size"],
+        max_output_bytes=config["max_output_bytes"],
+        clock=config["clock"],
+        compiler=load_compiler(config["compiler"]),
+    )
+    limits = _Limits(config["hard_factor"], config["hard_grace_s"], config["housekeeping_s"])
+    _limit_memory(config["memory_mb"])
+    groups: dict[tuple[str, ...], ProgramGroup] = {}
+    replies.send_bytes(pickle.dumps(("ready", os.getpid())))
+    while True:
+        try:
+            message = commands.recv_bytes()
+        except (EOFError, OSError):
+            return  # parent gone
+        runs = pickle.loads(message)
+        if runs is None:
+            return
+        if isinstance(runs, tuple):
+            records = _match(executor, groups, runs, slot, limits)
+        else:
+            records = [
+                _run(executor, index, text, grid, slot, limits)
+                for index, (text, grid) in enumerate(runs)
+            ]
+        _publish(slot, IDLE, float("inf"))
+        replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class _Limits(NamedTuple):
+    """The watchdog's wall-clock allowances (see the module docstring)."""
+
+    hard_factor: float
+    hard_grace: float
+    housekeeping: float
+
+    def run_deadline(self, budget: float) -> float:
+        return time.monotonic() + self.hard_factor * budget + self.hard_grace
+
+    def housekeeping_deadline(self) -> float:
+        return time.monotonic() + self.housekeeping
+
+
+def _run(executor: Executor, index: int, text: str, grid: Any, slot: Any, limits: _Limits) -> tuple:
+    """One run's record; only the run itself is under the run's deadline."""
+    _publish(slot, index, limits.housekeeping_deadline())
+    program = executor.compile(text)
+    if isinstance(program, tuple):
+        return program
+    _publish(slot, index, limits.run_deadline(executor.budget(program)))
+    record = executor.run(program, grid)
+    _publish(slot, index, limits.housekeeping_deadline())
+    return executor.export(record)
+
+
+def _match(
+    executor: Executor,
+    groups: dict[tuple[str, ...], ProgramGroup],
+    message: tuple,
+    slot: Any,
+    limits: _Limits,
+) -> list[tuple]:
+    """Records of a match chunk; the watchdog deadline is renewed for every program, and the
+    program and node in progress are published so that a kill blames only them."""
+    _, texts_by_id, units = message
+    per_line = executor.timeout_s
+
+    def on_node(node: int) -> None:
+        NODE.pack_into(slot, NODE_AT, node)
+
+    records = []
+    for index, (gid, grid, expected, faults) in enumerate(units):
+
+        def on_program(program: int, lines: int, index: int = index) -> None:
+            _publish(slot, index, limits.run_deadline(per_line * max(1, lines)), program)
+
+        _publish(slot, index, limits.housekeeping_deadline())
+        result = match_group(
+            _group(executor, groups, texts_by_id[gid]),
+            grid,
+            expected,
+            timer=executor.timer,
+            timeout_s=executor.timeout_s,
+            max_state_size=executor.max_state_size,
+            on_program=on_program,
+            on_node=on_node,
+            faults=faults,
+        )
+        records.append(tuple(result))
+    return records
+
+
+def _group(
+    executor: Executor, groups: dict[tuple[str, ...], ProgramGroup], texts: tuple[str, ...]
+) -> ProgramGroup:
+    """The program group of ``texts``, compiled once per worker (bounded cache)."""
+    group = groups.get(texts)
+    if group is None:
+        if len(groups) >= GROUP_CACHE_SIZE:
+            del groups[next(iter(groups))]
+        group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
+    return group
+
+
+def main(config: dict[str, Any]) -> None:
+    """Worker entry point (called by :data:`BOOTSTRAP`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if config["pdeathsig"]:
+        _die_with_parent()
+    if os.getppid() != config["parent_pid"]:
+        os._exit(0)  # the parent died before we could watch it
+    _start_lifeline(config["lifeline_fd"])
+    commands = Connection(config["command_fd"], writable=False)
+    replies = Connection(config["reply_fd"], readable=False)
+    slot = mmap.mmap(config["slot_fd"], SLOT_BYTES)
+    _serve(config, commands, replies, slot)
+    os._exit(0)
+
+
+if __name__ == "__main__":  # manual debugging: python -m codeit_jax.execution.worker '<json>'
+    main(json.loads(sys.argv[1]))

@@ -1,0 +1,9 @@
+"""The CodeIt loop: wires the stages into meta-iterations; no stage imports it.
+
+- ``meta_iteration``: one meta-iteration (train, sample, execute, relabel, score).
+- ``inference``: sample the policy, execute, relabel (`infer`).
+- ``seeds``: the tasks a run starts from and the tasks it solves.
+- ``inputs`` / ``outputs``: what a run reads before it writes, and the files it writes.
+- ``state``: the resumable `RunState` and its checkpoints; ``checkpoint``: the Orbax store;
+  ``integrity``: checksums; ``workdir_lock``: one run per working directory.
+"""

