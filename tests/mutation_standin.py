@@ -46,7 +46,7 @@ class StandInExecutor:
 
     def match(self, units: Sequence[tuple[Sequence[str], Any, Any]]) -> list[Any]:
         """The sandbox's ``match`` semantics, in process (shared lines, per-line time limit)."""
-        from codeit_jax.execution.sandbox import match_in_process
+        from codeit_jax.execution.batch import match_in_process
 
         self.units += len(units)
         return match_in_process(units, timeout_s=self.timeout_s, max_state_size=self.max_state_size)

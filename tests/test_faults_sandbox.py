@@ -22,22 +22,16 @@ from pathlib import Path
 import pytest
 
 from codeit_jax.bench import sandbox_memory
+from codeit_jax.execution.batch import match_in_process
 from codeit_jax.execution.line_sharing import Faults, ProgramGroup, match_group
 from codeit_jax.execution.run import (
     DEFAULT_MAX_OUTPUT_BYTES,
+    OUTPUT_SIZE,
     RunTimer,
     _ValuePickler,
     value_size,
 )
-from codeit_jax.execution.sandbox import (
-    CRASH,
-    OUTPUT_SIZE,
-    TIMEOUT,
-    GroupMatches,
-    Outcome,
-    Sandbox,
-    match_in_process,
-)
+from codeit_jax.execution.sandbox import CRASH, TIMEOUT, GroupMatches, Outcome, Sandbox
 from codeit_jax.loop import inference
 from codeit_jax.programs.program import parse
 from codeit_jax.replay.relabel import relabel

@@ -8,8 +8,9 @@ import random
 import pytest
 
 from codeit_jax.dsl import PRIMITIVES
-from codeit_jax.execution.line_sharing import ProgramGroup, _bounded_mapply, _TooLong
-from codeit_jax.execution.sandbox import GroupMatches, Sandbox, match_in_process, run_in_process
+from codeit_jax.execution.batch import match_in_process, run_in_process
+from codeit_jax.execution.line_sharing import GroupMatches, ProgramGroup, _bounded_mapply, _TooLong
+from codeit_jax.execution.sandbox import Sandbox
 from codeit_jax.programs.program import parse
 from codeit_jax.tasks import is_grid, load_codeit_dir
 

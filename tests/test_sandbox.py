@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import codeit_jax.execution.sandbox as sandbox_module
-from codeit_jax.execution.sandbox import (
-    CRASH,
+import codeit_jax.execution.worker as worker_module
+from codeit_jax.execution.batch import run_in_process
+from codeit_jax.execution.run import (
     ERROR_KINDS,
     FUNCTION,
     MEMORY,
@@ -24,14 +24,10 @@ from codeit_jax.execution.sandbox import (
     RUNTIME,
     STATE_SIZE,
     SYNTAX,
-    TIMEOUT,
-    Outcome,
-    Sandbox,
-    SandboxError,
-    is_grid,
-    run_in_process,
 )
+from codeit_jax.execution.sandbox import CRASH, TIMEOUT, Outcome, Sandbox, SandboxError
 from codeit_jax.programs.program import parse
+from codeit_jax.tasks import is_grid
 
 HOOKS = "sandbox_hooks:compile_with_hooks"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -293,7 +289,7 @@ def test_bad_settings_are_refused(kwargs, error):
 
 
 def test_workers_that_cannot_start_raise_sandbox_error(monkeypatch):
-    monkeypatch.setattr(sandbox_module, "BOOTSTRAP", "import sys; sys.exit(5)")
+    monkeypatch.setattr(worker_module, "BOOTSTRAP", "import sys; sys.exit(5)")
     with pytest.raises(SandboxError, match="failed to start.*status 5"):
         Sandbox(workers=2)
 

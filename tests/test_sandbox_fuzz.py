@@ -14,7 +14,8 @@ from codeit_jax.bench.policy_like import (
     policy_like_workload,
     random_token_text,
 )
-from codeit_jax.execution.sandbox import ERROR_KINDS, Outcome, Sandbox
+from codeit_jax.execution.run import ERROR_KINDS
+from codeit_jax.execution.sandbox import Outcome, Sandbox
 from codeit_jax.programs.program import ProgramError, parse
 from codeit_jax.tasks import load_codeit_dir
 

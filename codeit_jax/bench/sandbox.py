@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from codeit_jax.bench.policy_like import policy_like_workload
+from codeit_jax.execution.batch import run_in_process
 from codeit_jax.execution.run import RunTimeout, RunTimer
-from codeit_jax.execution.sandbox import TIMEOUT, Outcome, Sandbox, default_workers, run_in_process
+from codeit_jax.execution.sandbox import TIMEOUT, Outcome, Sandbox, default_workers
 from codeit_jax.files import codeit_data_dir
 from codeit_jax.programs.program import Program, ProgramError, parse
 from codeit_jax.tasks import Task, load_codeit_dir

@@ -1,7 +1,7 @@
 """Running one DSL program on one input under a time budget, with a compact result record.
 
 This is the part of the sandbox that executes code; it runs inside every sandbox worker and in
-:func:`codeit_jax.execution.sandbox.run_in_process`, so both give the same outcomes. It imports
+:func:`codeit_jax.execution.batch.run_in_process`, so both give the same outcomes. It imports
 only the
 program parser (and through it the DSL): workers must start fast and must never pull in JAX.
 
@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from codeit_jax.programs.program import ProgramError, StateSizeError, parse
 
-#: Error kinds of an :class:`~codeit_jax.execution.sandbox.Outcome` (``Outcome.error``).
+#: Error kinds of an :class:`~codeit_jax.execution.batch.Outcome` (``Outcome.error``).
 SYNTAX = "syntax"  # the text is not a valid program (detail: the parser's message)
 RUNTIME = "runtime"  # the program raised (detail: the exception type name)
 TIMEOUT = "timeout"  # the run used up its time budget or was killed by the watchdog
@@ -283,7 +283,7 @@ class RunTimer:
             signal.signal(self.signum, self._previous)
 
 
-class Executor:
+class ProgramRunner:
     """Runs (text, grid) pairs; parses each distinct text once (bounded cache).
 
     Policy samples repeat texts and every text runs on several inputs, so caching the parse

@@ -55,171 +55,51 @@ This is a resource sandbox, not a security boundary: program text is never evalu
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import mmap
 import os
 import pickle
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from typing import Any, NamedTuple
 
-from codeit_jax.execution.line_sharing import Faults, GroupMatches, ProgramGroup, match_group
+from codeit_jax.execution.batch import (
+    Batch,
+    MatchUnits,
+    Outcome,
+    SandboxError,
+    _check_settings,
+    _check_units,
+    _flatten,
+    _outcome,
+    _positive_int_or_none,
+    default_workers,
+)
+from codeit_jax.execution.line_sharing import Faults, GroupMatches
 from codeit_jax.execution.run import (
     CRASH,
     DEFAULT_COMPILER,
     DEFAULT_MAX_OUTPUT_BYTES,
-    ERROR_KINDS,
-    FUNCTION,
-    MEMORY,
-    OUTPUT_SIZE,
-    RUNTIME,
-    STATE_SIZE,
-    SYNTAX,
     TIMEOUT,
-    Executor,
-    FunctionValue,
-    Record,
-    decode_value,
     load_compiler,
 )
 from codeit_jax.execution.worker import (
-    BOOTSTRAP,
-    DEADLINE,
-    DEADLINE_AT,
     HOUSEKEEPING_S,
     IDLE,
-    INDEX,
-    NODE,
-    NODE_AT,
-    PROGRAM,
-    PROGRAM_AT,
-    SLOT_BYTES,
+    _death_detail,
+    _kill_all,
+    _Progress,
+    _Worker,
 )
-from codeit_jax.tasks import is_grid
-
-__all__ = [
-    "CRASH",
-    "ERROR_KINDS",
-    "FUNCTION",
-    "MEMORY",
-    "OUTPUT_SIZE",
-    "RUNTIME",
-    "STATE_SIZE",
-    "SYNTAX",
-    "TIMEOUT",
-    "FunctionValue",
-    "GroupMatches",
-    "Outcome",
-    "Sandbox",
-    "SandboxError",
-    "default_workers",
-    "is_grid",
-    "match_in_process",
-    "run_in_process",
-]
-
-Batch = Sequence[tuple[str, Sequence[Any]]]
-#: ``(program texts, input grid, expected output grid)`` work units of :meth:`Sandbox.match`.
-MatchUnits = Sequence[tuple[Sequence[str], Any, Any]]
 
 _MAX_CHUNK = 128  # runs per chunk at most: bounds the work redone when a worker is killed
 _POLL_S = 0.05  # how often the watchdog looks at busy workers
 _START_TIMEOUT_S = 60.0  # a worker not ready by then counts as a failed start
 _MAX_START_FAILURES = 3  # consecutive failed starts before the sandbox gives up
 _MAX_UNBLAMED_DEATHS = 2  # deaths outside any run a run may see before it is blamed
-
-
-class Outcome(NamedTuple):
-    """The result of one program on one input.
-
-    ``ok`` is True when the run finished and ``value`` holds the value bound to ``O`` (data, or
-    :data:`FUNCTION` for a function). Otherwise ``error`` is one of :data:`ERROR_KINDS` and
-    ``detail`` says more: the parser's message for ``syntax``, the exception type name for
-    ``runtime``. Use :func:`is_grid` to check that a value is a valid ARC grid.
-    """
-
-    ok: bool
-    value: Any = None
-    error: str | None = None
-    detail: str = ""
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself failed (workers cannot start, or it was used after close)."""
-
-
-def _outcome(record: Record) -> Outcome:
-    kind, payload = record
-    if kind is None:
-        return Outcome(True, decode_value(payload))
-    return Outcome(False, None, kind, payload)
-
-
-class _Runs(NamedTuple):
-    """A validated batch flattened to distinct runs, and where each run's outcome goes."""
-
-    runs: list[tuple[str, Any]]  # distinct (text, grid) pairs
-    shape: list[list[int]]  # shape[i][j]: index into runs of program i on input j
-
-
-def _flatten(batch: Batch) -> _Runs:
-    """Validate the batch and list its distinct (text, grid) runs, keyed by grid identity."""
-    if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence):
-        raise TypeError(
-            f"batch must be a list of (program_text, inputs) pairs, got {type(batch).__name__}"
-        )
-    runs: list[tuple[str, Any]] = []
-    index_of: dict[tuple[str, int], int] = {}
-    checked: set[int] = set()
-    keep_alive: list[Any] = []  # ids are only unique while the objects live
-    shape: list[list[int]] = []
-    for i, item in enumerate(batch):
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise TypeError(f"batch[{i}] must be a (program_text, inputs) pair, got {item!r:.80}")
-        text, inputs = item
-        if not isinstance(text, str):
-            raise TypeError(f"batch[{i}]: program text must be a str, got {type(text).__name__}")
-        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
-            raise TypeError(
-                f"batch[{i}]: inputs must be a list of grids, got {type(inputs).__name__}"
-            )
-        row = []
-        for j, grid in enumerate(inputs):
-            key = id(grid)
-            if key not in checked:
-                if not is_grid(grid):
-                    raise ValueError(
-                        f"batch[{i}] input {j} is not a valid grid (a tuple of 1..30 equal-length "
-                        f"tuples of 1..30 ints in 0..9): {grid!r:.80}"
-                    )
-                checked.add(key)
-                keep_alive.append(grid)
-            run_key = (text, key)
-            index = index_of.get(run_key)
-            if index is None:
-                index = index_of[run_key] = len(runs)
-                runs.append((text, grid))
-            row.append(index)
-        shape.append(row)
-    return _Runs(runs, shape)
-
-
-class _Progress(NamedTuple):
-    """A worker's progress slot, read consistently (see :mod:`codeit_jax.execution.worker`)."""
-
-    index: int  # run or unit of the chunk in progress, IDLE between them
-    deadline: float
-    program: int  # program of a match unit in progress, or IDLE
-    node: int  # node of that program being computed, or IDLE
 
 
 class _Job(NamedTuple):
@@ -231,40 +111,6 @@ class _Job(NamedTuple):
     # (item, timed out, progress at death) -> True if the item's culprit was set aside and the
     # item should run again; None: an item in progress at a death is always lost.
     blame: Any = None
-
-
-def _check_units(units: MatchUnits) -> list[tuple[tuple[str, ...], Any, Any]]:
-    """Validate match units (grids checked once per object); texts as tuples."""
-    if isinstance(units, (str, bytes)) or not isinstance(units, Sequence):
-        raise TypeError(
-            "units must be a list of (program texts, input, expected) triples, got "
-            f"{type(units).__name__}"
-        )
-    checked: list[tuple[tuple[str, ...], Any, Any]] = []
-    good_grids: set[int] = set()
-    keep_alive: list[Any] = []  # ids are only unique while the objects live
-    texts_of: dict[int, tuple[str, ...]] = {}
-    for i, unit in enumerate(units):
-        if not isinstance(unit, (tuple, list)) or len(unit) != 3:
-            raise TypeError(f"units[{i}] must be a (texts, input, expected) triple: {unit!r:.80}")
-        texts, grid, expected = unit
-        as_tuple = texts_of.get(id(texts))
-        if as_tuple is None:
-            if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
-                raise TypeError(f"units[{i}]: program texts must be a list of str")
-            as_tuple = tuple(texts)
-            if not all(isinstance(text, str) for text in as_tuple):
-                raise TypeError(f"units[{i}]: program texts must be a list of str")
-            texts_of[id(texts)] = as_tuple
-            keep_alive.append(texts)
-        for what, value in (("input", grid), ("expected output", expected)):
-            if id(value) not in good_grids:
-                if not is_grid(value):
-                    raise ValueError(f"units[{i}]: the {what} is not a valid grid: {value!r:.80}")
-                good_grids.add(id(value))
-                keep_alive.append(value)
-        checked.append((as_tuple, grid, expected))
-    return checked
 
 
 def _match_message(
@@ -298,212 +144,6 @@ def _blame_unit(faults: dict[int, Faults], unit: int, timed_out: bool, at: _Prog
     else:
         return False
     return True
-
-
-def _check_settings(
-    timeout_s: float, max_state_size: int | None, max_output_bytes: int, clock: str
-) -> None:
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
-        raise TypeError(f"timeout_s must be a number, got {timeout_s!r}")
-    if not (timeout_s > 0 and math.isfinite(timeout_s)):
-        raise ValueError(f"timeout_s must be positive and finite, got {timeout_s!r}")
-    if max_state_size is not None and (
-        isinstance(max_state_size, bool) or not isinstance(max_state_size, int)
-    ):
-        raise TypeError(f"max_state_size must be an int or None, got {max_state_size!r}")
-    if max_state_size is not None and max_state_size < 1:
-        raise ValueError(f"max_state_size must be positive, got {max_state_size}")
-    if isinstance(max_output_bytes, bool) or not isinstance(max_output_bytes, int):
-        raise TypeError(f"max_output_bytes must be an int, got {max_output_bytes!r}")
-    if max_output_bytes < 1:
-        raise ValueError(f"max_output_bytes must be positive, got {max_output_bytes}")
-    if clock not in ("cpu", "wall"):
-        raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
-
-
-def _positive_int_or_none(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-
-
-def default_workers() -> int:
-    """One worker per core this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def run_in_process(
-    batch: Batch,
-    *,
-    timeout_s: float = 0.25,
-    max_state_size: int | None = 1000,
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
-    clock: str = "cpu",
-) -> list[list[Outcome]]:
-    """Run a batch in this process with the sandbox's outcome semantics, for debugging.
-
-    Same parsing, time budget, state-size rule and value export as a worker, but without
-    isolation: no memory limit, no watchdog (a run stuck in C code hangs the caller), a crash
-    takes the caller down, and the time budget applies only when called from the main thread.
-    """
-    _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
-    flat = _flatten(batch)
-    executor = Executor(
-        timeout_s=timeout_s,
-        max_state_size=max_state_size,
-        max_output_bytes=max_output_bytes,
-        clock=clock,
-    )
-    try:
-        outcomes = [_outcome(executor.execute(executor.compile(t), g)) for t, g in flat.runs]
-    finally:
-        executor.close()
-    return [[outcomes[k] for k in row] for row in flat.shape]
-
-
-def match_in_process(
-    units: MatchUnits,
-    *,
-    timeout_s: float = 0.25,
-    max_state_size: int | None = 1000,
-    clock: str = "cpu",
-) -> list[GroupMatches]:
-    """:meth:`Sandbox.match` in this process, without isolation (as :func:`run_in_process`)."""
-    _check_settings(timeout_s, max_state_size, DEFAULT_MAX_OUTPUT_BYTES, clock)
-    executor = Executor(timeout_s=timeout_s, max_state_size=max_state_size, clock=clock)
-    groups: dict[tuple[str, ...], ProgramGroup] = {}
-    try:
-        results = []
-        for texts, grid, expected in _check_units(units):
-            group = groups.get(texts)
-            if group is None:
-                group = groups[texts] = ProgramGroup([executor.compile(t) for t in texts])
-            results.append(
-                match_group(
-                    group,
-                    grid,
-                    expected,
-                    timer=executor.timer,
-                    timeout_s=timeout_s,
-                    max_state_size=max_state_size,
-                )
-            )
-    finally:
-        executor.close()
-    return results
-
-
-class _Worker:
-    """Parent-side handle of one worker process and its channels."""
-
-    def __init__(self, config: dict[str, Any], pdeathsig: bool) -> None:
-        command_r, command_w = os.pipe()
-        reply_r, reply_w = os.pipe()
-        lifeline_r, lifeline_w = os.pipe()
-        slot_fd = _shared_file()
-        child_fds = (command_r, reply_w, lifeline_r, slot_fd)
-        try:
-            os.ftruncate(slot_fd, SLOT_BYTES)
-            self.slot = mmap.mmap(slot_fd, SLOT_BYTES)
-            INDEX.pack_into(self.slot, 0, IDLE)
-            config = dict(
-                config,
-                command_fd=command_r,
-                reply_fd=reply_w,
-                lifeline_fd=lifeline_r,
-                slot_fd=slot_fd,
-                pdeathsig=pdeathsig,
-                parent_pid=os.getpid(),
-            )
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", BOOTSTRAP, json.dumps(config)],
-                pass_fds=child_fds,
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            for fd in (command_w, reply_r, lifeline_w):
-                os.close(fd)
-            raise
-        finally:
-            for fd in child_fds:
-                os.close(fd)
-        self.commands = Connection(command_w, readable=False)
-        self.replies = Connection(reply_r, writable=False)
-        self.lifeline = lifeline_w
-        self.state = "starting"
-        self.started_at = time.monotonic()
-        self.chunk: list[int] = []
-        self.killed_at: _Progress | None = None  # where the watchdog killed it
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def progress(self) -> _Progress:
-        """What the worker is doing and its hard deadline, read consistently: the worker writes
-        the deadline first and the index last, so equal index and deadline before and after
-        mean the program and node read between belong to them (or to a later deadline)."""
-        slot = self.slot
-        while True:
-            index = INDEX.unpack_from(slot, 0)[0]
-            deadline = DEADLINE.unpack_from(slot, DEADLINE_AT)[0]
-            program = PROGRAM.unpack_from(slot, PROGRAM_AT)[0]
-            node = NODE.unpack_from(slot, NODE_AT)[0]
-            if (
-                DEADLINE.unpack_from(slot, DEADLINE_AT)[0] == deadline
-                and INDEX.unpack_from(slot, 0)[0] == index
-            ):
-                return _Progress(index, deadline, program, node)
-
-    def kill(self) -> None:
-        """SIGKILL and reap the process, and release every channel (idempotent)."""
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            self.process.wait()
-        for channel in (self.commands, self.replies):
-            channel.close()
-        if self.lifeline >= 0:
-            os.close(self.lifeline)
-            self.lifeline = -1
-        if not self.slot.closed:
-            self.slot.close()
-
-
-def _shared_file() -> int:
-    """A file descriptor of an anonymous file for the worker's progress slot."""
-    if hasattr(os, "memfd_create"):
-        return os.memfd_create("codeit-sandbox-slot")
-    with tempfile.TemporaryFile() as handle:
-        return os.dup(handle.fileno())
-
-
-def _kill_all(workers: list[_Worker], owner: int) -> None:
-    """Finaliser: kill and reap every worker; also run at garbage collection and exit.
-
-    Only the process that started the workers may do so: a forked copy of the parent that
-    exits must not take the real parent's workers down.
-    """
-    if os.getpid() != owner:
-        return
-    while workers:
-        workers.pop().kill()
-
-
-def _death_detail(worker: _Worker) -> str:
-    code = worker.process.returncode
-    if code is not None and code < 0:
-        try:
-            return f"worker killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"worker killed by signal {-code}"
-    return f"worker exited with status {code}"
 
 
 class Sandbox:

@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from codeit_jax.loop.inference import Executor
-
-Batch = Sequence[tuple[str, Sequence[Any]]]
+from codeit_jax.execution.batch import Batch, Executor
 
 
 def share(batch: Batch, index: int, count: int) -> list[tuple[str, Sequence[Any]]]:

@@ -34,6 +34,7 @@ blocked reading the lifeline, and end-of-file on the command pipe while idle.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -43,14 +44,16 @@ import pickle
 import resource
 import signal
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 from codeit_jax.execution.line_sharing import ProgramGroup, match_group
-from codeit_jax.execution.run import Executor, load_compiler
+from codeit_jax.execution.run import ProgramRunner, load_compiler
 
 #: Program groups kept per worker for :meth:`Sandbox.match` (oldest evicted first).
 GROUP_CACHE_SIZE = 256
@@ -129,7 +132,7 @@ def _publish(slot: mmap.mmap, index: int, deadline: float, program: int = IDLE) 
 
 
 def _serve(config: dict[str, Any], commands: Connection, replies: Connection, slot: Any) -> None:
-    executor = Executor(
+    executor = ProgramRunner(
         timeout_s=config["timeout_s"],
         max_state_size=config["max_state_size"],
         max_output_bytes=config["max_output_bytes"],
@@ -173,7 +176,9 @@ class _Limits(NamedTuple):
         return time.monotonic() + self.housekeeping
 
 
-def _run(executor: Executor, index: int, text: str, grid: Any, slot: Any, limits: _Limits) -> tuple:
+def _run(
+    executor: ProgramRunner, index: int, text: str, grid: Any, slot: Any, limits: _Limits
+) -> tuple:
     """One run's record; only the run itself is under the run's deadline."""
     _publish(slot, index, limits.housekeeping_deadline())
     program = executor.compile(text)
@@ -186,7 +191,7 @@ def _run(executor: Executor, index: int, text: str, grid: Any, slot: Any, limits
 
 
 def _match(
-    executor: Executor,
+    executor: ProgramRunner,
     groups: dict[tuple[str, ...], ProgramGroup],
     message: tuple,
     slot: Any,
@@ -223,7 +228,7 @@ def _match(
 
 
 def _group(
-    executor: Executor, groups: dict[tuple[str, ...], ProgramGroup], texts: tuple[str, ...]
+    executor: ProgramRunner, groups: dict[tuple[str, ...], ProgramGroup], texts: tuple[str, ...]
 ) -> ProgramGroup:
     """The program group of ``texts``, compiled once per worker (bounded cache)."""
     group = groups.get(texts)
@@ -251,3 +256,119 @@ def main(config: dict[str, Any]) -> None:
 
 if __name__ == "__main__":  # manual debugging: python -m codeit_jax.execution.worker '<json>'
     main(json.loads(sys.argv[1]))
+
+
+class _Progress(NamedTuple):
+    """A worker's progress slot, read consistently (see :mod:`codeit_jax.execution.worker`)."""
+
+    index: int  # run or unit of the chunk in progress, IDLE between them
+    deadline: float
+    program: int  # program of a match unit in progress, or IDLE
+    node: int  # node of that program being computed, or IDLE
+
+
+class _Worker:
+    """Parent-side handle of one worker process and its channels."""
+
+    def __init__(self, config: dict[str, Any], pdeathsig: bool) -> None:
+        command_r, command_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        lifeline_r, lifeline_w = os.pipe()
+        slot_fd = _shared_file()
+        child_fds = (command_r, reply_w, lifeline_r, slot_fd)
+        try:
+            os.ftruncate(slot_fd, SLOT_BYTES)
+            self.slot = mmap.mmap(slot_fd, SLOT_BYTES)
+            INDEX.pack_into(self.slot, 0, IDLE)
+            config = dict(
+                config,
+                command_fd=command_r,
+                reply_fd=reply_w,
+                lifeline_fd=lifeline_r,
+                slot_fd=slot_fd,
+                pdeathsig=pdeathsig,
+                parent_pid=os.getpid(),
+            )
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", BOOTSTRAP, json.dumps(config)],
+                pass_fds=child_fds,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (command_w, reply_r, lifeline_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        self.commands = Connection(command_w, readable=False)
+        self.replies = Connection(reply_r, writable=False)
+        self.lifeline = lifeline_w
+        self.state = "starting"
+        self.started_at = time.monotonic()
+        self.chunk: list[int] = []
+        self.killed_at: _Progress | None = None  # where the watchdog killed it
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def progress(self) -> _Progress:
+        """What the worker is doing and its hard deadline, read consistently: the worker writes
+        the deadline first and the index last, so equal index and deadline before and after
+        mean the program and node read between belong to them (or to a later deadline)."""
+        slot = self.slot
+        while True:
+            index = INDEX.unpack_from(slot, 0)[0]
+            deadline = DEADLINE.unpack_from(slot, DEADLINE_AT)[0]
+            program = PROGRAM.unpack_from(slot, PROGRAM_AT)[0]
+            node = NODE.unpack_from(slot, NODE_AT)[0]
+            if (
+                DEADLINE.unpack_from(slot, DEADLINE_AT)[0] == deadline
+                and INDEX.unpack_from(slot, 0)[0] == index
+            ):
+                return _Progress(index, deadline, program, node)
+
+    def kill(self) -> None:
+        """SIGKILL and reap the process, and release every channel (idempotent)."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            self.process.wait()
+        for channel in (self.commands, self.replies):
+            channel.close()
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        if not self.slot.closed:
+            self.slot.close()
+
+
+def _shared_file() -> int:
+    """A file descriptor of an anonymous file for the worker's progress slot."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("codeit-sandbox-slot")
+    with tempfile.TemporaryFile() as handle:
+        return os.dup(handle.fileno())
+
+
+def _kill_all(workers: list[_Worker], owner: int) -> None:
+    """Finaliser: kill and reap every worker; also run at garbage collection and exit.
+
+    Only the process that started the workers may do so: a forked copy of the parent that
+    exits must not take the real parent's workers down.
+    """
+    if os.getpid() != owner:
+        return
+    while workers:
+        workers.pop().kill()
+
+
+def _death_detail(worker: _Worker) -> str:
+    code = worker.process.returncode
+    if code is not None and code < 0:
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with status {code}"

@@ -51,13 +51,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from absl import logging
 from ml_collections import ConfigDict
 
 from codeit_jax import schema
 from codeit_jax.errors import ConfigError
+from codeit_jax.execution.batch import MatchingExecutor
 from codeit_jax.files import codeit_data_dir, write_json_atomic, write_text_atomic
 from codeit_jax.loop.workdir_lock import WorkdirLock
 from codeit_jax.programs.mutate import MutationError, MutationWeights, Mutator, accept_outputs
@@ -88,17 +89,6 @@ PERFORMANCE_FILE = "mutation_performance.csv"
 SUMMARY_FILE = "mutation_summary.json"
 #: Every (program, evaluation task) record with at least one demonstration solved, for rescoring.
 CANDIDATES_FILE = "mutation_candidates.json"
-
-
-class Executor(Protocol):
-    """What the baseline needs from the sandbox: ``run(batch)[i][j]`` = program i on input j
-    (generation), and ``match(units)`` = which programs of each (texts, input, expected) unit
-    return the expected grid (evaluation; see
-    :meth:`codeit_jax.execution.sandbox.Sandbox.match`)."""
-
-    def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
-
-    def match(self, units: Sequence[tuple[Sequence[str], Any, Any]]) -> list[Any]: ...
 
 
 class BaselineError(ConfigError):
@@ -291,7 +281,7 @@ def generate_chunk(
     config: ConfigDict,
     parents: Sequence[Parent],
     source: _CandidateSource,
-    executor: Executor,
+    executor: MatchingExecutor,
     first: int,
     last: int,
 ) -> list[Task]:
@@ -338,7 +328,10 @@ def generated_upto(config: ConfigDict, workdir: Path) -> int:
 
 
 def generate(
-    config: ConfigDict, workdir: Path, executor: Executor, parents: list[Parent] | None = None
+    config: ConfigDict,
+    workdir: Path,
+    executor: MatchingExecutor,
+    parents: list[Parent] | None = None,
 ) -> dict[str, Any]:
     """Write the chunk files up to ``n_samples``, resuming after the last one present
     (``parents``: `load_parents`' result, read here when not given)."""
@@ -448,7 +441,7 @@ UNITS_PER_CALL = 8192
 
 
 def _match_all(
-    executor: Executor,
+    executor: MatchingExecutor,
     units: list[tuple[Sequence[str], Any, Any]],
     what: str,
 ) -> list[Any]:
@@ -463,7 +456,7 @@ def _match_all(
 
 
 def demo_scores(
-    programs: EvalPrograms, tasks: Sequence[Task], executor: Executor, config: ConfigDict
+    programs: EvalPrograms, tasks: Sequence[Task], executor: MatchingExecutor, config: ConfigDict
 ) -> dict[tuple[int, int], int]:
     """(program index, task index) -> demonstrations solved, where at least one."""
     texts = programs.texts
@@ -508,7 +501,7 @@ def test_scores(
     pairs: Sequence[tuple[int, int]],
     programs: EvalPrograms,
     tasks: Sequence[Task],
-    executor: Executor,
+    executor: MatchingExecutor,
 ) -> dict[tuple[int, int], tuple[float, ...]]:
     """(program, task) -> per test example, 1.0 if solved else 0.0."""
     group_of = {p: g for g, group in enumerate(programs.groups) for p in group}
@@ -531,7 +524,7 @@ def test_scores(
 
 
 def evaluate(
-    config: ConfigDict, workdir: Path, executor: Executor, tasks: list[Task] | None = None
+    config: ConfigDict, workdir: Path, executor: MatchingExecutor, tasks: list[Task] | None = None
 ) -> dict[str, Any]:
     """Score the saved mutants on the evaluation tasks (``tasks``: `load_eval_tasks`' result,
     read here when not given); write the performance curve, the solutions and
@@ -677,7 +670,7 @@ def search_task(
 def write_search_tasks(
     config: ConfigDict,
     workdir: Path,
-    executor: Executor,
+    executor: MatchingExecutor,
     tasks: Sequence[Task],
     ends: Sequence[int],
 ) -> dict[int, int]:

@@ -23,12 +23,13 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
+from codeit_jax.execution.batch import Executor
 from codeit_jax.policy.sampler import Constraint, Sampler
 from codeit_jax.policy.tokenizer import Tokenizer
 from codeit_jax.replay.metrics import SolutionRecord
@@ -38,12 +39,6 @@ from codeit_jax.tasks import Task, is_grid
 #: Program runs per sandbox call: large enough to keep every worker busy, small enough for a
 #: progress bar that moves.
 RUNS_PER_CALL = 4096
-
-
-class Executor(Protocol):
-    """``run(batch)[i][j]``: the outcome of program text i on input j of its list."""
-
-    def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
 
 from absl import logging
 from ml_collections import ConfigDict
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from codeit_jax.config import SPLIT_KEYS_FILE, data_dir
 from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
 from codeit_jax.errors import ConfigError
+from codeit_jax.execution.batch import Executor
 from codeit_jax.programs.mutate import accept_outputs
 from codeit_jax.programs.random_programs import RandomProgramSampler
 from codeit_jax.programs.types import SignatureTable, annotated_arrow, training_signature_table
@@ -27,12 +27,6 @@ from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_split_keys
 
 #: Random programs drawn per sandbox batch when seeding randomly.
 _RANDOM_BATCH = 256
-
-
-class Executor(Protocol):
-    """What seeding needs from the sandbox: ``run(batch)[i][j]`` = program i on input j."""
-
-    def run(self, batch: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]: ...
 
 
 def validation_keys(config: ConfigDict) -> frozenset[str]:
