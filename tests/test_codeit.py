@@ -28,9 +28,9 @@ from codeit_jax.jobs.codeit import (
     run,
     train_on_buffer,
 )
+from codeit_jax.loop.policy import build_policy
 from codeit_jax.loop.seeds import load_eval_tasks
 from codeit_jax.loop.state import params_digest
-from codeit_jax.policy.build import build_policy
 from codeit_jax.policy.convert import save_hf_checkpoint
 from codeit_jax.policy.encoding import (
     GRID_SEPARATOR,

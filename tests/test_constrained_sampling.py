@@ -11,15 +11,15 @@ import pytest
 from ml_collections import ConfigDict
 
 from codeit_jax.loop.inference import SamplingSettings, sample_programs
-from codeit_jax.policy.build import make_constraint
-from codeit_jax.policy.grammar import TypedGrammar, signature_table_for
+from codeit_jax.loop.policy import make_constraint
+from codeit_jax.policy.grammar import TypedGrammar
 from codeit_jax.policy.grammar_bpe import BPEGrammar, line_automaton
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.sampler import Sampler
 from codeit_jax.policy.t5 import init_params, named_config
 from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer
 from codeit_jax.programs.program import parse
-from codeit_jax.programs.types import check_types
+from codeit_jax.programs.types import check_types, signature_table
 
 TOKENIZER = DSLTokenizer()
 CONFIG = named_config("tiny", vocab_size=TOKENIZER.vocab_size + 5, dtype="float32")
@@ -29,7 +29,7 @@ INPUTS = [[5, 6, 7, 1], [3, 4, 1], [9, 9, 9, 9, 9, 1], [2, 1], [7, 8, 9, 10, 1]]
 
 @pytest.fixture(scope="module")
 def table(codeit_data):
-    return signature_table_for(codeit_data)
+    return signature_table(codeit_data)
 
 
 @pytest.fixture(scope="module")

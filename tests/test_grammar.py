@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from codeit_jax.dsl import CONSTANTS, PRIMITIVE_NAMES
-from codeit_jax.policy.grammar import TypedGrammar, signature_table_for
+from codeit_jax.policy.grammar import TypedGrammar
 from codeit_jax.policy.tokenizer import DSLTokenizer
 from codeit_jax.programs.program import ProgramError, parse
-from codeit_jax.programs.types import TypeCheckError, check_types
+from codeit_jax.programs.types import TypeCheckError, check_types, signature_table
 
 TOKENIZER = DSLTokenizer()
 
@@ -23,7 +23,7 @@ TOKENIZER = DSLTokenizer()
 def setup(request):
     """(grammar, device tables, signature table) for the training table and the fallback."""
     data = request.getfixturevalue("codeit_data") if request.param == "training" else None
-    table = signature_table_for(data)
+    table = signature_table(data)
     grammar = TypedGrammar(TOKENIZER, table)
     tables = {k: jnp.asarray(v) for k, v in grammar.tables().items()}
     return grammar, tables, table

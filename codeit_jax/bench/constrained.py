@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from codeit_jax.files import codeit_data_dir
-from codeit_jax.policy.grammar import TypedGrammar, signature_table_for
+from codeit_jax.policy.grammar import TypedGrammar
 from codeit_jax.policy.grammar_bpe import BPEGrammar
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.sampler import Sampler
@@ -42,7 +42,7 @@ from codeit_jax.policy.t5 import init_params, named_config
 from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
 from codeit_jax.programs.program import ProgramError, parse
 from codeit_jax.programs.random_programs import RandomProgramSampler
-from codeit_jax.programs.types import SignatureTable, TypeCheckError, check_types
+from codeit_jax.programs.types import SignatureTable, TypeCheckError, check_types, signature_table
 
 
 def rates(texts: Sequence[str], table: SignatureTable) -> tuple[float, float]:
@@ -170,7 +170,7 @@ def main(argv: list[str]) -> dict[str, float]:
     load_before = os.getloadavg()[0]
     print(f"load average before: {load_before:.2f}, {jax.device_count()} device(s)")
 
-    table = signature_table_for(codeit_data_dir())
+    table = signature_table(codeit_data_dir())
     tokenizer = DSLTokenizer()
     begin = time.perf_counter()
     grammar = TypedGrammar(tokenizer, table)

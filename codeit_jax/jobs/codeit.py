@@ -34,6 +34,7 @@ from codeit_jax.loop.inference import Executor, InferenceResult, SamplingSetting
 from codeit_jax.loop.inputs import RunInputs, read_inputs
 from codeit_jax.loop.integrity import all_finite
 from codeit_jax.loop.outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
+from codeit_jax.loop.policy import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.loop.seeds import seed_tasks, validation_keys
 from codeit_jax.loop.state import (
     RunCheckpoints,
@@ -47,7 +48,6 @@ from codeit_jax.loop.state import (
 )
 from codeit_jax.loop.workdir_lock import WorkdirLock
 from codeit_jax.policy.batching import BucketBatcher
-from codeit_jax.policy.build import Policy, build_policy, has_hf_tokenizer
 from codeit_jax.policy.encoding import bare_program
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.t5 import count_params

@@ -2,6 +2,7 @@
 
 - ``meta_iteration``: one meta-iteration (train, sample, execute, relabel, score).
 - ``inference``: sample the policy, execute, relabel (`infer`).
+- ``policy``: the `Policy` (tokenizer, model, trainer, sampler) a run config asks for.
 - ``seeds``: the tasks a run starts from and the tasks it solves.
 - ``inputs`` / ``outputs``: what a run reads before it writes, and the files it writes.
 - ``state``: the resumable `RunState` and its checkpoints; ``checkpoint``: the Orbax store;

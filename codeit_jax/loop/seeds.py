@@ -17,12 +17,11 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 
 from codeit_jax.config import SPLIT_KEYS_FILE, data_dir
-from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.batch import Executor
 from codeit_jax.programs.mutate import accept_outputs
 from codeit_jax.programs.random_programs import RandomProgramSampler
-from codeit_jax.programs.types import SignatureTable, annotated_arrow, training_signature_table
+from codeit_jax.programs.types import signature_table
 from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_split_keys
 
 #: Random programs drawn per sandbox batch when seeding randomly.
@@ -64,14 +63,6 @@ def load_training_tasks(config: ConfigDict) -> list[Task]:
     return [t for t in tasks if t.key not in held_out]
 
 
-def signature_table(config: ConfigDict) -> SignatureTable:
-    """Concrete primitive signatures for random programs: those the training programs use when
-    the CodeIt data is present, else every primitive whose annotation names base types only."""
-    if (data_dir(config) / "training").is_dir():
-        return training_signature_table(data_dir(config))
-    return SignatureTable.from_uses((name, annotated_arrow(name)) for name in PRIMITIVE_NAMES)
-
-
 def random_seed_tasks(
     config: ConfigDict, parents: Sequence[Task], executor: Executor, progress: bool = True
 ) -> list[Task]:
@@ -80,7 +71,7 @@ def random_seed_tasks(
     Sample ``s`` draws from its own stream seeded by (seed, s), so the result depends on the
     seed alone, not on batching or the number of sandbox workers.
     """
-    sampler = RandomProgramSampler(signature_table(config))
+    sampler = RandomProgramSampler(signature_table(data_dir(config)))
     n = config.data.n_random_seeds
     found: list[Task] = []
     for start in tqdm(

@@ -11,5 +11,5 @@ Stage 4 (tasks -> policy/encoding -> replay -> policy/trainer; policy/sampler ->
 - ``sampler``: the jitted sampler (`Sampler`), optionally constrained by ``grammar`` (typed DSL
   grammar, built-in tokenizer) or ``grammar_bpe`` (token trie, Hugging Face tokenizer).
 - ``trainer``: the data-parallel trainer (`Trainer`, `TrainConfig`, `TrainState`).
-- ``flops``: FLOP counts for the benchmarks; ``build``: the `Policy` of a run's config.
+- ``flops``: FLOP counts for the benchmarks.
 """

@@ -35,7 +35,6 @@ program can have lines, which makes ``O = ...`` possible after any history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +47,6 @@ from codeit_jax.programs.types import (
     CALLABLE,
     CONSTANT_TYPE,
     SignatureTable,
-    annotated_arrow,
-    training_signature_table,
 )
 
 #: Type names in bit order: a type set is an int32 bitmask over them.
@@ -441,13 +438,4 @@ class TypedGrammar:
         return new
 
 
-def signature_table_for(data_dir: str | Path | None) -> SignatureTable:
-    """The table constrained decoding types against: the training programs' signatures when
-    ``<data_dir>/training`` exists, else every primitive's annotated signature that names base
-    and Callable types only (as `codeit_jax.loop.seeds.signature_table` falls back)."""
-    if data_dir is not None and (Path(data_dir) / "training").is_dir():
-        return training_signature_table(data_dir)
-    return SignatureTable.from_uses((name, annotated_arrow(name)) for name in PRIMITIVE_NAMES)
-
-
-__all__: Sequence[str] = ["TYPE_NAMES", "TypedGrammar", "signature_table_for", "terms"]
+__all__: Sequence[str] = ["TYPE_NAMES", "TypedGrammar", "terms"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeit_jax.dsl import CONSTANT_TYPES, CONSTANTS, PRIMITIVES, SIGNATURES
+from codeit_jax.dsl import CONSTANT_TYPES, CONSTANTS, PRIMITIVE_NAMES, PRIMITIVES, SIGNATURES
 from codeit_jax.programs.program import Program, parse
 from codeit_jax.tasks import Task, load_codeit_dir
 
@@ -420,3 +420,12 @@ def check_types(program: Program | str, table: SignatureTable) -> dict[str, froz
     if "Grid" not in env["O"]:
         raise TypeCheckError(f"O has type {'|'.join(sorted(env['O']))}, not Grid")
     return env
+
+
+def signature_table(data_dir: str | Path | None) -> SignatureTable:
+    """The concrete signatures random programs and constrained decoding use: those the training
+    programs use when ``<data_dir>/training`` exists, else every primitive whose annotation
+    names base and Callable types only."""
+    if data_dir is not None and (Path(data_dir) / "training").is_dir():
+        return training_signature_table(data_dir)
+    return SignatureTable.from_uses((name, annotated_arrow(name)) for name in PRIMITIVE_NAMES)

@@ -19,8 +19,8 @@ import numpy as np
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
+from codeit_jax.config import data_dir
 from codeit_jax.errors import ConfigError, one_line
-from codeit_jax.loop.seeds import signature_table
 from codeit_jax.policy.convert import load_hf_checkpoint
 from codeit_jax.policy.encoding import max_input_length
 from codeit_jax.policy.grammar import TypedGrammar
@@ -30,7 +30,7 @@ from codeit_jax.policy.sampler import Constraint, Sampler
 from codeit_jax.policy.t5 import T5, T5Config, named_config
 from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
 from codeit_jax.policy.trainer import TrainConfig, Trainer
-from codeit_jax.programs.types import SignatureTable
+from codeit_jax.programs.types import SignatureTable, signature_table
 
 #: Files whose presence marks a Hugging Face tokenizer directory.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model")
@@ -179,4 +179,4 @@ def _constraint(config: ConfigDict, tokenizer: Tokenizer, vocab_size: int) -> Co
     table random seeds use (training programs, else the annotations)."""
     if not config.sampling.get("constrained", False):
         return None
-    return make_constraint(tokenizer, vocab_size, signature_table(config))
+    return make_constraint(tokenizer, vocab_size, signature_table(data_dir(config)))
