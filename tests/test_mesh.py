@@ -11,7 +11,6 @@ from codeit_jax.policy.mesh import (
     batch_sharding,
     data_parallel_size,
     make_mesh,
-    pad_batch,
     padded_batch_size,
     replicated_sharding,
 )
@@ -38,7 +37,3 @@ def test_padding_to_the_mesh():
     mesh = make_mesh()
     assert [padded_batch_size(n, mesh) for n in (0, 1, 8, 9)] == [8, 8, 8, 16]
     assert padded_batch_size(3, make_mesh(jax.devices()[:1])) == 3
-    padded = pad_batch(np.ones((3, 2), int), 8, fill=-1)
-    assert padded.shape == (8, 2) and (padded[3:] == -1).all() and (padded[:3] == 1).all()
-    with pytest.raises(ValueError, match="does not fit"):
-        pad_batch(np.ones((9, 2)), 8)

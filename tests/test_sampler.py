@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from codeit_jax.policy.batching import bucket_length, pad_inputs
 from codeit_jax.policy.mesh import make_mesh
-from codeit_jax.policy.sampler import Sampler, length_bucket, pad_inputs, sample_from_logits
+from codeit_jax.policy.sampler import DEFAULT_LENGTH_BUCKETS, Sampler, sample_from_logits
 from codeit_jax.policy.t5 import T5, init_params, named_config
 
 CONFIG = named_config("tiny", dtype="float32")
@@ -252,9 +253,15 @@ def test_chunked_calls_equal_one_call(sampler, params):
 
 
 def test_length_buckets_and_padding():
-    assert [length_bucket(n) for n in (1, 32, 33, 512, 513)] == [32, 32, 64, 512, 1024]
-    with pytest.raises(ValueError, match="largest length bucket"):
-        length_bucket(5000)
+    assert [bucket_length(n, DEFAULT_LENGTH_BUCKETS) for n in (1, 32, 33, 512, 513)] == [
+        32,
+        32,
+        64,
+        512,
+        1024,
+    ]
+    with pytest.raises(ValueError, match="largest bucket"):
+        bucket_length(5000, DEFAULT_LENGTH_BUCKETS)
     ids, mask = pad_inputs([[3, 4, 1], [5]], 4)
     np.testing.assert_array_equal(ids, [[3, 4, 1, 0], [5, 0, 0, 0]])
     np.testing.assert_array_equal(mask, [[1, 1, 1, 0], [1, 0, 0, 0]])

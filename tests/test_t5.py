@@ -20,7 +20,6 @@ from codeit_jax.policy.t5 import (
     init_params,
     named_config,
     relative_position_bucket_table,
-    shift_right,
 )
 
 VARIANTS = {
@@ -226,11 +225,6 @@ def test_relative_position_buckets_match_transformers():
             table = relative_position_bucket_table(bidirectional, buckets, distance)
             ours = table[np.clip(relative.numpy(), -distance, distance) + distance]
             np.testing.assert_array_equal(ours, expected)
-
-
-def test_shift_right():
-    labels = jnp.array([[5, 6, 1, -100], [7, 1, -100, -100]])
-    np.testing.assert_array_equal(shift_right(labels), [[0, 5, 6, 1], [0, 7, 1, 0]])
 
 
 def test_dropout_mask_is_bernoulli_keep_and_deterministic():

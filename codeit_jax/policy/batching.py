@@ -45,11 +45,28 @@ def num_real_examples(batch: Batch) -> int:
 
 
 def bucket_length(length: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket that holds `length` tokens."""
+    """The smallest bucket that holds ``length`` tokens (``buckets`` increasing): the trainer and
+    the sampler pad to buckets so that a run compiles a handful of shapes, not hundreds."""
     for bucket in buckets:
         if length <= bucket:
             return int(bucket)
-    raise ValueError(f"length {length} exceeds the largest bucket {max(buckets)}")
+    raise ValueError(
+        f"length {length} exceeds the largest bucket ({max(buckets)}); truncate or add a bucket"
+    )
+
+
+def pad_inputs(
+    sequences: Sequence[Sequence[int]], length: int, pad_id: int = PAD_ID
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged token lists -> (ids [B, length] int32, mask [B, length] int32), right-padded."""
+    ids = np.full((len(sequences), length), pad_id, np.int32)
+    mask = np.zeros((len(sequences), length), np.int32)
+    for row, tokens in enumerate(sequences):
+        if len(tokens) > length:
+            raise ValueError(f"sequence {row} has {len(tokens)} tokens, more than {length}")
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = 1
+    return ids, mask
 
 
 def _check_buckets(buckets: Sequence[int], name: str) -> tuple[int, ...]:
@@ -84,23 +101,17 @@ def pad_batch(
         raise ValueError(f"{n} inputs but {len(labels)} labels")
     if not 0 < n <= batch_size:
         raise ValueError(f"need 1..{batch_size} examples for a batch, got {n}")
-    input_ids = np.full((batch_size, input_length), PAD_ID, np.int32)
-    attention_mask = np.zeros((batch_size, input_length), np.int32)
-    label_ids = np.full((batch_size, label_length), PAD_ID, np.int32)
-    weights = np.zeros((batch_size, label_length), np.float32)
-    for row in range(batch_size):
-        source = row if row < n else 0
-        x, y = inputs[source], labels[source]
+    for x, y in zip(inputs, labels):
         if len(x) > input_length or len(y) > label_length:
             raise ValueError(
                 f"example of lengths ({len(x)}, {len(y)}) does not fit ({input_length}, "
                 f"{label_length})"
             )
-        input_ids[row, : len(x)] = x
-        attention_mask[row, : len(x)] = 1
-        label_ids[row, : len(y)] = y
-        if row < n:
-            weights[row, : len(y)] = 1.0
+    rows = [row if row < n else 0 for row in range(batch_size)]
+    input_ids, attention_mask = pad_inputs([inputs[r] for r in rows], input_length)
+    label_ids, label_mask = pad_inputs([labels[r] for r in rows], label_length)
+    weights = label_mask.astype(np.float32)
+    weights[n:] = 0.0
     return Batch(input_ids, attention_mask, shift_right(label_ids), label_ids, weights)
 
 

@@ -51,14 +51,6 @@ def padded_batch_size(batch_size: int, mesh: Mesh) -> int:
     return max(1, -(-batch_size // n)) * n
 
 
-def pad_batch(array: np.ndarray, size: int, fill: int | float = 0) -> np.ndarray:
-    """``array`` with its leading axis padded to ``size`` rows of ``fill``."""
-    if array.shape[0] > size:
-        raise ValueError(f"batch of {array.shape[0]} rows does not fit in {size}")
-    pad = [(0, size - array.shape[0])] + [(0, 0)] * (array.ndim - 1)
-    return np.pad(array, pad, constant_values=fill)
-
-
 def global_array(value, sharding: NamedSharding) -> jax.Array:
     """``value`` (the same on every process) as an array laid out by ``sharding``.
 

@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
+from codeit_jax.policy.batching import bucket_length, pad_inputs
 from codeit_jax.policy.mesh import (
     batch_sharding,
     batch_spec,
@@ -110,31 +111,6 @@ class Constraint(Protocol):
                 ) -> jax.Array: ...  # fmt: skip
 
     def advance(self, tables: dict, state: Any, token: jax.Array) -> Any: ...
-
-
-def length_bucket(length: int, buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS) -> int:
-    """The smallest bucket that holds ``length`` tokens."""
-    for bucket in sorted(buckets):
-        if length <= bucket:
-            return bucket
-    raise ValueError(
-        f"input of {length} tokens exceeds the largest length bucket ({max(buckets)}); "
-        "truncate the input or add a bucket"
-    )
-
-
-def pad_inputs(
-    sequences: Sequence[Sequence[int]], length: int, pad_id: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ragged token lists -> (ids [B, length] int32, mask [B, length] int32), right-padded."""
-    ids = np.full((len(sequences), length), pad_id, np.int32)
-    mask = np.zeros((len(sequences), length), np.int32)
-    for row, tokens in enumerate(sequences):
-        if len(tokens) > length:
-            raise ValueError(f"sequence {row} has {len(tokens)} tokens, more than {length}")
-        ids[row, : len(tokens)] = tokens
-        mask[row, : len(tokens)] = 1
-    return ids, mask
 
 
 def sample_from_logits(keys: jax.Array, logits: jax.Array) -> jax.Array:
@@ -405,7 +381,7 @@ class Sampler:
             grammar_tables = constraint.tables()
         candidates, candidate_ok, full_head = self.candidates(allowed_tokens, end_on_disallowed)
         continue_ok = self._check_mask(allowed_tokens)
-        length = length_bucket(max(1, max(len(s) for s in inputs)), self.length_buckets)
+        length = bucket_length(max(1, max(len(s) for s in inputs)), self.length_buckets)
         chunk = self.task_batch or padded_batch_size(len(inputs), self.mesh)
         replicated, rows = replicated_sharding(self.mesh), batch_sharding(self.mesh)
         params = jax.tree_util.tree_map(lambda x: global_array(x, replicated), params)

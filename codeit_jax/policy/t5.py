@@ -597,10 +597,3 @@ def init_params(config: T5Config, rng: jax.Array) -> dict:
 def count_params(params) -> int:
     """Number of scalars in a parameter pytree."""
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
-
-
-def shift_right(labels: jax.Array, decoder_start_token_id: int = 0, pad_id: int = 0) -> jax.Array:
-    """Decoder inputs from labels: start token prepended, last dropped, -100 -> pad."""
-    labels = jnp.where(labels == -100, pad_id, labels)
-    start = jnp.full((*labels.shape[:-1], 1), decoder_start_token_id, labels.dtype)
-    return jnp.concatenate([start, labels[..., :-1]], axis=-1)
