@@ -24,6 +24,7 @@ from codeit_jax.replay.paper_metric import (
     default_mutation_samples,
     missing_file_message,
 )
+from codeit_jax.tasks import SPLIT_KEYS_FILE
 
 __all__ = ["ConfigError"]
 
@@ -81,7 +82,6 @@ DISALLOWED_TOKENS = ("mask", "end")
 #: config.data.eval_tasks: "validation" is CodeIt's development setting (final_experiments:
 #: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones.
 EVAL_SOURCES = ("auto", "codeit", "arc1", "validation")
-SPLIT_KEYS_FILE = "split_keys.json"
 #: Compute dtypes; "" picks float32 on CPU and bfloat16 elsewhere.
 MODEL_DTYPES = ("", "float32", "bfloat16", "float16")
 

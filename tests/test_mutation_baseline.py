@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from codeit_jax.errors import ConfigError
 from codeit_jax.jobs import mutation as baseline
-from codeit_jax.jobs.mutation import BaselineError
+from codeit_jax.jobs import mutation_search
 from codeit_jax.programs.program import parse
 from codeit_jax.tasks import Task, load_codeit_file
 from tests.mutation_standin import StandInExecutor
@@ -94,16 +95,16 @@ def test_random_seed_source(codeit_data, tmp_path):
 
 
 def test_bad_settings_and_foreign_files_are_refused(codeit_data, tmp_path):
-    with pytest.raises(BaselineError, match="seed_source"):
+    with pytest.raises(ConfigError, match="seed_source"):
         run(small_config(codeit_data, seed_source="nope"), tmp_path)
-    with pytest.raises(BaselineError, match="n_samples"):
+    with pytest.raises(ConfigError, match="n_samples"):
         run(small_config(codeit_data, n_samples=0), tmp_path)
-    with pytest.raises(BaselineError, match="phi_arg"):
+    with pytest.raises(ConfigError, match="phi_arg"):
         run(small_config(codeit_data, phi_arg=0.9, phi_func=0.3), tmp_path)
-    with pytest.raises(BaselineError, match="training"):
+    with pytest.raises(ConfigError, match="training"):
         run(small_config(codeit_data, data_dir=str(tmp_path / "missing")), tmp_path)
     (tmp_path / "mutated_tasks_train_7.json").write_text("{}")
-    with pytest.raises(BaselineError, match="chunk boundary"):
+    with pytest.raises(ConfigError, match="chunk boundary"):
         run(small_config(codeit_data), tmp_path)
 
 
@@ -167,7 +168,7 @@ def test_official_search_and_solutions_files(codeit_data, tmp_path, monkeypatch)
             assert record["training_examples"] == [
                 {"input": [list(r) for r in x], "output": [list(r) for r in y]}
                 for (x, _), y in zip(target.train, outputs)
-                if y is not None and baseline.is_official_grid(y)
+                if y is not None and mutation_search.is_official_grid(y)
             ]
             right = [y == goal for (_, goal), y in zip(target.train, outputs)]
             tests = [run_or_none(program, x) == y for x, y in target.test]
@@ -219,12 +220,14 @@ def test_early_exit_drops_programs_whose_first_demonstration_is_wrong(codeit_dat
     full = small_config(codeit_data, early_exit=False)
     early = small_config(codeit_data, early_exit=True)
     for groups in ([[0, 1, 2]], [[0], [1, 2]], [[2], [1], [0]]):
-        programs = baseline.EvalPrograms(texts, [1, 1, 1], [1], groups)
-        scores = baseline.demo_scores(programs, [task, solved_both], StandInExecutor(), full)
+        programs = mutation_search.EvalPrograms(texts, [1, 1, 1], [1], groups)
+        scores = mutation_search.demo_scores(programs, [task, solved_both], StandInExecutor(), full)
         assert scores == {(0, 0): 1, (2, 1): 2}
-        scores = baseline.demo_scores(programs, [task, solved_both], StandInExecutor(), early)
+        scores = mutation_search.demo_scores(
+            programs, [task, solved_both], StandInExecutor(), early
+        )
         assert scores == {(2, 1): 2}
-        tests = baseline.test_scores(
+        tests = mutation_search.test_scores(
             [(0, 0), (2, 1)], programs, [task, solved_both], StandInExecutor()
         )
         assert tests == {(0, 0): (1.0,), (2, 1): (1.0,)}
@@ -232,5 +235,5 @@ def test_early_exit_drops_programs_whose_first_demonstration_is_wrong(codeit_dat
 
 def test_programs_are_grouped_by_parent_in_first_seen_order():
     parents = ["a", "b", "a", "c", "a", "b", "a"]
-    assert baseline.group_programs(parents, 64) == [[0, 2, 4, 6], [1, 5], [3]]
-    assert baseline.group_programs(parents, 3) == [[0, 2, 4], [6], [1, 5], [3]]
+    assert mutation_search.group_programs(parents, 64) == [[0, 2, 4, 6], [1, 5], [3]]
+    assert mutation_search.group_programs(parents, 3) == [[0, 2, 4], [6], [1, 5], [3]]

@@ -36,17 +36,18 @@ from typing import Any
 from codeit_jax.execution.sandbox import Sandbox, default_workers
 from codeit_jax.files import codeit_data_dir
 from codeit_jax.jobs import mutation as baseline
+from codeit_jax.jobs import mutation_search
 from codeit_jax.tasks import load_arc
 
 
-def mutant_programs(args: argparse.Namespace, sandbox: Sandbox) -> baseline.EvalPrograms:
+def mutant_programs(args: argparse.Namespace, sandbox: Sandbox) -> mutation_search.EvalPrograms:
     """The distinct mutants, grouped by parent: generated now, or read from --programs."""
     if args.programs is not None:
         path = Path(args.programs)
-        match = baseline.FILE_PATTERN.match(path.name)
+        match = mutation_search.FILE_PATTERN.match(path.name)
         if not match or not path.is_file():
             sys.exit(f"--programs must be a mutated_tasks_train_<n>.json file, got {path}")
-        return baseline.collect_programs(path.parent, int(match.group(1)))
+        return mutation_search.collect_programs(path.parent, int(match.group(1)))
     config = _default_config()
     config.unlock()
     config.n_samples = config.save_chunk_size = args.samples
@@ -55,7 +56,7 @@ def mutant_programs(args: argparse.Namespace, sandbox: Sandbox) -> baseline.Eval
     start = time.perf_counter()
     baseline.generate(config, workdir, sandbox)
     print(f"generated {args.samples} samples in {time.perf_counter() - start:.1f} s")
-    return baseline.collect_programs(workdir, args.samples)
+    return mutation_search.collect_programs(workdir, args.samples)
 
 
 def _default_config() -> Any:

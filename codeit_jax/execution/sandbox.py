@@ -63,6 +63,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, NamedTuple
 
@@ -426,3 +427,29 @@ class Sandbox:
         worker.kill()
         if worker in self._workers:
             self._workers.remove(worker)
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """The limits a job gives its sandbox (the ``sandbox`` section of a CodeIt config, the
+    same fields of the mutation baseline's)."""
+
+    workers: int = 0  # 0: one per core
+    timeout_s: float = 0.25
+    memory_mb: int | None = 2048
+    max_state_size: int | None = 1000
+
+    @classmethod
+    def of(cls, section: Any) -> SandboxConfig:
+        """From any object with the four fields (a config section)."""
+        return cls(section.workers, section.timeout_s, section.memory_mb, section.max_state_size)
+
+
+def open_sandbox(settings: SandboxConfig) -> Sandbox:
+    """The sandbox with the given limits."""
+    return Sandbox(
+        workers=settings.workers or None,
+        timeout_s=settings.timeout_s,
+        memory_mb=settings.memory_mb,
+        max_state_size=settings.max_state_size,
+    )

