@@ -18,14 +18,14 @@ import pytest
 
 from codeit_jax.config import ABLATIONS, ConfigError, prepare_config
 from codeit_jax.execution.sandbox import Sandbox
-from codeit_jax.jobs import codeit
-from codeit_jax.jobs.codeit import (
+from codeit_jax.jobs.codeit import run
+from codeit_jax.loop import iteration
+from codeit_jax.loop.iteration import (
     initial_buffer,
     initial_state,
     known_programs,
     make_loop,
     meta_iteration,
-    run,
     train_on_buffer,
 )
 from codeit_jax.loop.policy import build_policy
@@ -327,7 +327,7 @@ def test_a1_no_exit_adds_each_search_file_before_training(
         trained_with.append({e.parent_key for e in state.buffer.entries("mutated")})
         return train_on_buffer(loop, state, i)
 
-    monkeypatch.setattr(codeit, "train_on_buffer", train_and_record)
+    monkeypatch.setattr(iteration, "train_on_buffer", train_and_record)
     loop, state, row, log, mutated_before = scripted_iteration(
         config, policy, sandbox, training_tasks
     )

@@ -30,7 +30,6 @@ from codeit_jax.errors import ConfigError, RunError
 from codeit_jax.files import write_json_atomic, write_text_atomic
 from codeit_jax.jobs import check_data
 from codeit_jax.jobs import mutation as baseline
-from codeit_jax.jobs.codeit import ensure_finite
 from codeit_jax.loop.checkpoint import (
     CheckpointStore,
     DamagedCheckpointError,
@@ -39,6 +38,7 @@ from codeit_jax.loop.checkpoint import (
 )
 from codeit_jax.loop.inputs import read_inputs
 from codeit_jax.loop.integrity import all_finite
+from codeit_jax.loop.iteration import ensure_finite
 from codeit_jax.loop.workdir_lock import LOCK_FILE, WorkdirLock
 from codeit_jax.main import EXPERIMENTS
 from codeit_jax.policy.mesh import make_mesh
@@ -777,11 +777,12 @@ class _NoSandbox:
 
 def test_a_diverged_training_stops_the_run_before_it_writes(tmp_path, codeit_data, monkeypatch):
     from codeit_jax.jobs import codeit
+    from codeit_jax.loop import iteration
 
     def diverged(loop, state, i):
         return state.train_state, [float("nan")]
 
-    monkeypatch.setattr(codeit, "train_on_buffer", diverged)
+    monkeypatch.setattr(iteration, "train_on_buffer", diverged)
     workdir = tmp_path / "run"
     with pytest.raises(RunError, match="meta-iteration 0: the training loss is nan; stopped"):
         codeit.run(tiny_config(codeit_data), workdir, executor_factory=lambda c: _NoSandbox())

@@ -15,12 +15,11 @@ from codeit_jax.policy.t5 import (
     Dropout,
     T5Config,
     default_compute_dtype,
-    dropout_mask,
     init_cache,
     init_params,
     named_config,
-    relative_position_bucket_table,
 )
+from codeit_jax.policy.t5_layers import dropout_mask, relative_position_bucket_table
 
 VARIANTS = {
     "v1.0": named_config("tiny", dtype="float32"),

@@ -22,24 +22,27 @@ Conventions that matter when checking against other implementations:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: Additive attention bias for masked positions (finite, see module docstring).
-MASK_BIAS = -1e9
+from codeit_jax.policy.t5_layers import (
+    MASK_BIAS,
+    Attention,
+    Dropout,
+    FeedForward,
+    LayerKV,
+    RelativePositionBias,
+    RMSNorm,
+    _normal,
+    padding_bias,
+)
 
 #: One decoder layer's self-attention cache: (keys, values), each [batch, heads, max_length, d_kv].
 LayerCache = tuple[jax.Array, jax.Array]
-#: Cross-attention keys/values of one decoder layer, each [tasks, heads, source_length, d_kv].
-#: Head-major, like the cache, so attention is a plain batched matmul over (batch, head): with
-#: [batch, length, heads, d_kv] XLA re-transposes the whole cache and cross K/V on every step.
-LayerKV = tuple[jax.Array, jax.Array]
 
 _FEED_FORWARD_KINDS = ("relu", "gated-gelu")
 
@@ -133,212 +136,7 @@ def named_config(name: str, **overrides) -> T5Config:
 # --------------------------------------------------------------------------- positions
 
 
-@lru_cache(maxsize=32)
-def relative_position_bucket_table(
-    bidirectional: bool, num_buckets: int, max_distance: int
-) -> np.ndarray:
-    """Bucket of every relative position ``key - query`` in ``[-max_distance, max_distance]``.
-
-    Half the buckets (per direction when bidirectional) are exact small distances, the rest
-    grow logarithmically up to ``max_distance``; anything farther shares the last bucket, so
-    clipping a relative position to this range never changes its bucket. Computed on the host
-    in float64 once, which makes the buckets exact (no float32 log rounding at the boundaries).
-    """
-    table = np.zeros(2 * max_distance + 1, dtype=np.int32)
-    per_direction = num_buckets // 2 if bidirectional else num_buckets
-    exact = per_direction // 2
-    for i, relative in enumerate(range(-max_distance, max_distance + 1)):
-        if bidirectional:
-            offset = per_direction if relative > 0 else 0
-            distance = abs(relative)
-        else:
-            offset = 0
-            distance = max(-relative, 0)
-        if distance < exact:
-            bucket = distance
-        else:
-            scaled = math.log(distance / exact) / math.log(max_distance / exact)
-            bucket = min(exact + int(scaled * (per_direction - exact)), per_direction - 1)
-        table[i] = offset + bucket
-    return table
-
-
-def relative_position_buckets(
-    relative_position: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int
-) -> jax.Array:
-    """Buckets of an int array of relative positions (``key - query``), any shape."""
-    table = jnp.asarray(relative_position_bucket_table(bidirectional, num_buckets, max_distance))
-    return table[jnp.clip(relative_position, -max_distance, max_distance) + max_distance]
-
-
-def padding_bias(mask: jax.Array) -> jax.Array:
-    """[batch, length] bool/int key mask -> additive float32 bias [batch, 1, 1, length]."""
-    return jnp.where(mask.astype(bool), 0.0, MASK_BIAS).astype(jnp.float32)[:, None, None, :]
-
-
 # --------------------------------------------------------------------------- layers
-
-
-#: Bits of randomness per dropout-mask element: one 32-bit draw serves four elements. JAX's
-#: threefry costs ~20-25 ns per 32-bit draw on CPU (~5 s of a codet5-small train step, whose
-#: masks have ~230M elements); byte lanes cut that ~3x. (Philox is cheaper per draw, but its
-#: ``mulhi`` does not lower under a sharded ``jit`` in jax 0.10.)
-_DROPOUT_BITS = 8
-
-
-def dropout_mask(key: jax.Array, keep: float, shape: Sequence[int]) -> tuple[jax.Array, float]:
-    """Bernoulli mask of ``shape`` and the exact keep probability it was drawn with.
-
-    Each element compares its own uniform byte with ``round(keep * 256)``, so the keep
-    probability is quantised to 1/256 (0.9 -> 230 / 256 = 0.8984, i.e. dropout rate 0.1016);
-    callers scale by 1 / the returned probability, which keeps the expectation exact. Bytes
-    come from a ``uint32`` draw (``jax.random.bits``, any key implementation) whose last axis is
-    a quarter as long, reinterpreted as four bytes: the counters follow the logical index, so
-    the mask is the same however the batch is sharded.
-    """
-    if not shape:
-        mask, kept = dropout_mask(key, keep, (1,))
-        return mask[0], kept
-    *lead, last = shape
-    per_word = 32 // _DROPOUT_BITS
-    words = jax.random.bits(key, (*lead, -(-last // per_word)), jnp.uint32)
-    lanes = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(*lead, -1)[..., :last]
-    threshold = min(max(round(keep * 2**_DROPOUT_BITS), 1), 2**_DROPOUT_BITS - 1)
-    return lanes < jnp.uint8(threshold), threshold / 2**_DROPOUT_BITS
-
-
-class Dropout(nn.Module):
-    """Inverted dropout with cheap masks (``dropout_mask``); no parameters.
-
-    A drop-in for ``nn.Dropout`` (same ``"dropout"`` RNG stream, one key per call site): each
-    element is kept with probability ~``1 - rate`` independently and scaled by 1 / keep.
-    """
-
-    rate: float
-
-    @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-        if deterministic or self.rate == 0.0:
-            return x
-        mask, keep = dropout_mask(self.make_rng("dropout"), 1.0 - self.rate, x.shape)
-        return jnp.where(mask, x * jnp.asarray(1.0 / keep, x.dtype), jnp.zeros((), x.dtype))
-
-
-def _normal(stddev: float) -> nn.initializers.Initializer:
-    return nn.initializers.normal(stddev=stddev)
-
-
-class RMSNorm(nn.Module):
-    """T5's layer norm: scale only, no mean subtraction, statistics in float32."""
-
-    epsilon: float
-    dtype: jnp.dtype
-    param_dtype: jnp.dtype
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
-        x32 = x.astype(jnp.float32)
-        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.epsilon)
-        return (normed * scale.astype(jnp.float32)).astype(self.dtype)
-
-
-class RelativePositionBias(nn.Module):
-    """Learned per-head bias for each relative-position bucket."""
-
-    config: T5Config
-    bidirectional: bool
-
-    @nn.compact
-    def __call__(self, query_positions: jax.Array, key_positions: jax.Array) -> jax.Array:
-        """[Tq], [Tk] int positions -> float32 bias [1, heads, Tq, Tk]."""
-        c = self.config
-        table = self.param(
-            "embedding",
-            _normal(c.d_model**-0.5),
-            (c.relative_attention_num_buckets, c.num_heads),
-            jnp.dtype(c.param_dtype),
-        )
-        relative = key_positions[None, :] - query_positions[:, None]
-        buckets = relative_position_buckets(
-            relative,
-            self.bidirectional,
-            c.relative_attention_num_buckets,
-            c.relative_attention_max_distance,
-        )
-        return jnp.take(table.astype(jnp.float32), buckets, axis=0).transpose(2, 0, 1)[None]
-
-
-class Attention(nn.Module):
-    """Multi-head attention without biases or logit scaling.
-
-    Keys/values are projected separately (``project_kv``) so that callers can cache them: the
-    decoder's self-attention appends to a cache, cross-attention projects the encoder output
-    once per task. Queries may outnumber key/value rows by an integer factor G (G samples per
-    task, sequences ordered task-major): they are grouped onto their task's keys instead of
-    copying the keys G times.
-    """
-
-    config: T5Config
-
-    def setup(self) -> None:
-        c = self.config
-        dense = dict(use_bias=False, dtype=c.compute_dtype, param_dtype=jnp.dtype(c.param_dtype))
-        self.q = nn.Dense(c.inner_dim, kernel_init=_normal((c.d_model * c.d_kv) ** -0.5), **dense)
-        self.k = nn.Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
-        self.v = nn.Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
-        self.o = nn.Dense(c.d_model, kernel_init=_normal(c.inner_dim**-0.5), **dense)
-        self.dropout = Dropout(c.dropout_rate)
-
-    def _heads(self, x: jax.Array) -> jax.Array:
-        """[B, S, heads * d_kv] -> [B, heads, S, d_kv]."""
-        b, s, _ = x.shape
-        return x.reshape(b, s, self.config.num_heads, self.config.d_kv).transpose(0, 2, 1, 3)
-
-    def project_kv(self, x: jax.Array) -> LayerKV:
-        """[B, S, d_model] -> keys, values [B, heads, S, d_kv]."""
-        return self._heads(self.k(x)), self._heads(self.v(x))
-
-    def __call__(
-        self, x: jax.Array, kv: LayerKV, bias: jax.Array, deterministic: bool = True
-    ) -> jax.Array:
-        """Queries from ``x`` [N, Tq, d_model] attend to ``kv`` ([B, H, Tk, d_kv], N = G*B).
-
-        ``bias`` is additive float32, broadcastable to [B, H, G*Tq, Tk].
-        """
-        keys, values = kv
-        n, tq = x.shape[:2]
-        b, h = keys.shape[:2]
-        if n % b:
-            raise ValueError(f"{n} query rows cannot be grouped onto {b} key/value rows")
-        g = n // b
-        q = self.q(x).reshape(b, g, tq, h, -1).transpose(0, 3, 1, 2, 4).reshape(b, h, g * tq, -1)
-        scores = jnp.einsum("bhqd,bhkd->bhqk", q, keys.astype(q.dtype)).astype(jnp.float32)
-        weights = jax.nn.softmax(scores + bias, axis=-1).astype(q.dtype)
-        weights = self.dropout(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bhkd->bhqd", weights, values.astype(q.dtype))
-        out = out.reshape(b, h, g, tq, -1).transpose(0, 2, 3, 1, 4)
-        return self.o(out.reshape(n, tq, self.config.inner_dim))
-
-
-class FeedForward(nn.Module):
-    """ReLU MLP (v1.0) or gated-GELU MLP with tanh-approximate GELU (v1.1)."""
-
-    config: T5Config
-
-    @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-        c = self.config
-        dense = dict(use_bias=False, dtype=c.compute_dtype, param_dtype=jnp.dtype(c.param_dtype))
-        wi_init = _normal(c.d_model**-0.5)
-        if c.gated:
-            gate = nn.Dense(c.d_ff, kernel_init=wi_init, name="wi_0", **dense)(x)
-            linear = nn.Dense(c.d_ff, kernel_init=wi_init, name="wi_1", **dense)(x)
-            hidden = jax.nn.gelu(gate, approximate=True) * linear
-        else:
-            hidden = jax.nn.relu(nn.Dense(c.d_ff, kernel_init=wi_init, name="wi", **dense)(x))
-        hidden = Dropout(c.dropout_rate)(hidden, deterministic=deterministic)
-        return nn.Dense(c.d_model, kernel_init=_normal(c.d_ff**-0.5), name="wo", **dense)(hidden)
 
 
 def _norm(c: T5Config) -> RMSNorm:
