@@ -26,8 +26,6 @@ from codeit_jax.replay.paper_metric import (
 )
 from codeit_jax.tasks import SPLIT_KEYS_FILE
 
-__all__ = ["ConfigError"]
-
 
 def _no_exit(c: ConfigDict) -> None:
     """A1: the policy's samples are not added; the mutation baseline's search tasks arrive

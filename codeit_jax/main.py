@@ -43,23 +43,10 @@ _CONFIG_FLAG = re.compile(r"^--?config(=|$)")
 _OVERRIDE_FLAG = re.compile(r"^--?(no)?config\.([^=]+)")
 
 
-class _Flags:
-    """Command-line flags, defined only when this module is the program being run: absl flags
-    are process-global, and other entry points (``codeit_jax.report``) define ``--workdir`` too,
-    so defining them at import time would break any process that imports both modules."""
-
-    config: flags.FlagHolder | None = None
-    workdir: flags.FlagHolder | None = None
-
-    @classmethod
-    def define(cls) -> None:
-        if cls.config is None:
-            cls.config = config_flags.DEFINE_config_file(
-                "config", None, "Experiment config file (configs/)."
-            )
-            cls.workdir = flags.DEFINE_string(
-                "workdir", None, "Output directory (default: config.workdir)."
-            )
+#: Defined at import: only this module defines absl flags for a process that runs jobs (the
+#: report's flags live in ``codeit_jax.report.__main__``, run as its own program).
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir).")
 
 
 def fail(prefix: str, message: object, status: int) -> NoReturn:
@@ -164,7 +151,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def load_config() -> ConfigDict:
     """The ``--config`` value; a file that could not be loaded is a `ConfigError` naming it."""
-    holder = _Flags.config
+    holder = _CONFIG
     path = config_path_argument(sys.argv[1:])
     if holder is None or path is None:
         raise ConfigError("--config=configs/<name>.py is required")
@@ -227,13 +214,12 @@ def main(argv: list[str]) -> None:
         config = load_config()
     except ConfigError as e:
         fail("invalid config", e, EXIT_INPUT)
-    summary = run_job(config, _Flags.workdir.value)
+    summary = run_job(config, _WORKDIR.value)
     print(json.dumps(summary, default=str))  # one line, the last of stdout: easy to parse
 
 
 def run() -> None:
     """Console-script entry point."""
-    _Flags.define()
     app.run(main, flags_parser=parse_flags)
 
 

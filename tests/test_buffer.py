@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codeit_jax.replay.buffer import PARTITIONS, BufferConfig, ReplayBuffer
+from codeit_jax.replay.buffer import PARTITIONS, BufferConfig, NewEntry, ReplayBuffer
 
 
 def _add(
@@ -66,15 +66,11 @@ def test_entries_are_keyed_by_parent_and_program_and_replaced():
 
 def test_add_many_keeps_the_last_of_repeated_keys():
     buffer = ReplayBuffer()
-    buffer.add_many(
-        "policy",
-        ["a", "b", "a"],
-        ["p", "p", "p"],
-        [[1], [2], [3]],
-        [[4], [5], [6]],
-        [0.1, 0.2, 0.3],
-        2,
-    )
+    entries = [
+        NewEntry(key, "p", [i], [o], perf)
+        for key, i, o, perf in (("a", 1, 4, 0.1), ("b", 2, 5, 0.2), ("a", 3, 6, 0.3))
+    ]
+    buffer.add_many("policy", entries, 2)
     assert buffer.size("policy") == 2
     entry = buffer.get("policy", "a", "p")
     assert (entry.input_ids, entry.label_ids, entry.performance) == ((3,), (6,), 0.3)
@@ -95,15 +91,14 @@ def test_program_length_counts_lines():
     "change, message",
     [
         (dict(partition="other"), "unknown partition"),
-        (dict(performance=[1.5]), "performance"),
-        (dict(performance=[float("nan")]), "performance"),
+        (dict(performance=1.5), "performance"),
+        (dict(performance=float("nan")), "performance"),
         (dict(age=[-1]), "age"),
         (dict(age=[1.5]), "age"),
-        (dict(distance=[-0.1]), "distance"),
-        (dict(input_ids=[[[1, 2]]]), "input_ids"),
-        (dict(label_ids=[[1.5]]), "label_ids"),
-        (dict(input_ids=[[-3]]), "token ids"),
-        (dict(programs=["a", "b"]), "programs has 2 items"),
+        (dict(distance=-0.1), "distance"),
+        (dict(input_ids=[[1, 2]]), "input_ids"),
+        (dict(label_ids=[1.5]), "label_ids"),
+        (dict(input_ids=[-3]), "token ids"),
         (dict(age=[0, 1]), r"age must be a scalar or have shape \(1,\)"),
     ],
 )
@@ -111,19 +106,12 @@ def test_bad_input_is_rejected_and_changes_nothing(change, message):
     buffer = ReplayBuffer()
     _add(buffer, "policy", "t", "O = f(I)")
     before = buffer.state_dict()
-    args = dict(
-        partition="policy",
-        parent_keys=["u"],
-        programs=["O = g(I)"],
-        input_ids=[[1]],
-        label_ids=[[2]],
-        performance=[0.5],
-        age=[0],
-        distance=[0.0],
-    )
-    args.update(change)
+    fields = dict(parent_key="u", program="O = g(I)", input_ids=[1], label_ids=[2], performance=0.5)
+    fields.update({k: v for k, v in change.items() if k not in ("partition", "age")})
     with pytest.raises(ValueError, match=message):
-        buffer.add_many(**args)
+        buffer.add_many(
+            change.get("partition", "policy"), [NewEntry(**fields)], change.get("age", [0])
+        )
     assert _state_equal(buffer.state_dict(), before)
 
 

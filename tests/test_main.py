@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from ml_collections import ConfigDict
 
-from codeit_jax.main import ConfigError, resolve_experiment, resolve_workdir
+from codeit_jax.errors import ConfigError
+from codeit_jax.main import resolve_experiment, resolve_workdir
 
 REPO = Path(__file__).resolve().parent.parent
 

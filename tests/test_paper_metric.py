@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from codeit_jax.config import ConfigError, prepare_config
+from codeit_jax.config import prepare_config
+from codeit_jax.errors import ConfigError
 from codeit_jax.files import resolve_data_path
 from codeit_jax.jobs.codeit import run
 from codeit_jax.loop.seeds import load_eval_tasks

@@ -39,9 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    config = TrainConfig(
-        learning_rate=1e-3, warmup_steps=2, schedule="cosine", total_steps=40, batch_size=8
-    )
+    config = TrainConfig(learning_rate=1e-3, warmup_steps=2, batch_size=8)
     trainer = Trainer(T5(named_config("tiny", dtype="float32")), config)
     batcher = make_batcher()
     store = CheckpointStore(args.workdir / "ckpt", max_to_keep=2)

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from codeit_jax.replay.buffer import BufferConfig, ReplayBuffer
+from codeit_jax.replay.buffer import BufferConfig, NewEntry, ReplayBuffer
 
 
 def fill(
@@ -32,16 +32,19 @@ def fill(
         for first in range(0, count, chunk):
             n = min(chunk, count - first)
             ids = rng.integers(3, 600, size=(n, input_tokens + label_tokens), dtype=np.int32)
-            buffer.add_many(
-                partition,
-                parent_keys=[f"task{(first + k) % 400:03d}" for k in range(n)],
-                programs=[f"x1 = f{first + k}(I)\nO = g(x1)" for k in range(n)],
-                input_ids=list(ids[:, :input_tokens]),
-                label_ids=list(ids[:, input_tokens:]),
-                performance=rng.random(n),
-                age=rng.integers(0, 100, size=n),
-                distance=rng.random(n),
-            )
+            perf, dist = rng.random(n), rng.random(n)
+            entries = [
+                NewEntry(
+                    f"task{(first + k) % 400:03d}",
+                    f"x1 = f{first + k}(I)\nO = g(x1)",
+                    ids[k, :input_tokens],
+                    ids[k, input_tokens:],
+                    float(perf[k]),
+                    float(dist[k]),
+                )
+                for k in range(n)
+            ]
+            buffer.add_many(partition, entries, rng.integers(0, 100, size=n))
     return time.perf_counter() - start
 
 

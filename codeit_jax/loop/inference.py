@@ -32,6 +32,7 @@ from tqdm import tqdm
 from codeit_jax.execution.batch import Executor
 from codeit_jax.policy.sampler import Constraint, Sampler
 from codeit_jax.policy.tokenizer import Tokenizer
+from codeit_jax.replay.experience import Experience
 from codeit_jax.replay.metrics import SolutionRecord
 from codeit_jax.replay.relabel import needs_test_run, output_grid, relabel, unique_programs
 from codeit_jax.tasks import Task, is_grid
@@ -55,7 +56,7 @@ class SamplingSettings:
 class InferenceResult:
     """What one meta-iteration's inference produced."""
 
-    relabelled: list[Task] = field(default_factory=list)
+    relabelled: list[Experience] = field(default_factory=list)  # for the buffer
     solutions: list[SolutionRecord] = field(default_factory=list)
     log: dict[str, Any] = field(default_factory=dict)  # per task: samples and their outcomes
     sample_seconds: float = 0.0
@@ -193,7 +194,7 @@ def execute_and_relabel(
     ):
         test = [next(flat_test) if flag else None for flag in flags]
         relabelled = relabel(task, task_programs, task_demo, test, meta_iteration, shown)
-        result.relabelled.extend(relabelled.tasks)
+        result.relabelled.extend(relabelled.experiences)
         result.solutions.extend(relabelled.solutions)
         result.log[task.key] = {
             "samples": list(task_samples),

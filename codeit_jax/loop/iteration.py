@@ -35,7 +35,7 @@ from codeit_jax.policy.encoding import bare_program
 from codeit_jax.policy.t5 import count_params
 from codeit_jax.policy.trainer import TrainState
 from codeit_jax.replay.buffer import PARTITIONS, BufferConfig, ReplayBuffer
-from codeit_jax.replay.experience import EncodingSettings, add_tasks, encode_input
+from codeit_jax.replay.experience import EncodingSettings, add_experiences, encode_input
 from codeit_jax.replay.metrics import Scoreboard
 from codeit_jax.replay.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.replay.paper_metric import PaperMetric, load_paper_metric
@@ -240,20 +240,10 @@ def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i:
     tokenizer = loop.policy.tokenizer
     if not config.add_policy_experience:
         return 0
-    tasks = result.relabelled
+    experiences = result.relabelled
     if not config.relabel:
-        tasks = [t for t in tasks if t.extra["demonstration_performance"] == 1.0]
-    return add_tasks(
-        buffer,
-        "policy",
-        tasks,
-        tokenizer,
-        loop.encoding,
-        age=i,
-        keys=[t.parent_key for t in tasks],
-        performance=[t.extra["demonstration_performance"] for t in tasks],
-        distance=[t.extra["distance"] for t in tasks],
-    )
+        experiences = [e for e in experiences if e.performance == 1.0]
+    return add_experiences(buffer, "policy", experiences, tokenizer, loop.encoding, age=i)
 
 
 def meta_iteration(

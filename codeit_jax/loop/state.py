@@ -21,8 +21,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from codeit_jax.config import ConfigError
-from codeit_jax.errors import RunError
+from codeit_jax.errors import ConfigError, RunError
 from codeit_jax.loop.checkpoint import (
     CheckpointStore,
     NoUsableCheckpointError,

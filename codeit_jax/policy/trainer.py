@@ -39,7 +39,6 @@ from tqdm import tqdm
 from codeit_jax.policy.batching import Batch, BucketBatcher, num_real_examples
 from codeit_jax.policy.mesh import DATA_AXIS, batch_sharding, data_parallel_size, make_mesh
 
-SCHEDULES = ("constant", "linear", "cosine")
 WEIGHT_DECAY_ON = ("matrices", "all")
 
 
@@ -54,9 +53,6 @@ class TrainConfig:
     adam_eps: float = 1e-8
     #: Linear warm-up from 0 over this many optimizer steps.
     warmup_steps: int = 0
-    #: After warm-up: "constant", or "linear"/"cosine" decay to 0 at `total_steps`.
-    schedule: str = "constant"
-    total_steps: int | None = None
     #: Clip the global gradient norm of the effective batch (None or 0: no clipping).
     max_grad_norm: float | None = 1.0
     #: Which parameters weight decay applies to: "matrices" (layer-norm scales exempt, usual
@@ -79,10 +75,6 @@ class TrainConfig:
             raise ValueError(
                 f"weight_decay_on must be one of {WEIGHT_DECAY_ON}, got {self.weight_decay_on!r}"
             )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.schedule != "constant" and not self.total_steps:
-            raise ValueError(f"schedule {self.schedule!r} needs total_steps")
         if self.batch_size <= 0 or self.grad_accum_steps <= 0:
             raise ValueError("batch_size and grad_accum_steps must be positive")
         if self.batch_size % self.grad_accum_steps:
@@ -102,16 +94,10 @@ class TrainState(struct.PyTreeNode):
 
 
 def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
-    """Warm-up, then constant, linear or cosine decay (per optimizer step)."""
+    """Linear warm-up over ``warmup_steps`` optimizer steps, then constant (CodeIt's schedule;
+    a run's length is open-ended, so no decay would know where to end)."""
     lr, warmup = config.learning_rate, config.warmup_steps
-    if config.schedule == "constant":
-        after: optax.Schedule = optax.constant_schedule(lr)
-    else:
-        decay_steps = max(1, config.total_steps - warmup)
-        if config.schedule == "linear":
-            after = optax.linear_schedule(lr, 0.0, decay_steps)
-        else:
-            after = optax.cosine_decay_schedule(lr, decay_steps)
+    after = optax.constant_schedule(lr)
     if warmup <= 0:
         return after
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), after], [warmup])

@@ -237,12 +237,8 @@ def _compile(lines: Sequence[Line]) -> _Compiled:
         slot = slots.get(name)
         if slot is not None:
             return slot
-        if name in CONSTANTS:
-            value = CONSTANTS[name]
-        elif name in PRIMITIVES:
-            value = PRIMITIVES[name]
-        else:
-            raise NotImplementedError(f"DSL primitive {name!r} is not implemented yet")
+        # the parser admits only constants, primitives and variables (already in ``slots``)
+        value = CONSTANTS[name] if name in CONSTANTS else PRIMITIVES[name]
         slots[name] = len(template)
         template.append(value)
         names.append(name)
@@ -251,9 +247,7 @@ def _compile(lines: Sequence[Line]) -> _Compiled:
     steps = []
     for line in lines:
         if line.callee in _PRIMITIVE_NAMES:
-            function, callee_slot = PRIMITIVES.get(line.callee), -1
-            if function is None:
-                raise NotImplementedError(f"DSL primitive {line.callee!r} is not implemented yet")
+            function, callee_slot = PRIMITIVES[line.callee], -1
         else:  # a variable holding a function, looked up in its slot at run time
             function, callee_slot = None, slots[line.callee]
         arg_slots = tuple(slot_of(arg) for arg in line.args)

@@ -84,6 +84,19 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
+class NewEntry:
+    """One entry to add (`ReplayBuffer.add_many`): the parent task it is keyed by, its program,
+    the token ids it trains on and its priority inputs."""
+
+    parent_key: str
+    program: str
+    input_ids: Sequence[int] | np.ndarray
+    label_ids: Sequence[int] | np.ndarray
+    performance: float = 1.0  # fraction of the parent's real demonstrations solved
+    distance: float = 0.0  # mean (1 - reward) over the demonstrations shown
+
+
+@dataclass(frozen=True)
 class Entry:
     """One buffer entry as plain values (for inspection and tests, not the hot path)."""
 
@@ -162,32 +175,26 @@ class ReplayBuffer:
         distance: float = 0.0,
     ) -> None:
         """Add or replace one entry."""
-        self.add_many(
-            partition,
-            [parent_key],
-            [program],
-            [input_ids],
-            [label_ids],
-            [performance],
-            [age],
-            [distance],
-        )
+        entry = NewEntry(parent_key, program, input_ids, label_ids, performance, distance)
+        self.add_many(partition, [entry], age)
 
     def add_many(
         self,
         partition: str,
-        parent_keys: Sequence[str],
-        programs: Sequence[str],
-        input_ids: Sequence[Sequence[int] | np.ndarray],
-        label_ids: Sequence[Sequence[int] | np.ndarray],
-        performance: Sequence[float] | np.ndarray,
+        entries: Sequence[NewEntry],
         age: Sequence[int] | np.ndarray | int,
-        distance: Sequence[float] | np.ndarray | float = 0.0,
     ) -> None:
-        """Add or replace entries; within one call a repeated key keeps its last occurrence.
+        """Add or replace ``entries`` (``age``: the meta-iteration they were found at, one for
+        all or one each); within one call a repeated key keeps its last occurrence.
 
         Everything is validated before anything is stored, so bad input changes nothing.
         """
+        parent_keys = [e.parent_key for e in entries]
+        programs = [e.program for e in entries]
+        input_ids = [e.input_ids for e in entries]
+        label_ids = [e.label_ids for e in entries]
+        performance = [e.performance for e in entries]
+        distance = [e.distance for e in entries]
         part = self._part(partition)
         n = len(parent_keys)
         perf = np.asarray(performance, np.float64)
@@ -198,13 +205,6 @@ class ReplayBuffer:
                     f"{name} must be a scalar or have shape ({n},), got {values.shape}"
                 )
         ages, dist = np.broadcast_to(ages, (n,)), np.broadcast_to(dist, (n,))
-        for name, values in (
-            ("programs", programs),
-            ("input_ids", input_ids),
-            ("label_ids", label_ids),
-        ):
-            if len(values) != n:
-                raise ValueError(f"{name} has {len(values)} items, parent_keys has {n}")
         if perf.shape != (n,):
             raise ValueError(f"performance must have shape ({n},), got {perf.shape}")
         if n == 0:
@@ -471,4 +471,4 @@ class ReplayBuffer:
             raise ValueError(f"replay buffer state, partition {name!r}: repeated keys")
 
 
-__all__ = ["PARTITIONS", "BufferConfig", "Entry", "ReplayBuffer", "SampledBatch"]
+__all__ = ["PARTITIONS", "BufferConfig", "Entry", "NewEntry", "ReplayBuffer", "SampledBatch"]

@@ -1,6 +1,9 @@
-"""Tasks with programs -> replay buffer entries (model input ids, program label ids).
+"""Experience: the typed record between relabelling (or a task file) and the replay buffer.
 
-Seeds, mutated tasks and relabelled policy samples all enter the buffer through `add_tasks`, so
+An `Experience` is a task with the program that solves it, the parent task it is keyed by and
+its priority inputs (performance, distance): relabelling produces them with fields, not string
+keys in ``Task.extra``. Seeds, mutated tasks and relabelled policy samples all enter the buffer
+through `add_experiences`, so
 every entry is encoded the same way: the task's first ``n_examples`` demonstrations as input,
 each side cut to ``input_state_max`` tokens as CodeIt does; the bare program as label.
 A program longer than ``max_program_tokens`` is left out (a cut program teaches nothing).
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 from codeit_jax.policy.encoding import bare_program, encode_program, encode_task, max_input_length
 from codeit_jax.policy.tokenizer import Tokenizer
-from codeit_jax.replay.buffer import ReplayBuffer
+from codeit_jax.replay.buffer import NewEntry, ReplayBuffer
 from codeit_jax.tasks import Task
 
 
@@ -35,53 +38,41 @@ def encode_input(task: Task, tokenizer: Tokenizer, settings: EncodingSettings) -
     return encode_task(task, tokenizer, settings.n_examples, settings.input_state_max)
 
 
-def add_tasks(
+@dataclass(frozen=True)
+class Experience:
+    """A task with its program, ready for the buffer."""
+
+    task: Task  # its program is what the entry learns
+    parent_key: str  # the buffer keys entries by (parent key, program)
+    performance: float = 1.0  # fraction of the parent's real demonstrations solved
+    distance: float = 0.0  # mean (1 - reward) over the demonstrations shown
+
+    @classmethod
+    def of_task(cls, task: Task) -> Experience:
+        """A ground-truth or mutated task: keyed by itself, solves itself."""
+        return cls(task, task.key)
+
+
+def add_experiences(
     buffer: ReplayBuffer,
     partition: str,
-    tasks: Sequence[Task],
+    experiences: Sequence[Experience],
     tokenizer: Tokenizer,
     settings: EncodingSettings,
     *,
     age: int,
-    keys: Sequence[str] | None = None,
-    performance: Sequence[float] | None = None,
-    distance: Sequence[float] | None = None,
 ) -> int:
-    """Add each task (with its program) to ``partition``; returns how many were added.
-
-    ``keys`` are the entries' parent keys (default: each task's own key); ``performance``
-    defaults to 1 (a ground-truth or mutated program solves its own task) and ``distance`` to 0.
-    """
-    n = len(tasks)
-    keys = [t.key for t in tasks] if keys is None else list(keys)
-    performance = [1.0] * n if performance is None else list(performance)
-    distance = [0.0] * n if distance is None else list(distance)
-    if not len(keys) == len(performance) == len(distance) == n:
-        raise ValueError("keys, performance and distance must have one item per task")
-    kept: dict[str, list] = {"keys": [], "programs": [], "inputs": [], "labels": []}
-    kept.update(performance=[], distance=[])
-    for task, key, perf, dist in zip(tasks, keys, performance, distance):
-        if task.program is None:
-            raise ValueError(f"task {task.key!r} has no program to learn from")
-        program = bare_program(task.program)
+    """Add each experience to ``partition``; returns how many were added."""
+    entries = []
+    for e in experiences:
+        if e.task.program is None:
+            raise ValueError(f"task {e.task.key!r} has no program to learn from")
+        program = bare_program(e.task.program)
         labels = encode_program(program, tokenizer)
         if len(labels) > settings.max_program_tokens:
             continue
-        kept["keys"].append(key)
-        kept["programs"].append(program)
-        kept["inputs"].append(encode_input(task, tokenizer, settings))
-        kept["labels"].append(labels)
-        kept["performance"].append(perf)
-        kept["distance"].append(dist)
-    if kept["keys"]:
-        buffer.add_many(
-            partition,
-            kept["keys"],
-            kept["programs"],
-            kept["inputs"],
-            kept["labels"],
-            kept["performance"],
-            age,
-            kept["distance"],
-        )
-    return len(kept["keys"])
+        inputs = encode_input(e.task, tokenizer, settings)
+        entries.append(NewEntry(e.parent_key, program, inputs, labels, e.performance, e.distance))
+    if entries:
+        buffer.add_many(partition, entries, age)
+    return len(entries)

@@ -43,7 +43,7 @@ from codeit_jax.policy.encoding import bare_program, task_to_text
 from codeit_jax.policy.tokenizer import DSLTokenizer, Tokenizer
 from codeit_jax.programs.program import ProgramError, parse
 from codeit_jax.replay.buffer import ReplayBuffer
-from codeit_jax.replay.experience import EncodingSettings, add_tasks
+from codeit_jax.replay.experience import EncodingSettings, Experience, add_experiences
 from codeit_jax.tasks import Example, Grid, Task, TaskFormatError, read_json
 
 #: The official filter: a training output with more cells than this drops its task.
@@ -274,17 +274,17 @@ def add_mutated_tasks(
     keys each task by its own key (seed tasks: the official run keys a training task by itself,
     and random seeds, which it does not have, stay distinct tasks).
     """
-    return add_tasks(
-        buffer,
-        "mutated",
-        tasks,
-        tokenizer,
-        settings,
-        age=age,
-        keys=[(t.parent_key if key_by_parent else None) or t.key for t in tasks],
-        performance=[float(t.extra.get("task_demonstration_performance", 0.0)) for t in tasks],
-        distance=[float(t.extra.get("distance", 0.0)) for t in tasks],
-    )
+    experiences = [
+        Experience(
+            t,
+            (t.parent_key if key_by_parent else None) or t.key,
+            # the official files' extra_info fields
+            float(t.extra.get("task_demonstration_performance", 0.0)),
+            float(t.extra.get("distance", 0.0)),
+        )
+        for t in tasks
+    ]
+    return add_experiences(buffer, "mutated", experiences, tokenizer, settings, age=age)
 
 
 # --------------------------------------------------------------------------- A1 search files

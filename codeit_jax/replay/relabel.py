@@ -22,18 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from codeit_jax.execution.batch import Outcome
+from codeit_jax.replay.experience import Experience
 from codeit_jax.replay.metrics import SolutionRecord, example_reward, solves
 from codeit_jax.tasks import Grid, Task, is_grid
-
-
-class Outcome(Protocol):
-    """What relabelling reads from a sandbox outcome (duck-typed; the sandbox's own class fits)."""
-
-    ok: bool
-    value: object
-    error: str | None
 
 
 @dataclass
@@ -41,6 +34,7 @@ class RelabelResult:
     """The relabelled tasks and the solution records of one inference task."""
 
     tasks: list[Task] = field(default_factory=list)
+    experiences: list[Experience] = field(default_factory=list)  # one per task, for the buffer
     solutions: list[SolutionRecord] = field(default_factory=list)
 
 
@@ -116,21 +110,21 @@ def relabel(
             test = []
             if test_outputs is not None:
                 test = [(x, out) for (x, _), out in zip(task.test, test_outputs) if out is not None]
-            result.tasks.append(
-                Task(
-                    key=relabel_key(task.key, meta_iteration, j),
-                    train=train,
-                    test=test,
-                    program=program,
-                    parent_key=task.key,
-                    extra={
-                        "rewards": rewards,
-                        "distance": distance,
-                        "demonstration_performance": performance,
-                        "meta_iteration": meta_iteration,
-                    },
-                )
+            relabelled = Task(
+                key=relabel_key(task.key, meta_iteration, j),
+                train=train,
+                test=test,
+                program=program,
+                parent_key=task.key,
+                extra={
+                    "rewards": rewards,
+                    "distance": distance,
+                    "demonstration_performance": performance,
+                    "meta_iteration": meta_iteration,
+                },
             )
+            result.tasks.append(relabelled)
+            result.experiences.append(Experience(relabelled, task.key, performance, distance))
         if solves_shown:
             if test_outputs is None:
                 raise ValueError(
