@@ -182,7 +182,7 @@ def test_relabelling_is_unchanged_by_dropping_other_values():
     for task, texts in zip(tasks, samples):
         demo = _Stub().run([(t, [x for x, _ in task.train]) for t in texts])
         test = _Stub().run([(t, [x for x, _ in task.test]) for t in texts])
-        expected += relabel(task, texts, demo, test, 1).tasks
+        expected += relabel(task, texts, demo, test, 1).experiences
     assert result.relabelled == expected and len(expected) == 2
 
 

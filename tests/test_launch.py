@@ -265,4 +265,4 @@ def test_tpu_script_recreates_after_preemption_and_reruns_the_same_command(
     for line in runs:
         worker, cwd, rest = line.split(" ", 2)
         assert cwd == str(tmp_path / worker / "codeit_jax") and rest == command
-    assert (tmp_path / "w1" / "codeit_jax" / "codeit_jax" / "report.py").is_file()
+    assert (tmp_path / "w1" / "codeit_jax" / "codeit_jax" / "report" / "page.py").is_file()
