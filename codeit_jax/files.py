@@ -71,6 +71,12 @@ def codeit_data_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "shared" / "codeit-data"
 
 
+def resolve_data_dir(given: str | Path | None) -> Path:
+    """The data directory a config names (``~`` expanded), or `codeit_data_dir` when it names
+    none. Each job calls it once at start-up and passes the result down."""
+    return Path(given).expanduser() if given else codeit_data_dir()
+
+
 #: Stands for the data directory in a config's path fields (``{data_dir}/mutated_...json``).
 DATA_DIR_PLACEHOLDER = "{data_dir}"
 

@@ -29,7 +29,7 @@ import codeit_jax.jobs.codeit as codeit_loop  # noqa: E402
 from codeit_jax.jobs.codeit import open_sandbox, run  # noqa: E402
 from codeit_jax.policy.encoding import bare_program  # noqa: E402
 from codeit_jax.policy.sampler import SampleOutput, sequence_lengths  # noqa: E402
-from codeit_jax.replay.experience import EncodingSettings, encode_input  # noqa: E402
+from codeit_jax.replay.experience import EncodingConfig, encode_input  # noqa: E402
 from codeit_jax.tasks import load_codeit_dir  # noqa: E402
 from tests.codeit_testing import tiny_config  # noqa: E402
 
@@ -77,7 +77,7 @@ def hint_programs(config) -> None:
     """Make the loop build its policy with a `HintingSampler`."""
     build_policy = codeit_loop.build_policy
     tasks = load_codeit_dir(Path(config.data.data_dir) / "evaluation")
-    encoding = EncodingSettings(
+    encoding = EncodingConfig(
         config.encoding.n_examples,
         config.encoding.input_state_max,
         config.encoding.max_program_tokens,

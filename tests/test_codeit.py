@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from codeit_jax.config import ABLATIONS, prepare_config
+from codeit_jax.config import ABLATIONS, prepare_config, prepare_run_config
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.sandbox import Sandbox
 from codeit_jax.jobs.codeit import run
@@ -66,12 +66,12 @@ def sandbox():
 @pytest.fixture(scope="module")
 def policy(codeit_data: Path):
     """One tiny policy for every ablation test (they share the model shape), compiled once."""
-    return build_policy(prepare_config(tiny_config(codeit_data)), make_mesh())
+    return build_policy(prepare_run_config(tiny_config(codeit_data)), make_mesh())
 
 
 def scripted_iteration(config, policy, sandbox, training_tasks):
     """Meta-iteration 0 on the SCRIPTED tasks with (true program, wrong program) samples."""
-    prepared = prepare_config(config)
+    prepared = prepare_run_config(config)
     tasks = [training_tasks[key] for key in SCRIPTED]
     loop = make_loop(prepared, policy, tasks, sandbox, progress=False)
     scripts = {
@@ -373,10 +373,10 @@ def test_a4_no_pretraining_ignores_the_checkpoint_weights(tmp_path, codeit_data,
     save_hf_checkpoint(policy.model_config, params, tmp_path / "ckpt")
     config = tiny_config(codeit_data)
     config.model.init_from = str(tmp_path / "ckpt")
-    pretrained = build_policy(prepare_config(config), make_mesh())
+    pretrained = build_policy(prepare_run_config(config), make_mesh())
     assert params_digest(pretrained.pretrained_params) == params_digest(params)
     config.ablation = "a4_no_pretraining"
-    scratch = build_policy(prepare_config(config), make_mesh())
+    scratch = build_policy(prepare_run_config(config), make_mesh())
     assert scratch.pretrained_params is None
     assert scratch.model_config == pretrained.model_config  # same shape, fresh weights
 
@@ -388,7 +388,7 @@ def test_a5_one_example_shows_one_demonstration(codeit_data, policy, sandbox, tr
         config.ablation = ablation
         config.encoding.input_state_max = 256
         config.train.input_buckets = (64, 512)
-        loop = make_loop(prepare_config(config), policy, tasks, sandbox, progress=False)
+        loop = make_loop(prepare_run_config(config), policy, tasks, sandbox, progress=False)
         for ids, n in zip(loop.eval_inputs, expected):
             assert _grids_per_side(policy.tokenizer.decode(ids)) == (n, n), ablation
     # In a meta-iteration, the experience it adds is encoded with one example too.
@@ -418,7 +418,7 @@ def test_a6_no_mutated_starts_without_mutated_tasks(tmp_path, codeit_data, polic
         config.encoding.max_program_tokens = 512
         config.train.label_buckets = (64, 512)
         config.data.mutated_files = str(tmp_path / "mutated_tasks_train_3.json")
-        loop = make_loop(prepare_config(config), policy, tasks, sandbox, progress=False)
+        loop = make_loop(prepare_run_config(config), policy, tasks, sandbox, progress=False)
         buffer = initial_buffer(loop)
         keys = {e.parent_key for e in buffer.entries("mutated")}
         assert {t.key for t in tasks} <= keys  # the training tasks are always there
@@ -450,8 +450,8 @@ def test_validation_split_keeps_validation_tasks_out_of_the_buffer(
     config.data.mutated_files = "{data_dir}/mutated_tasks_train_6.json"
     config.encoding.max_program_tokens = 1024
     config.train.label_buckets = (64, 1024)
-    prepared = prepare_config(config)
-    tasks = load_eval_tasks(prepared)
+    prepared = prepare_run_config(config)
+    tasks = load_eval_tasks(prepared.data)
     assert {t.key for t in tasks} == {k for k in val if k in training}
     assert len(tasks) == 89
     loop = make_loop(prepared, policy, tasks, sandbox, progress=False)
@@ -468,7 +468,7 @@ def test_validation_split_keeps_validation_tasks_out_of_the_buffer(
 def test_random_seeds_without_codeit_data(tmp_path, sandbox):
     empty = tmp_path / "no_data"
     empty.mkdir()
-    config = prepare_config(tiny_config(empty))
+    config = prepare_run_config(tiny_config(empty))
     assert (config.data.seeds, config.data.eval_tasks) == ("random", "arc1")
     policy = build_policy(config, make_mesh())
     loop = make_loop(config, policy, [], sandbox, progress=False)
@@ -538,7 +538,7 @@ def test_pretrained_checkpoint_brings_its_tokenizer(tmp_path, codeit_data, sandb
     save_hf_checkpoint(shape, params, checkpoint)
     config = tiny_config(codeit_data)
     config.model.init_from = str(checkpoint)
-    config = prepare_config(config)
+    config = prepare_run_config(config)
     policy = build_policy(config, make_mesh(), known_programs(config))
     assert isinstance(policy.tokenizer, HFTokenizer)
     assert policy.model_config.vocab_size == 400

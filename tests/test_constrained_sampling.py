@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from codeit_jax.loop.inference import SamplingSettings, sample_programs
+from codeit_jax.loop.inference import sample_programs
 from codeit_jax.loop.policy import make_constraint
 from codeit_jax.policy.grammar import TypedGrammar
 from codeit_jax.policy.grammar_bpe import BPEGrammar, line_automaton
 from codeit_jax.policy.mesh import make_mesh
-from codeit_jax.policy.sampler import Sampler
+from codeit_jax.policy.sampler import Sampler, SamplingConfig
 from codeit_jax.policy.t5 import init_params, named_config
 from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer
 from codeit_jax.programs.program import parse
@@ -92,7 +92,7 @@ def test_bad_combinations_are_refused(sampler, params, grammar):
 
 
 def test_sample_programs_passes_the_constraint(sampler, params, grammar, table):
-    settings = SamplingSettings(n_samples=3, temperature=1.0, tasks_per_batch=8,
+    settings = SamplingConfig(n_samples=3, temperature=1.0, tasks_per_batch=8,
                                 max_new_tokens=MAX_NEW)  # fmt: skip
     mask = TOKENIZER.program_token_mask()
     texts = sample_programs(sampler, params, TOKENIZER, INPUTS, jax.random.key(0), settings,
@@ -102,7 +102,7 @@ def test_sample_programs_passes_the_constraint(sampler, params, grammar, table):
         check_types(parse(text), table)
     with pytest.raises(ValueError, match="cannot end samples"):
         sample_programs(sampler, params, TOKENIZER, INPUTS, jax.random.key(0),
-                        SamplingSettings(3, 1.0, 8, MAX_NEW, end_on_disallowed=True),
+                        SamplingConfig(3, 1.0, 8, MAX_NEW, end_on_disallowed=True),
                         mask, progress=False, constraint=grammar)  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 
 from codeit_jax import config as codeit_config
-from codeit_jax.config import prepare_config
+from codeit_jax.config import prepare_run_config
 from codeit_jax.errors import ConfigError, RunError
 from codeit_jax.files import write_json_atomic, write_text_atomic
 from codeit_jax.jobs import check_data
@@ -247,7 +247,7 @@ CODEIT_INPUT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CODEIT_INPUT_CASES))
 def test_every_codeit_input_is_read_before_the_workdir_exists(tmp_path, bad_inputs, case):
-    config = prepare_config(_codeit_case(bad_inputs, case))
+    config = prepare_run_config(_codeit_case(bad_inputs, case))
     with pytest.raises((TaskFormatError, ConfigError), match=CODEIT_INPUT_CASES[case]):
         read_inputs(config)
 

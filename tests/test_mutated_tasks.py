@@ -11,7 +11,7 @@ import pytest
 
 from codeit_jax.policy.tokenizer import DSLTokenizer
 from codeit_jax.replay.buffer import BufferConfig, ReplayBuffer
-from codeit_jax.replay.experience import EncodingSettings
+from codeit_jax.replay.experience import EncodingConfig
 from codeit_jax.replay.mutated_tasks import (
     add_mutated_tasks,
     first_missing_search_file,
@@ -94,7 +94,7 @@ def test_the_official_filter_looks_at_training_outputs_only(tmp_path):
     assert next(t for t in result.tasks if t.key == "colour_12").train[0][1] == ((12, 12),) * 2
     # They all go into the buffer, encoded with the built-in tokenizer.
     buffer = ReplayBuffer(BufferConfig())
-    settings = EncodingSettings(10, 512, 512)
+    settings = EncodingConfig(10, 512, 512)
     assert add_mutated_tasks(buffer, result.tasks, TOKENIZER, settings, 0, key_by_parent=False) == 6
     assert buffer.size("mutated") == 6
 
@@ -206,7 +206,7 @@ def test_mutated_entries_take_the_official_priority_inputs_and_keys(tmp_path):
     ]
     tasks = load([write(tmp_path / "m.json", records)]).tasks
     buffer = ReplayBuffer(BufferConfig())
-    add_mutated_tasks(buffer, tasks, TOKENIZER, EncodingSettings(10, 512, 512), age=3)
+    add_mutated_tasks(buffer, tasks, TOKENIZER, EncodingConfig(10, 512, 512), age=3)
     entries = {e.parent_key: e for e in buffer.entries("mutated")}
     assert sorted(entries) == ["eval_task", "plain", "train_task"]
     assert (entries["plain"].performance, entries["plain"].distance) == (0.0, 0.0)

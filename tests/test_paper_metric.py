@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from codeit_jax.config import prepare_config
+from codeit_jax.config import prepare_config, prepare_run_config
 from codeit_jax.errors import ConfigError
 from codeit_jax.files import resolve_data_path
 from codeit_jax.jobs.codeit import run
@@ -371,10 +371,10 @@ def test_paper_config_needs_the_file_and_the_small_configs_do_not(tmp_path, code
     with pytest.raises(ConfigError, match=r"mutation_solutions_19200.json is not a file.*fetch"):
         prepare_config(config)
     write_json(data / "mutation_solutions_19200.json", {"00576224": {SHORT: official(1.0, 1.0)}})
-    prepared = prepare_config(config)
+    prepared = prepare_run_config(config)
     assert prepared.metric.mutation_solutions == str(data / "mutation_solutions_19200.json")
     assert prepared.metric.mutation_samples == 19_200
-    assert load_paper_metric(prepared).mutation.num_records == 1
+    assert load_paper_metric(prepared.metric, 8).mutation.num_records == 1
     a6 = load_config("a6_no_mutated")
     a6.data.data_dir = str(data)
     prepared = prepare_config(a6)
@@ -384,8 +384,8 @@ def test_paper_config_needs_the_file_and_the_small_configs_do_not(tmp_path, code
         small.data.data_dir = str(data)  # they ask for no mutation file, whatever is there
         prepared = prepare_config(small)
         assert (prepared.metric.mutation_solutions, prepared.metric.mutation_samples) == ("", 0)
-    prepared = prepare_config(tiny_config(tmp_path))
-    assert load_paper_metric(prepared).mutation.num_records == 0
+    prepared = prepare_run_config(tiny_config(tmp_path))
+    assert load_paper_metric(prepared.metric, 8).mutation.num_records == 0
 
 
 # --------------------------------------------------------------------------- resumption
@@ -452,7 +452,7 @@ def test_run_writes_the_paper_columns_and_fills_them_after_an_old_checkpoint(
     RecordingWriter.scalars = []
     config = tiny_config(codeit_data)
     config.tensorboard = True
-    keys = [t.key for t in load_eval_tasks(prepare_config(config))]
+    keys = [t.key for t in load_eval_tasks(prepare_run_config(config).data)]
     solutions = write_json(
         tmp_path / "mutation_solutions_100.json",
         {keys[0]: {SHORT: official(1.0, 1.0)}, "not_run": {SHORT: official(1.0, 1.0)}},

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from codeit_jax import schema
 from codeit_jax.errors import ConfigError
-from codeit_jax.files import codeit_data_dir, write_text_atomic
+from codeit_jax.files import resolve_data_dir, write_text_atomic
 from codeit_jax.policy.tokenizer import DSLTokenizer
 from codeit_jax.programs.program import ProgramError, StateSizeError, parse
 from codeit_jax.replay.mutated_tasks import MutatedLoad, load_mutated_files
@@ -81,7 +81,7 @@ def load_mutated(config: ConfigDict) -> tuple[list[Path], MutatedLoad]:
 
 def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     schema.check_fields(config, FIELDS)
-    data_dir = Path(config.data_dir) if config.data_dir else codeit_data_dir()
+    data_dir = resolve_data_dir(config.data_dir)
     if not (data_dir / "training").is_dir():
         raise ConfigError(f"data_dir: no training/ directory in {data_dir}")
     mutated_paths, mutated = load_mutated(config)

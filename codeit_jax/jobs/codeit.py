@@ -15,6 +15,7 @@ writes files. Running the command again resumes after the last completed meta-it
 
 from __future__ import annotations
 
+import json
 import logging as std_logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,8 @@ import jax
 from absl import logging
 from ml_collections import ConfigDict
 
-from codeit_jax.config import prepare_config
+from codeit_jax.config import RunConfig, prepare_run_config
+from codeit_jax.execution.sandbox import SandboxConfig
 from codeit_jax.execution.shared import process_executor
 from codeit_jax.loop.inputs import RunInputs, read_inputs
 from codeit_jax.loop.iteration import (
@@ -39,13 +41,7 @@ from codeit_jax.loop.iteration import (
 )
 from codeit_jax.loop.outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.loop.policy import Policy, build_policy
-from codeit_jax.loop.state import (
-    RunCheckpoints,
-    RunState,
-    buffer_digest,
-    params_digest,
-    run_identity,
-)
+from codeit_jax.loop.state import RunCheckpoints, RunState, buffer_digest, params_digest
 from codeit_jax.loop.workdir_lock import WorkdirLock
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.trainer import initialize_distributed
@@ -65,21 +61,24 @@ def quiet_orbax_logs() -> None:
         absl_logger.addFilter(_QuietOrbax())
 
 
-def open_sandbox(config: ConfigDict) -> Any:
+def open_sandbox(settings: SandboxConfig) -> Any:
     """The sandbox with the config's limits (``workers`` 0: one per core)."""
     from codeit_jax.execution import sandbox
 
-    return sandbox.open_sandbox(sandbox.SandboxConfig.of(config.sandbox))
+    return sandbox.open_sandbox(settings)
 
 
 def run(
-    config: ConfigDict,
+    config_dict: ConfigDict,
     workdir: Path,
-    executor_factory: Callable[[ConfigDict], Any] = open_sandbox,
+    executor_factory: Callable[[SandboxConfig], Any] = open_sandbox,
 ) -> dict[str, Any]:
-    """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary."""
+    """Run (or resume) CodeIt up to ``config.n_meta_iterations``; returns a summary.
+
+    ``executor_factory`` opens the executor of the ``sandbox`` section (tests pass stand-ins).
+    """
     begin = time.perf_counter()
-    config = prepare_config(config)
+    config = prepare_run_config(config_dict)  # the only ConfigDict read of the run
     # Every input is read before the workdir exists: a bad one leaves nothing behind.
     inputs = read_inputs(config)
     quiet_orbax_logs()
@@ -95,7 +94,7 @@ def run(
         workdir,
     )
     if not config.model.init_from:
-        logging.info(pretraining_note(config))
+        logging.info(pretraining_note(config.model))
     policy = build_policy(config, make_mesh(), known_programs(config))
     logging.info(
         "policy: T5 %s (%s), vocabulary %d, %d devices",
@@ -110,11 +109,11 @@ def run(
 
 
 def _run_locked(
-    config: ConfigDict,
+    config: RunConfig,
     workdir: Path,
     policy: Policy,
     inputs: RunInputs,
-    executor_factory: Callable[[ConfigDict], Any],
+    executor_factory: Callable[[SandboxConfig], Any],
     progress: bool,
     begin: float,
 ) -> dict[str, Any]:
@@ -122,7 +121,7 @@ def _run_locked(
     writer = jax.process_index() == 0
     paper, eval_tasks = inputs.paper, inputs.eval_tasks
     checkpoints = RunCheckpoints(
-        workdir / CHECKPOINT_DIR, run_identity(config), config.checkpoint_max_to_keep
+        workdir / CHECKPOINT_DIR, json.loads(config.identity), config.checkpoint_max_to_keep
     )
     try:
         restored = checkpoints.restore(policy.trainer)  # before anything is written
@@ -133,7 +132,7 @@ def _run_locked(
     outputs = RunOutputs(workdir, enabled=writer, tensorboard=bool(config.tensorboard))
     totals = {"train_seconds": 0.0, "sample_seconds": 0.0, "execute_seconds": 0.0}
     try:
-        with executor_factory(config) as local_executor:
+        with executor_factory(config.sandbox) as local_executor:
             executor = process_executor(local_executor)  # each host runs its share
             loop = make_loop(config, policy, eval_tasks, executor, progress, paper)
             if restored is None:

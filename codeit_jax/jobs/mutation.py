@@ -57,7 +57,7 @@ from ml_collections import ConfigDict
 from codeit_jax import schema
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.batch import MatchingExecutor
-from codeit_jax.files import codeit_data_dir, write_text_atomic
+from codeit_jax.files import resolve_data_dir, write_text_atomic
 from codeit_jax.jobs.mutation_search import (
     evaluate,
     saved_chunks,
@@ -90,10 +90,6 @@ SUMMARY_FILE = "mutation_summary.json"
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-def _data_dir(config: ConfigDict) -> Path:
-    return Path(config.data_dir) if config.get("data_dir") else codeit_data_dir()
 
 
 #: Every field of configs/mutation.py and what it accepts.
@@ -150,16 +146,16 @@ def validation_keys(config: ConfigDict) -> frozenset[str]:
     ``baseline.validation_set``), else none."""
     if config.eval_tasks != "validation":
         return frozenset()
-    path = _data_dir(config) / SPLIT_KEYS_FILE
+    path = Path(config.data_dir) / SPLIT_KEYS_FILE
     if not path.is_file():
         raise ConfigError(f"config.eval_tasks='validation' needs {path}")
-    return validation_keys_of(_data_dir(config))
+    return validation_keys_of(Path(config.data_dir))
 
 
 def load_parents(config: ConfigDict, need_programs: bool) -> list[Parent]:
     """The training tasks of the CodeIt data dir (but the validation tasks when the baseline is
     evaluated on them, so no mutant descends from one); with programs typed when mutating."""
-    training = _data_dir(config) / "training"
+    training = Path(config.data_dir) / "training"
     if not training.is_dir():
         raise ConfigError(f"no CodeIt training tasks at {training} (set config.data_dir)")
     held_out = validation_keys(config)
@@ -222,7 +218,7 @@ class _CandidateSource:
 
 
 def _make_source(config: ConfigDict) -> _CandidateSource:
-    table = training_signature_table(_data_dir(config))
+    table = training_signature_table(Path(config.data_dir))
     if config.seed_source == "codeit":
         mutator = Mutator(table, MutationWeights(config.phi_arg, config.phi_func, config.phi_var))
 
@@ -357,7 +353,9 @@ def load_eval_tasks(config: ConfigDict) -> list[Task]:
     or the CodeIt training tasks of ``split_keys.json``'s "val" part ("validation")."""
     if config.eval_tasks == "validation":
         validation_keys(config)  # the split file must exist
-    return load_eval_tasks_of(config.eval_tasks, _data_dir(config), config.get("n_eval_tasks", 0))
+    return load_eval_tasks_of(
+        config.eval_tasks, Path(config.data_dir), config.get("n_eval_tasks", 0)
+    )
 
 
 # --------------------------------------------------------------------------- official files
@@ -384,6 +382,8 @@ def run(
     tasks, the chunk files a resumed run already wrote) are checked before the first write.
     """
     check_config(config)
+    config = ConfigDict(config.to_dict())  # the data directory resolved once, here
+    config.data_dir = str(resolve_data_dir(config.data_dir))
     workdir = Path(workdir)
     parents = None
     if generated_upto(config, workdir) < config.n_samples:

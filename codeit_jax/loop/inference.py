@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from codeit_jax.execution.batch import Executor
-from codeit_jax.policy.sampler import Constraint, Sampler
+from codeit_jax.policy.sampler import Constraint, Sampler, SamplingConfig
 from codeit_jax.policy.tokenizer import Tokenizer
 from codeit_jax.replay.experience import Experience
 from codeit_jax.replay.metrics import SolutionRecord
@@ -40,16 +40,6 @@ from codeit_jax.tasks import Task, is_grid
 #: Program runs per sandbox call: large enough to keep every worker busy, small enough for a
 #: progress bar that moves.
 RUNS_PER_CALL = 4096
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    n_samples: int
-    temperature: float  # 0: greedy
-    tasks_per_batch: int
-    max_new_tokens: int
-    top_k: int = 0  # 0: off; CodeIt samples with transformers' default of 50
-    end_on_disallowed: bool = False  # CodeIt: a disallowed token ends the sample (else masked)
 
 
 @dataclass
@@ -69,7 +59,7 @@ def sample_programs(
     tokenizer: Tokenizer,
     inputs: Sequence[Sequence[int]],
     key: jax.Array,
-    settings: SamplingSettings,
+    settings: SamplingConfig,
     allowed_tokens: np.ndarray,
     progress: bool = True,
     constraint: Constraint | None = None,
@@ -224,7 +214,7 @@ def infer(
     tasks: Sequence[Task],
     inputs: Sequence[Sequence[int]],
     key: jax.Array,
-    settings: SamplingSettings,
+    settings: SamplingConfig,
     allowed_tokens: np.ndarray,
     executor: Executor,
     meta_iteration: int,

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from absl import logging
-from ml_collections import ConfigDict
 
-from codeit_jax.config import data_dir, split_paths
+from codeit_jax.config import RunConfig
 from codeit_jax.loop.seeds import load_eval_tasks
 from codeit_jax.replay.mutated_tasks import check_collections, search_files
 from codeit_jax.replay.paper_metric import PaperMetric, load_paper_metric
@@ -29,14 +28,14 @@ class RunInputs:
     eval_tasks: list[Task]
 
 
-def read_inputs(config: ConfigDict) -> RunInputs:
-    """Read every input of a prepared config (`codeit_jax.config.prepare_config`)."""
-    paper = load_paper_metric(config)
-    eval_tasks = load_eval_tasks(config)
-    training = data_dir(config) / "training"
+def read_inputs(config: RunConfig) -> RunInputs:
+    """Read every input of a run."""
+    paper = load_paper_metric(config.metric, config.sampling.n_samples)
+    eval_tasks = load_eval_tasks(config.data)
+    training = config.data.training
     if config.data.seeds == "codeit" or training.is_dir():
         load_codeit_dir(training)  # seeds, the tokenizer's program list, random seeds' parents
-    check_collections(split_paths(config.data.mutated_files))
+    check_collections(config.data.mutated_files)
     if not config.add_policy_experience:
         needed = search_files(config.no_exit, config.n_meta_iterations)
         check_collections(needed)

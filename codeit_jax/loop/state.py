@@ -19,7 +19,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from ml_collections import ConfigDict
 
 from codeit_jax.errors import ConfigError, RunError
 from codeit_jax.loop.checkpoint import (
@@ -72,25 +71,6 @@ def buffer_digest(buffer: ReplayBuffer) -> str:
             digest.update(f"{partition}/{name}/{array.dtype.str}".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def run_identity(config: ConfigDict) -> dict[str, Any]:
-    """The settings a resumed run must share with the run that wrote the checkpoint.
-
-    ``n_meta_iterations`` is left out on purpose (a larger value continues the run), as are
-    settings that only change speed or output (workers, progress bars, batch per sampler call).
-    """
-    return {
-        "seed": config.seed,
-        "ablation": config.ablation,
-        "model": {k: config.model[k] for k in ("name", "init_from", "load_weights")},
-        "data": {k: config.data[k] for k in ("seeds", "mutated_files", "eval_tasks")},
-        "n_eval_tasks": config.data.n_eval_tasks,
-        "encoding": config.encoding.to_dict(),
-        "n_samples": config.sampling.n_samples,
-        "buffer": config.buffer.to_dict(),  # the restored buffer keeps the settings it had
-        "no_exit": config.no_exit.to_dict(),
-    }
 
 
 @dataclass

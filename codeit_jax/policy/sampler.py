@@ -89,6 +89,19 @@ DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
 _BLOCK = 128
 
 
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How many programs per task and how they are drawn (``config.sampling``)."""
+
+    n_samples: int
+    temperature: float  # 0: greedy
+    tasks_per_batch: int
+    max_new_tokens: int
+    top_k: int = 0  # 0: off; CodeIt samples with transformers' default of 50
+    end_on_disallowed: bool = False  # CodeIt: a disallowed token ends the sample (else masked)
+    constrained: bool = False  # sample only well-formed, well-typed programs (a `Constraint`)
+
+
 class Constraint(Protocol):
     """A token automaton run per row inside the decode loop (see the module docstring).
 

@@ -44,7 +44,7 @@ WEIGHT_DECAY_ON = ("matrices", "all")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; defaults follow CodeIt (AdamW, lr 5e-5)."""
+    """Training settings (``config.train``); defaults follow CodeIt (AdamW, lr 5e-5)."""
 
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
@@ -69,6 +69,14 @@ class TrainConfig:
     dropout: bool = True
     #: Seeds parameter initialisation and the dropout keys.
     seed: int = 0
+    # What a CodeIt meta-iteration trains on (read by the loop, not by the `Trainer`):
+    n_policy: int = 0  # experiences sampled from the policy partition
+    n_mutated: int = 0  # and from the mutated partition
+    epochs: int = 1
+    first_epochs: int = 0  # epochs of meta-iteration 0 (0: ``epochs``)
+    reset_optimizer: bool = False  # a new optimizer state each meta-iteration (CodeIt)
+    input_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024)  # padded lengths (batching)
+    label_buckets: tuple[int, ...] = (32, 64, 128, 256, 512)
 
     def __post_init__(self):
         if self.weight_decay_on not in WEIGHT_DECAY_ON:

@@ -21,7 +21,7 @@ from codeit_jax.tasks import Task
 
 
 @dataclass(frozen=True)
-class EncodingSettings:
+class EncodingConfig:
     """How tasks and programs become token ids."""
 
     n_examples: int
@@ -33,7 +33,7 @@ class EncodingSettings:
         return max_input_length(tokenizer, self.input_state_max)
 
 
-def encode_input(task: Task, tokenizer: Tokenizer, settings: EncodingSettings) -> list[int]:
+def encode_input(task: Task, tokenizer: Tokenizer, settings: EncodingConfig) -> list[int]:
     """Model input ids of a task (each side cut to ``input_state_max``)."""
     return encode_task(task, tokenizer, settings.n_examples, settings.input_state_max)
 
@@ -58,7 +58,7 @@ def add_experiences(
     partition: str,
     experiences: Sequence[Experience],
     tokenizer: Tokenizer,
-    settings: EncodingSettings,
+    settings: EncodingConfig,
     *,
     age: int,
 ) -> int:

@@ -43,7 +43,7 @@ from codeit_jax.policy.encoding import bare_program, task_to_text
 from codeit_jax.policy.tokenizer import DSLTokenizer, Tokenizer
 from codeit_jax.programs.program import ProgramError, parse
 from codeit_jax.replay.buffer import ReplayBuffer
-from codeit_jax.replay.experience import EncodingSettings, Experience, add_experiences
+from codeit_jax.replay.experience import EncodingConfig, Experience, add_experiences
 from codeit_jax.tasks import Example, Grid, Task, TaskFormatError, read_json
 
 #: The official filter: a training output with more cells than this drops its task.
@@ -259,7 +259,7 @@ def add_mutated_tasks(
     buffer: ReplayBuffer,
     tasks: Sequence[Task],
     tokenizer: Tokenizer,
-    settings: EncodingSettings,
+    settings: EncodingConfig,
     age: int,
     key_by_parent: bool = True,
 ) -> int:
@@ -290,6 +290,16 @@ def add_mutated_tasks(
 # --------------------------------------------------------------------------- A1 search files
 
 
+@dataclass(frozen=True)
+class NoExitConfig:
+    """Where ablation A1 finds its search files (``config.no_exit``): meta-iteration ``i``
+    adds ``<search_dir>/mutated_tasks_search_<start_samples + i * interval>.json``."""
+
+    search_dir: str
+    start_samples: int
+    interval: int
+
+
 def search_file(directory: str | Path, n: int) -> Path:
     """``<directory>/mutated_tasks_search_<n>.json``."""
     return Path(directory).expanduser() / SEARCH_FILE.format(n=n)
@@ -311,7 +321,7 @@ def first_missing_search_file(
     return None
 
 
-def search_files(no_exit: Any, n_iterations: int) -> list[Path]:
+def search_files(no_exit: NoExitConfig, n_iterations: int) -> list[Path]:
     """The search file of each of meta-iterations 0 .. n_iterations - 1 (A1)."""
     return [
         search_file(no_exit.search_dir, search_samples(no_exit.start_samples, no_exit.interval, i))
@@ -321,10 +331,10 @@ def search_files(no_exit: Any, n_iterations: int) -> list[Path]:
 
 def add_search_tasks(
     buffer: ReplayBuffer,
-    no_exit: Any,
+    no_exit: NoExitConfig,
     iteration: int,
     tokenizer: Tokenizer,
-    settings: EncodingSettings,
+    settings: EncodingConfig,
     held_out: Collection[str] = (),
 ) -> int:
     """A1: the tasks of meta-iteration ``iteration``'s search file into the mutated partition

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from absl import logging
-from ml_collections import ConfigDict
 
 from codeit_jax.errors import ConfigError
 from codeit_jax.replay.metrics import (
@@ -55,6 +54,15 @@ _FETCH_HINT = "bash data/fetch_codeit_data.sh copies it into the CodeIt data dir
 
 
 # --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """``config.metric``, resolved: the mutation baseline's solutions file ('' for none) and
+    how many mutation samples precede the policy's."""
+
+    mutation_solutions: str = ""
+    mutation_samples: int = 0
 
 
 def samples_from_name(path: str | Path) -> int | None:
@@ -322,10 +330,8 @@ class PaperMetric:
             )
 
 
-def load_paper_metric(config: ConfigDict) -> PaperMetric:
-    """The metric of a prepared config (`codeit_jax.config.prepare_config`)."""
-    samples_per_task = int(config.sampling.n_samples)
-    metric = config.metric
+def load_paper_metric(metric: MetricConfig, samples_per_task: int) -> PaperMetric:
+    """The metric of a run that samples ``samples_per_task`` programs per task."""
     offset = int(metric.mutation_samples)
     if not metric.mutation_solutions:
         return PaperMetric(MutationSolutions(""), offset, samples_per_task)
@@ -345,6 +351,7 @@ __all__ = [
     "AUTO_SAMPLES",
     "NUM_MUTATED",
     "PAPER_COLUMNS",
+    "MetricConfig",
     "MutationSolutions",
     "PaperMetric",
     "default_mutation_samples",
