@@ -21,6 +21,7 @@ from codeit_jax.errors import ConfigError
 from codeit_jax.execution.sandbox import Sandbox
 from codeit_jax.jobs.codeit import run
 from codeit_jax.loop import iteration
+from codeit_jax.loop.digests import params_digest
 from codeit_jax.loop.iteration import (
     initial_buffer,
     initial_state,
@@ -31,7 +32,6 @@ from codeit_jax.loop.iteration import (
 )
 from codeit_jax.loop.policy import build_policy
 from codeit_jax.loop.seeds import load_eval_tasks
-from codeit_jax.loop.state import params_digest
 from codeit_jax.policy.convert import save_hf_checkpoint
 from codeit_jax.policy.encoding import (
     GRID_SEPARATOR,

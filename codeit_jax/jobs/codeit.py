@@ -10,7 +10,8 @@ wires the stages together; each stage lives in its own module.
 Every process of a multi-host run executes the same command and holds the same buffer, samples
 and scores (they are pure functions of the seed, the params and the outcomes); only process 0
 writes files. Running the command again resumes after the last completed meta-iteration
-(`codeit_jax.loop.state`); a larger ``n_meta_iterations`` continues the run.
+(`codeit_jax.loop.state`, `codeit_jax.loop.run_checkpoints`); a larger ``n_meta_iterations``
+continues the run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ml_collections import ConfigDict
 from codeit_jax.config import RunConfig, prepare_run_config
 from codeit_jax.execution.sandbox import SandboxConfig
 from codeit_jax.execution.shared import process_executor
+from codeit_jax.loop.digests import buffer_digest, params_digest
 from codeit_jax.loop.inputs import RunInputs, read_inputs
 from codeit_jax.loop.iteration import (
     SAMPLE_RATES,
@@ -41,7 +43,8 @@ from codeit_jax.loop.iteration import (
 )
 from codeit_jax.loop.outputs import CHECKPOINT_DIR, PERFORMANCE_FILE, TENSORBOARD_DIR, RunOutputs
 from codeit_jax.loop.policy import Policy, build_policy
-from codeit_jax.loop.state import RunCheckpoints, RunState, buffer_digest, params_digest
+from codeit_jax.loop.run_checkpoints import RunCheckpoints
+from codeit_jax.loop.state import RunState
 from codeit_jax.loop.workdir_lock import WorkdirLock
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.trainer import initialize_distributed

@@ -23,12 +23,8 @@ from codeit_jax.loop.inference import Executor, InferenceResult, infer
 from codeit_jax.loop.integrity import all_finite
 from codeit_jax.loop.policy import Policy, has_hf_tokenizer
 from codeit_jax.loop.seeds import seed_tasks, validation_keys
-from codeit_jax.loop.state import (
-    RunState,
-    sampling_key,
-    stage_rng,
-    stage_seed,
-)
+from codeit_jax.loop.state import RunState
+from codeit_jax.loop.streams import sampling_key, stage_rng, stage_seed
 from codeit_jax.policy.batching import BucketBatcher
 from codeit_jax.policy.encoding import bare_program
 from codeit_jax.policy.t5 import count_params
