@@ -15,7 +15,7 @@ reported separately). Each repeat runs every mode in turn on a batch of new text
 and none profits from parse caches warmed by an earlier repeat; runs/s is over all repeats.
 ``mismatches`` counts outcomes that differ from ``inprocess`` outside timeouts: programs that
 put functions inside sets or grids depend on address-based hashing (see
-:mod:`codeit_jax.execution.sandbox`), a handful per 10,000 runs of (b).
+:mod:`codeit_jax.execution.sandbox`; the rate measured is in docs/benchmarks.md).
 ``overhead`` is ``1 - sandbox_1 / bare`` on (b) (``overhead_vs_inprocess`` likewise against
 ``inprocess``) and ``scaling`` is ``sandbox_N / sandbox_1`` on (b).
 

@@ -13,8 +13,9 @@ Design, and why:
 * Workers are fresh interpreters (``python -c``, see :mod:`codeit_jax.execution.worker`), not
   forks: the parent usually holds JAX/XLA threads and forking such a process is unsafe, and
   ``multiprocessing``'s spawn/forkserver would re-import the parent's ``__main__`` (and with it
-  JAX) in every worker. A worker imports only the program parser and the DSL and is ready in
-  about 0.1 s, so a pool is started once per run and a killed worker is replaced quickly.
+  JAX) in every worker. A worker imports only the program parser and the DSL, so it starts
+  quickly (docs/benchmarks.md); a pool is started once per run and a killed worker is replaced
+  at little cost.
 * Work goes out in chunks of runs (guided: big chunks first, smaller ones near the end to keep
   the workers evenly busy), one chunk in flight per worker so that the parent never blocks
   writing to a busy worker. Identical (text, input) pairs in a batch run once. Each worker
@@ -45,7 +46,7 @@ Design, and why:
   that finish close to their time limit, and for programs that put function values inside
   sets or grids (``replace(I, x1, centerofmass)``): Python hashes functions by address, so the
   iteration order of such a set, and what ``leastcolor``/``paint`` make of it, differs from
-  process to process (about 1 run in 10,000 of the benchmark's policy-like workload; in-process
+  process to process (rare: docs/benchmarks.md has the rate on policy-like programs; in-process
   execution has the same property).
 
 This is a resource sandbox, not a security boundary: program text is never evaluated as Python

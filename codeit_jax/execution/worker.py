@@ -3,7 +3,7 @@
 Started by :class:`codeit_jax.execution.sandbox.Sandbox` as a fresh interpreter (``python -c`` with
 :data:`BOOTSTRAP`), never forked from the parent: the parent may hold JAX/XLA threads, which a
 ``fork`` would copy in a broken state, and a fresh interpreter that imports only this module,
-the program parser and the DSL starts in about 0.1 s.
+the program parser and the DSL starts quickly (docs/benchmarks.md).
 
 Channels, all inherited file descriptors:
 

@@ -54,7 +54,7 @@ Randomness and what is guaranteed:
 
 Sampling is by inverse CDF with one uniform number per row and step (two-level: 128-token blocks,
 then within the block), which costs about as much as a softmax; Gumbel-max would need one random
-number per vocabulary entry and is several times slower on CPU.
+number per vocabulary entry per row and step (docs/benchmarks.md has how much slower it was).
 """
 
 from __future__ import annotations
