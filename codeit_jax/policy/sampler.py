@@ -366,20 +366,40 @@ class Sampler:
         ok = np.arange(padded) < len(ids)
         return np.pad(ids, (0, padded - len(ids))), ok, False
 
-    def _chunks(
+    def calls(
         self,
         params: dict,
         inputs: Sequence[Sequence[int]],
         key: jax.Array,
-        temperature: float,
-        greedy: bool,
-        allowed_tokens: np.ndarray | None,
-        end_on_disallowed: bool,
+        *,
+        num_samples: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        allowed_tokens: np.ndarray | None = None,
+        top_k: int = 0,
+        end_on_disallowed: bool = False,
         constraint: Constraint | None = None,
-    ) -> Iterator[tuple[int, tuple, bool]]:
-        """Validated, padded, placed arguments of the jitted program, per chunk of tasks:
-        (number of real tasks, args, full_head). Multi-host: every process passes the same
-        values."""
+    ) -> Iterator[tuple[int, tuple, dict[str, Any]]]:
+        """The calls of the jitted program that sample K = ``num_samples`` programs for each
+        task's encoder input tokens (unpadded lists), one per chunk of tasks: (number of real
+        tasks, arguments, static keywords), validated, padded and placed. Multi-host: every
+        process passes the same values. `sample` and `lower` take these keywords.
+
+        ``top_k`` > 0 samples from the ``top_k`` largest logits of each step only;
+        ``end_on_disallowed`` switches the mask from "never sample" to CodeIt's "end the sample
+        after a disallowed token" (see the module docstring). A ``constraint`` replaces both
+        (pass neither with it) and needs ``max_new_tokens >= constraint.min_new_tokens()``.
+        """
+        if num_samples <= 0 or max_new_tokens <= 0:
+            raise ValueError("num_samples and max_new_tokens must be positive")
+        if constraint is not None and max_new_tokens < constraint.min_new_tokens():
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} is below the {constraint.min_new_tokens()} "
+                "tokens constrained decoding needs to guarantee a complete program"
+            )
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: off), got {top_k}")
         if not inputs:
             raise ValueError("no tasks to sample")
         if not greedy and not temperature > 0:
@@ -412,88 +432,32 @@ class Sampler:
             index = np.arange(start, start + chunk, dtype=np.int32)
             active = np.arange(chunk) < len(part)
             batch = [global_array(x, rows) for x in (ids, mask, index, active)]
-            yield len(part), (params, *batch, *shared), full_head
+            static = {
+                "num_samples": num_samples,
+                "max_new_tokens": max_new_tokens,
+                "greedy": greedy,
+                "full_head": full_head,
+                "top_k": top_k,
+                "end_on_disallowed": end_on_disallowed,
+                "constraint": constraint,
+            }
+            yield len(part), (params, *batch, *shared), static
 
     def lower(
-        self,
-        params: dict,
-        inputs: Sequence[Sequence[int]],
-        key: jax.Array,
-        *,
-        num_samples: int,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        greedy: bool = False,
-        allowed_tokens: np.ndarray | None = None,
-        top_k: int = 0,
-        end_on_disallowed: bool = False,
-        constraint: Constraint | None = None,
+        self, params: dict, inputs: Sequence[Sequence[int]], key: jax.Array, **settings: Any
     ) -> jax.stages.Lowered:
-        """The lowered program ``sample`` runs for the first chunk of these arguments (to
-        compile ahead of time, time the compile, or read its HLO and cost analysis)."""
-        chunks = self._chunks(
-            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed,
-            constraint,
-        )  # fmt: skip
-        _, args, full_head = next(chunks)
-        return self._sample.lower(
-            *args,
-            num_samples=num_samples,
-            max_new_tokens=max_new_tokens,
-            greedy=greedy,
-            full_head=full_head,
-            top_k=top_k,
-            end_on_disallowed=end_on_disallowed,
-            constraint=constraint,
-        )
+        """The lowered program `sample` runs for the first chunk of these arguments (to compile
+        ahead of time, time the compile, or read its HLO and cost analysis)."""
+        _, args, static = next(self.calls(params, inputs, key, **settings))
+        return self._sample.lower(*args, **static)
 
     def sample(
-        self,
-        params: dict,
-        inputs: Sequence[Sequence[int]],
-        key: jax.Array,
-        *,
-        num_samples: int,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        greedy: bool = False,
-        allowed_tokens: np.ndarray | None = None,
-        top_k: int = 0,
-        end_on_disallowed: bool = False,
-        constraint: Constraint | None = None,
+        self, params: dict, inputs: Sequence[Sequence[int]], key: jax.Array, **settings: Any
     ) -> SampleOutput:
-        """K samples for each task's encoder input tokens (unpadded lists).
-
-        ``top_k`` > 0 samples from the ``top_k`` largest logits of each step only;
-        ``end_on_disallowed`` switches the mask from "never sample" to CodeIt's "end the sample
-        after a disallowed token" (see the module docstring). A ``constraint`` replaces both
-        (pass neither with it) and needs ``max_new_tokens >= constraint.min_new_tokens()``.
-        """
-        if num_samples <= 0 or max_new_tokens <= 0:
-            raise ValueError("num_samples and max_new_tokens must be positive")
-        if constraint is not None and max_new_tokens < constraint.min_new_tokens():
-            raise ValueError(
-                f"max_new_tokens={max_new_tokens} is below the {constraint.min_new_tokens()} "
-                "tokens constrained decoding needs to guarantee a complete program"
-            )
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0: off), got {top_k}")
-        outputs = []
-        chunks = self._chunks(
-            params, inputs, key, temperature, greedy, allowed_tokens, end_on_disallowed,
-            constraint,
-        )  # fmt: skip
-        for n_tasks, args, full_head in chunks:
-            tokens = self._sample(
-                *args,
-                num_samples=num_samples,
-                max_new_tokens=max_new_tokens,
-                greedy=greedy,
-                full_head=full_head,
-                top_k=top_k,
-                end_on_disallowed=end_on_disallowed,
-                constraint=constraint,
-            )
-            outputs.append(host_array(tokens)[:n_tasks])
+        """K samples for each task's encoder input tokens (the keywords are `calls`')."""
+        outputs = [
+            host_array(self._sample(*args, **static))[:n_tasks]
+            for n_tasks, args, static in self.calls(params, inputs, key, **settings)
+        ]
         tokens = np.concatenate(outputs)
         return SampleOutput(tokens, sequence_lengths(tokens, self.config.eos_token_id))
