@@ -13,7 +13,7 @@ tokens. For each config this prints
   the same run. A paper step accumulates ``grad_accum_steps`` such micro-batches.
 
     python -m codeit_jax.bench.input_length [--configs tiny,codeit] [--steps 2]
-        [--tasks arc1|codeit]
+        [--tasks arc1|codeit] [--rows N]
 
 Ends with one JSON line of the figures.
 """
@@ -67,8 +67,11 @@ def eval_tasks(source: str) -> list[Task]:
     return load_arc("arc1", "evaluation")
 
 
-def measure_config(name: str, tasks: list[Task], label_length: int, steps: int) -> dict:
-    """Cut fractions and micro-batch step times of one config file, old and new input length."""
+def measure_config(
+    name: str, tasks: list[Task], label_length: int, steps: int, rows: int = 0
+) -> dict:
+    """Cut fractions and micro-batch step times of one config file, old and new input length
+    (``rows`` > 0 times that many rows instead of the config's micro-batch)."""
     from codeit_jax.policy.trainer import TrainConfig, Trainer
 
     config = runpy.run_path(str(CONFIGS / f"{name}.py"))["get_config"]()
@@ -79,7 +82,7 @@ def measure_config(name: str, tasks: list[Task], label_length: int, steps: int) 
         tasks, DSLTokenizer(), config.encoding.n_examples, old_max, side
     )
     model = named_config(config.model.name, dropout_rate=config.model.dropout_rate)
-    rows = config.train.batch_size // config.train.grad_accum_steps
+    rows = rows or config.train.batch_size // config.train.grad_accum_steps
     labels = min(label_length, config.train.label_buckets[-1])
     figures: dict = {
         "model": config.model.name,
@@ -107,6 +110,13 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--steps", type=int, default=2, help="timed steps after the first")
     parser.add_argument("--label-length", type=int, default=128)
     parser.add_argument("--tasks", choices=("arc1", "codeit"), default="arc1")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=0,
+        help="rows per timed micro-batch; 0: the config's (the paper config's 8 rows at 1,024 "
+        "input tokens need about 22 GB of host memory on CPU)",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     print(
@@ -116,10 +126,10 @@ def main(argv: list[str]) -> dict:
     tasks = eval_tasks(args.tasks)
     peak_size = peak_matmul_size()
     peak_before = measure_matmul_peak(peak_size)
-    results = {
-        name: measure_config(name, tasks, args.label_length, args.steps)
-        for name in args.configs.split(",")
-    }
+    results = {}
+    for name in args.configs.split(","):
+        results[name] = measure_config(name, tasks, args.label_length, args.steps, args.rows)
+        print(f"{name}: {json.dumps(results[name])}", flush=True)
     peak = max(peak_before, measure_matmul_peak(peak_size))
     print(f"{len(tasks)} evaluation tasks ({args.tasks}); matmul peak {peak / 1e9:.1f} GFLOP/s")
     for name, r in results.items():
