@@ -22,6 +22,7 @@ from ml_collections import ConfigDict
 def get_config() -> ConfigDict:
     config = runpy.run_path(str(Path(__file__).with_name("cpu_validation.py")))["get_config"]()
     config.workdir = "runs/cpu_evaluation"
+    config.n_meta_iterations = 6  # about 90 minutes on 2 busy cores
     config.data.eval_tasks = "codeit"
     config.metric.mutation_solutions = ""
     config.metric.mutation_samples = 9_600  # the mutated file's samples count as programs
