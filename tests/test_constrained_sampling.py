@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
+from codeit_jax.bench.constrained import bpe_tokenizer
 from codeit_jax.loop.inference import sample_programs
 from codeit_jax.loop.policy import make_constraint
 from codeit_jax.policy.grammar import TypedGrammar
@@ -17,7 +18,7 @@ from codeit_jax.policy.grammar_bpe import BPEGrammar, line_automaton
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.sampler import Sampler, SamplingConfig
 from codeit_jax.policy.t5 import init_params, named_config
-from codeit_jax.policy.tokenizer import DSLTokenizer, HFTokenizer
+from codeit_jax.policy.tokenizer import DSLTokenizer
 from codeit_jax.programs.program import parse
 from codeit_jax.programs.types import check_types, signature_table
 
@@ -118,32 +119,8 @@ _PROGRAMS = [
 @pytest.fixture(scope="module")
 def hf_tokenizer(tmp_path_factory):
     """A byte-level BPE tokenizer that frames texts as ``<s> ... </s>`` (CodeT5's way)."""
-    from tokenizers import Tokenizer as RawTokenizer
-    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    raw = RawTokenizer(models.BPE(unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(
-        _PROGRAMS * 20,
-        trainers.BpeTrainer(
-            vocab_size=400,
-            special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    raw.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        unk_token="<unk>",
-    )  # fmt: skip
     path = tmp_path_factory.mktemp("hf_bos_tokenizer")
-    fast.save_pretrained(str(path))
-    return HFTokenizer(path)
+    return bpe_tokenizer(_PROGRAMS * 20, str(path), vocab_size=400)
 
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from codeit_jax.bench.constrained import bpe_tokenizer
 from codeit_jax.dsl.constants import CONSTANTS
 from codeit_jax.dsl.signatures import PRIMITIVE_NAMES
 from codeit_jax.policy.encoding import bare_program, grid_to_text, task_to_text
@@ -201,30 +202,8 @@ def test_hf_adapter_reports_a_missing_directory(tmp_path):
 @pytest.fixture(scope="module")
 def hf_bos_dir(tmp_path_factory):
     """A byte-level BPE tokenizer that frames texts as ``<s> ... </s>``, as CodeT5's does."""
-    from tokenizers import Tokenizer as RawTokenizer
-    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    raw = RawTokenizer(models.BPE(unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(
-        _PROGRAMS * 20,
-        trainers.BpeTrainer(
-            vocab_size=400,
-            special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    raw.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        unk_token="<unk>",
-    )  # fmt: skip
     path = tmp_path_factory.mktemp("hf_bos_tokenizer")
-    fast.save_pretrained(str(path))
+    bpe_tokenizer(_PROGRAMS * 20, str(path), vocab_size=400)
     return path
 
 

@@ -92,9 +92,9 @@ def time_modes(
     return results
 
 
-def bpe_tokenizer(programs: Sequence[str], directory: str) -> HFTokenizer:
+def bpe_tokenizer(programs: Sequence[str], directory: str, vocab_size: int = 1000) -> HFTokenizer:
     """A byte-level BPE tokenizer with CodeT5's ``<s> ... </s>`` framing, trained on
-    ``programs`` and saved to ``directory``."""
+    ``programs`` and saved to ``directory`` (the tests build theirs here too)."""
     from tokenizers import Tokenizer as RawTokenizer
     from tokenizers import decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -105,7 +105,7 @@ def bpe_tokenizer(programs: Sequence[str], directory: str) -> HFTokenizer:
     raw.train_from_iterator(
         programs,
         trainers.BpeTrainer(
-            vocab_size=1000,
+            vocab_size=vocab_size,
             special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
