@@ -136,3 +136,14 @@ def get_config() -> ConfigDict:
     config.progress = True  # progress bars on long stages
     config.distributed = False  # jax.distributed.initialize() (multi-host)
     return config
+
+
+def use_our_settings(config: ConfigDict) -> None:
+    """Our settings where this config reproduces the official code (the README's switch table
+    says why each differs); the small configs take them."""
+    config.train.max_grad_norm = 1.0
+    config.train.weight_decay_on = "matrices"
+    config.train.reset_optimizer = False
+    config.train.loss_on_padding = False
+    config.sampling.top_k = 0
+    config.sampling.disallowed_tokens = "mask"

@@ -18,7 +18,8 @@ from ml_collections import ConfigDict
 
 
 def get_config() -> ConfigDict:
-    config = runpy.run_path(str(Path(__file__).with_name("codeit.py")))["get_config"]()
+    paper = runpy.run_path(str(Path(__file__).with_name("codeit.py")))
+    config = paper["get_config"]()
     config.workdir = "runs/cpu_experiment"
     config.seed = 0
     config.n_meta_iterations = 20
@@ -40,13 +41,7 @@ def get_config() -> ConfigDict:
     config.sampling.tasks_per_batch = 32
     config.sampling.max_new_tokens = 128
     config.sandbox.workers = 2
-    # Our settings where the paper config reproduces the official code (configs/codeit.py).
-    config.train.max_grad_norm = 1.0
-    config.train.weight_decay_on = "matrices"
-    config.train.reset_optimizer = False
-    config.train.loss_on_padding = False
-    config.sampling.top_k = 0
-    config.sampling.disallowed_tokens = "mask"
+    paper["use_our_settings"](config)  # where configs/codeit.py reproduces the official code
     # The paper figure with our baseline's solutions: --config.metric.mutation_solutions=
     # runs/mutation/mutation_candidates.json --config.metric.mutation_samples=9600; "": policy.
     config.metric.mutation_solutions = ""

@@ -32,7 +32,8 @@ BASELINE = "runs/mutation_validation"
 
 
 def get_config() -> ConfigDict:
-    config = runpy.run_path(str(Path(__file__).with_name("codeit.py")))["get_config"]()
+    paper = runpy.run_path(str(Path(__file__).with_name("codeit.py")))
+    config = paper["get_config"]()
     config.workdir = "runs/cpu_validation"
     config.seed = 0
     config.n_meta_iterations = 13  # 9,600 + 13 x 2,136 programs <= the baseline's 38,400
@@ -58,11 +59,5 @@ def get_config() -> ConfigDict:
     config.sampling.max_new_tokens = 128
     config.sampling.constrained = True
     config.sandbox.workers = 2
-    # Our settings where the paper config reproduces the official code (configs/codeit.py).
-    config.train.max_grad_norm = 1.0
-    config.train.weight_decay_on = "matrices"
-    config.train.reset_optimizer = False
-    config.train.loss_on_padding = False
-    config.sampling.top_k = 0
-    config.sampling.disallowed_tokens = "mask"
+    paper["use_our_settings"](config)  # where configs/codeit.py reproduces the official code
     return config

@@ -17,7 +17,8 @@ from ml_collections import ConfigDict
 
 
 def get_config() -> ConfigDict:
-    config = runpy.run_path(str(Path(__file__).with_name("codeit.py")))["get_config"]()
+    paper = runpy.run_path(str(Path(__file__).with_name("codeit.py")))
+    config = paper["get_config"]()
     config.workdir = "runs/tiny"
     config.seed = 0
     config.n_meta_iterations = 4
@@ -40,12 +41,6 @@ def get_config() -> ConfigDict:
     config.sampling.tasks_per_batch = 16
     config.sampling.max_new_tokens = 128
     config.sandbox.workers = 2
-    # Our settings where the paper config reproduces the official code (configs/codeit.py).
-    config.train.max_grad_norm = 1.0
-    config.train.weight_decay_on = "matrices"
-    config.train.reset_optimizer = False
-    config.train.loss_on_padding = False
-    config.sampling.top_k = 0
-    config.sampling.disallowed_tokens = "mask"
+    paper["use_our_settings"](config)  # where configs/codeit.py reproduces the official code
     config.metric.mutation_solutions = ""  # the policy alone (no official mutation file needed)
     return config
