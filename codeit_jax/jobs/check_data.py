@@ -16,13 +16,13 @@ from typing import Any
 
 from absl import logging
 from ml_collections import ConfigDict
-from tqdm import tqdm
 
 from codeit_jax import schema
 from codeit_jax.errors import ConfigError
 from codeit_jax.files import resolve_data_dir, write_text_atomic
 from codeit_jax.policy.tokenizer import DSLTokenizer
 from codeit_jax.programs.program import ProgramError, StateSizeError, parse
+from codeit_jax.progress import track
 from codeit_jax.replay.mutated_tasks import MutatedLoad, load_mutated_files
 from codeit_jax.tasks import Task, TaskFormatError, load_codeit_dir
 
@@ -88,7 +88,7 @@ def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     tasks = [t for t in load_codeit_dir(data_dir / "training") if t.program]
     logging.info("loaded %d tasks with programs from %s", len(tasks), data_dir / "training")
     start = time.perf_counter()
-    records = [check_task(t, config.max_state_size) for t in tqdm(tasks, desc="programs")]
+    records = [check_task(t, config.max_state_size) for t in track(tasks, "programs", "program")]
     seconds = time.perf_counter() - start
     solved = [r["task"] for r in records if r["correct"] == r["total"]]
     failed = sorted(r["task"] for r in records if r["correct"] != r["total"])

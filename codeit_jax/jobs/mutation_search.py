@@ -25,6 +25,7 @@ from codeit_jax.errors import ConfigError
 from codeit_jax.execution.batch import MatchingExecutor
 from codeit_jax.files import write_json_atomic, write_text_atomic
 from codeit_jax.programs.program import Program, parse
+from codeit_jax.progress import track
 from codeit_jax.replay.metrics import SolutionRecord, submission, task_solved
 from codeit_jax.replay.mutated_tasks import official_cells, search_file
 from codeit_jax.tasks import (
@@ -113,11 +114,9 @@ def _match_all(
     what: str,
 ) -> list[Any]:
     """``executor.match`` over all units, in calls of :data:`UNITS_PER_CALL` with progress."""
-    from tqdm import tqdm
-
     results: list[Any] = []
     calls = range(0, len(units), UNITS_PER_CALL)
-    for start in tqdm(calls, desc=what, unit="call", mininterval=30):
+    for start in track(calls, what, "call"):
         results.extend(executor.match(units[start : start + UNITS_PER_CALL]))
     return results
 

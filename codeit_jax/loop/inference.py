@@ -27,11 +27,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from codeit_jax.execution.batch import Executor
 from codeit_jax.policy.sampler import Constraint, Sampler, SamplingConfig
 from codeit_jax.policy.tokenizer import Tokenizer
+from codeit_jax.progress import track
 from codeit_jax.replay.experience import Experience
 from codeit_jax.replay.metrics import SolutionRecord
 from codeit_jax.replay.relabel import needs_test_run, output_grid, relabel, unique_programs
@@ -74,9 +74,7 @@ def sample_programs(
         raise ValueError("constrained decoding cannot end samples on disallowed tokens")
     texts: list[list[str]] = []
     starts = range(0, len(inputs), settings.tasks_per_batch)
-    for chunk, start in enumerate(
-        tqdm(starts, desc="sampling", unit="batch", disable=not progress)
-    ):
+    for chunk, start in enumerate(track(starts, "sampling", "batch", enabled=progress)):
         out = sampler.sample(
             params,
             inputs[start : start + settings.tasks_per_batch],
@@ -121,7 +119,7 @@ def run_batched(
             size = 0
         calls[-1].append(run)
         size += len(run[1])
-    for call in tqdm(calls, desc=what, unit="call", disable=not progress or len(calls) < 2):
+    for call in track(calls, what, "call", enabled=progress and len(calls) >= 2):
         if call:
             for row in executor.run(call):
                 outcomes.append([keep_grids(outcome, grids) for outcome in row])

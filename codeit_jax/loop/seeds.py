@@ -13,7 +13,6 @@ import random
 from collections.abc import Sequence
 
 from absl import logging
-from tqdm import tqdm
 
 from codeit_jax import tasks as tasks_module
 from codeit_jax.config import DataConfig
@@ -22,6 +21,7 @@ from codeit_jax.execution.batch import Executor
 from codeit_jax.programs.mutate import accept_outputs
 from codeit_jax.programs.random_programs import RandomProgramSampler
 from codeit_jax.programs.types import signature_table
+from codeit_jax.progress import track
 from codeit_jax.tasks import Task, load_arc, load_codeit_dir
 
 #: Random programs drawn per sandbox batch when seeding randomly.
@@ -69,9 +69,7 @@ def random_seed_tasks(
     sampler = RandomProgramSampler(signature_table(data.data_dir))
     n = data.n_random_seeds
     found: list[Task] = []
-    for start in tqdm(
-        range(0, n, _RANDOM_BATCH), desc="random seeds", unit="batch", disable=not progress
-    ):
+    for start in track(range(0, n, _RANDOM_BATCH), "random seeds", "batch", enabled=progress):
         drawn = []
         for s in range(start, min(n, start + _RANDOM_BATCH)):
             rng = random.Random(f"{seed}:seed:{s}")

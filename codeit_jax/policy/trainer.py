@@ -34,10 +34,10 @@ import numpy as np
 import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm import tqdm
 
 from codeit_jax.policy.batching import Batch, BucketBatcher, num_real_examples
 from codeit_jax.policy.mesh import DATA_AXIS, batch_sharding, data_parallel_size, make_mesh
+from codeit_jax.progress import progress_bar
 
 WEIGHT_DECAY_ON = ("matrices", "all")
 
@@ -415,12 +415,11 @@ class Trainer:
                 f"batcher makes batches of {batcher.batch_size}, the trainer expects "
                 f"{self.config.batch_size}"
             )
-        bar = tqdm(
-            total=max(0, len(batcher) - start),
-            desc=f"epoch {epoch}",
-            unit="step",
-            disable=not progress or jax.process_index() != 0,
-            dynamic_ncols=True,
+        bar = progress_bar(
+            max(0, len(batcher) - start),
+            f"epoch {epoch}",
+            "step",
+            enabled=progress and jax.process_index() == 0,
         )
         losses: list[float] = []
         loss_total, tokens, examples = 0.0, 0, 0
