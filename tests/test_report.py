@@ -31,7 +31,8 @@ from codeit_jax.tasks import Task, save_codeit_dir
 
 GRID_A_IN = ((1, 2), (3, 4))
 GRID_A_OUT = ((2, 1), (4, 3))
-PROGRAM_A = "x1 = vmirror(I)\nO = x1  # <b>&"  # markup characters must come out escaped
+PROGRAM_A = "x1 = hmirror(I)\nO = rot180(x1)"  # solves task A: vmirror in two lines
+OTHER_A = "O = I  # <b>&"  # markup characters must come out escaped
 PROGRAM_B = "O = hmirror(I)"
 
 
@@ -94,7 +95,7 @@ def make_workdir(
     board.add([SolutionRecord("bbbb0002", PROGRAM_B, 0, (1.0,), (0.0,))])
     board.add(
         [
-            SolutionRecord("aaaa0001", "O = I", 1, (0.0, 1.0), (0.0,)),
+            SolutionRecord("aaaa0001", OTHER_A, 1, (0.0, 1.0), (0.0,)),
             SolutionRecord("aaaa0001", PROGRAM_A, 1, (1.0, 1.0), (1.0,)),
         ]
     )
@@ -148,12 +149,11 @@ def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
 
     # The solved task has a section with its program (escaped) and the winning record's facts.
     assert 'id="task-aaaa0001"' in page
-    assert "x1 = vmirror(I)\nO = x1  # &lt;b&gt;&amp;" in page
-    assert "<b>&" not in page
+    assert "<pre>x1 = hmirror(I)\nO = rot180(x1)</pre>" in page
     assert "found in meta-iteration 1" in page
     assert "demonstrations solved 2/2, test examples 1/1" in page
     # The other submission of the solved task is listed; the unsolved task gets no section.
-    assert "<pre>O = I</pre>" in page
+    assert "<pre>O = I  # &lt;b&gt;&amp;</pre>" in page and "<b>&" not in page
     assert 'id="task-bbbb0002"' not in page and PROGRAM_B not in page
     assert "cccc0003" not in page
     assert "<b>1 of 3</b> evaluation tasks solved" in page
@@ -177,17 +177,22 @@ def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
     assert not re.search(r"(https?:|ftp:|//[a-z]|url\()", without_data, re.IGNORECASE)
     assert "<script" not in page and "<link" not in page
 
-    # The task's grids: 2 demonstration pairs + 1 test pair = 6 pictures, the first being the
-    # first demonstration input drawn in ARC colours.
+    # The task's grids: 2 demonstration pairs + 1 test pair, each input, expected output and
+    # what the solving program produced (run again for the report), the first picture being
+    # the first demonstration input drawn in ARC colours.
     grids = re.findall(r'<img class="grid" src="data:image/png;base64,([^"]+)" alt="([^"]+)"', page)
     assert [alt for _, alt in grids] == [
         "demo 1 input (2x2)",
         "demo 1 output (2x2)",
+        "demo 1 produced (2x2)",
         "demo 2 input (1x3)",
         "demo 2 output (1x3)",
+        "demo 2 produced (1x3)",
         "test 1 input (1x2)",
         "test 1 output (1x2)",
+        "test 1 produced (1x2)",
     ]
+    assert page.count("<span>= expected</span>") == 3 and "differs" not in page
     pixels, palette = decode_png(base64.b64decode(grids[0][0]))
     assert palette == [c.lower() for c in (*ARC_COLOURS, BORDER_COLOUR)]
     np.testing.assert_array_equal(pixels, grid_pixels(GRID_A_IN, pixels.shape[0] // 2 - 1))

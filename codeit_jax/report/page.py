@@ -19,6 +19,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from codeit_jax.execution.batch import Outcome, run_in_process
 from codeit_jax.replay.sample_stats import SAMPLE_COLUMNS
 from codeit_jax.report.curves import (
     axis_end,
@@ -41,7 +42,10 @@ from codeit_jax.report.inputs import (
     read_run,
     tasks_for,
 )
-from codeit_jax.tasks import Example, Grid, Task
+from codeit_jax.tasks import Example, Grid, Task, is_grid
+
+#: CPU seconds a solved program gets per input when the report runs it to show its outputs.
+PRODUCE_TIMEOUT_S = 1.0
 
 #: Default report file name inside the workdir.
 REPORT_FILE = "report.html"
@@ -73,6 +77,9 @@ table.perf th { background: #eee; }
 .pair.test { border-color: #7a9ee0; background: #f3f7ff; }
 .pair .label { font-size: 11px; color: #666; writing-mode: vertical-rl; transform: rotate(180deg); }
 .arrow { color: #888; font-size: 18px; }
+.produced { display: flex; flex-direction: column; align-items: center; font-size: 11px;
+            color: #2a7a2a; }
+.produced.wrong { color: #b03030; }
 img.grid { image-rendering: pixelated; display: block; }
 .palette span { display: inline-block; padding: 1px 7px; margin-right: 3px; color: #fff;
                 font-size: 12px; border: 1px solid #888; }
@@ -90,13 +97,39 @@ def _cell_px(grid: Grid) -> int:
     return max(low, min(high, _GRID_TARGET_PX // max(len(grid), len(grid[0]))))
 
 
-def _pair_html(example: Example, label: str, test: bool) -> str:
+def _pair_html(example: Example, label: str, test: bool, produced: Outcome | None = None) -> str:
+    """Input -> expected output, then what the program produced on that input (when it was
+    run): the same grid marked "= expected", another grid, or why there is none."""
     x, y = example
+    shown = ""
+    if produced is not None:
+        if produced.ok and is_grid(produced.value):
+            same = produced.value == y
+            mark = "= expected" if same else "differs"
+            shown = (
+                f'<span class="arrow">|</span><span class="produced{"" if same else " wrong"}">'
+                f"{grid_img_tag(produced.value, f'{label} produced', _cell_px(produced.value))}"
+                f"<span>{mark}</span></span>"
+            )
+        else:
+            why = produced.error or "not a grid"
+            shown = f'<span class="arrow">|</span><span class="produced wrong">{_e(why)}</span>'
     return (
         f'<div class="pair{" test" if test else ""}"><span class="label">{_e(label)}</span>'
         f'{grid_img_tag(x, f"{label} input", _cell_px(x))}<span class="arrow">&rarr;</span>'
-        f"{grid_img_tag(y, f'{label} output', _cell_px(y))}</div>"
+        f"{grid_img_tag(y, f'{label} output', _cell_px(y))}{shown}</div>"
     )
+
+
+def produced_outputs(program: str, task: Task) -> list[Outcome] | None:
+    """The program's outcome on every demonstration then test input, in this process (a
+    solved program already ran within the sandbox's limits; the time budget applies here too);
+    None when it cannot be run at all."""
+    inputs = [x for x, _ in task.train] + [x for x, _ in task.test]
+    try:
+        return run_in_process([(program, inputs)], timeout_s=PRODUCE_TIMEOUT_S)[0]
+    except Exception:  # noqa: BLE001 - the report then shows expected grids only
+        return None
 
 
 def _score(performance: Sequence[float]) -> str:
@@ -104,10 +137,19 @@ def _score(performance: Sequence[float]) -> str:
 
 
 def task_html(solved: SolvedTask, task: Task) -> str:
-    """A solved task: the program that solved it beside its demonstration and test pairs."""
+    """A solved task: the program that solved it beside its demonstration and test pairs
+    (input, expected output, what the program produced)."""
     record = solved.solution
-    pairs = [_pair_html(ex, f"demo {k + 1}", False) for k, ex in enumerate(task.train)]
-    pairs += [_pair_html(ex, f"test {k + 1}", True) for k, ex in enumerate(task.test)]
+    produced = produced_outputs(record.program, task) or [None] * (len(task.train) + len(task.test))
+    demos, tests = produced[: len(task.train)], produced[len(task.train) :]
+    pairs = [
+        _pair_html(ex, f"demo {k + 1}", False, out)
+        for k, (ex, out) in enumerate(zip(task.train, demos))
+    ]
+    pairs += [
+        _pair_html(ex, f"test {k + 1}", True, out)
+        for k, (ex, out) in enumerate(zip(task.test, tests))
+    ]
     others = ""
     if solved.other_submissions:
         listed = "".join(f"<pre>{_e(p)}</pre>" for p in solved.other_submissions)
@@ -271,9 +313,9 @@ solutions from {_e(run.solutions_file.name)} &middot; grids from {_e(task_source
 {performance_table(run)}
 <h2>Solved evaluation tasks ({solved_count})</h2>
 <p class="meta">Each task the policy solved: the submitted program that solves every test
-example, and the task's demonstration pairs and (outlined in blue) test pairs, input &rarr;
-output. (Tasks that only the mutation baseline's programs solve count in the paper's figure but
-are not listed: the workdir holds the policy's solutions only.)
+example, and the task's demonstration pairs and (outlined in blue) test pairs: input &rarr;
+expected output | the program's output. (Tasks that only the mutation baseline's programs solve
+count in the paper's figure but are not listed: the workdir holds the policy's solutions only.)
 ARC colours: <span class="palette">{_palette_html()}</span></p>
 <p class="index">{index or "No evaluation task solved yet."}</p>
 {sections}
@@ -284,17 +326,29 @@ ARC colours: <span class="palette">{_palette_html()}</span></p>
 def write_report(
     workdir: str | Path,
     out: str | Path | None = None,
-    tasks: str | None = None,
+    tasks: str | Sequence[Task] | None = None,
     mutation_csv: str | None = None,
+    official_curve: bool = True,
 ) -> Path:
-    """Read the workdir, render the report and write it (default: ``<workdir>/report.html``)."""
+    """Read the workdir, render the report and write it (default: ``<workdir>/report.html``).
+
+    ``tasks``: a task source (see `TaskSource`) or the run's own inference tasks (a job that
+    writes its report passes those). ``official_curve``: whether the CodeIt data's official
+    baseline curve may stand in when neither ``mutation_csv`` nor the workdir has one (not for
+    a run on another task set than the official evaluation tasks).
+    """
     run = read_run(workdir)
-    source = TaskSource(tasks) if tasks else default_task_source()
-    task_map = tasks_for(source, [s.key for s in run.solved])
-    mutation_path = find_mutation_csv(run.workdir, mutation_csv)
+    keys = [s.key for s in run.solved]
+    if tasks is None or isinstance(tasks, str):
+        source = TaskSource(tasks) if tasks else default_task_source()
+        task_map, task_source = tasks_for(source, keys), source.describe()
+    else:
+        by_key = {t.key: t for t in tasks}
+        task_map, task_source = {k: by_key[k] for k in keys if k in by_key}, "the run's tasks"
+    mutation_path = find_mutation_csv(run.workdir, mutation_csv, official_curve)
     mutation = read_mutation_csv(mutation_path) if mutation_path else None
     document = render_report(
-        run, task_map, source.describe(), mutation, str(mutation_path) if mutation_path else None
+        run, task_map, task_source, mutation, str(mutation_path) if mutation_path else None
     )
     out_path = Path(out) if out else run.workdir / REPORT_FILE
     out_path.parent.mkdir(parents=True, exist_ok=True)
