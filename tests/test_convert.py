@@ -17,7 +17,9 @@ from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.t5 import T5
 from tests.t5_testing import generate_greedy, sample_greedy, torch_logits
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip(
+    "torch", reason="the PyTorch parity tests need torch: pip install -e '.[reference]'"
+)
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 96

@@ -55,7 +55,9 @@ MAX_NEW = 24
 
 @pytest.fixture(scope="module")
 def torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the PyTorch parity tests need torch: pip install -e '.[reference]'"
+    )
     pytest.importorskip("transformers")
     return torch
 

@@ -213,7 +213,9 @@ def test_relative_position_buckets_small_distances_are_exact():
 
 
 def test_relative_position_buckets_match_transformers():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the PyTorch parity tests need torch: pip install -e '.[reference]'"
+    )
     t5_modeling = pytest.importorskip("transformers.models.t5.modeling_t5")
     relative = torch.arange(-300, 301)
     for bidirectional in (True, False):
