@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging as std_logging
 import os
 import re
 import runpy
@@ -32,6 +33,7 @@ EXPERIMENTS: dict[str, str] = {
     "check_data": "codeit_jax.jobs.check_data:run",
     "mutation": "codeit_jax.jobs.mutation:run",
     "codeit": "codeit_jax.jobs.codeit:run",
+    "comparison": "codeit_jax.jobs.comparison:run",
 }
 
 #: Exit statuses.
@@ -207,14 +209,44 @@ def run_job(config: ConfigDict, workdir_flag: str | None) -> dict[str, Any]:
         fail("interrupted", "run the same command again to resume", EXIT_INTERRUPTED)
 
 
+#: experiment -> the config field that makes a finished run go further, when there is one.
+CONTINUE_FIELDS: dict[str, str] = {
+    "codeit": "n_meta_iterations",
+    "comparison": "codeit.n_meta_iterations",
+}
+
+
+def continue_command(config: ConfigDict, argv: Sequence[str]) -> str | None:
+    """The command that continues a finished run: the same command with the experiment's
+    `CONTINUE_FIELDS` entry doubled (a finished run resumes from its last checkpoint)."""
+    field = CONTINUE_FIELDS.get(config.get("experiment"))
+    if field is None:
+        return None
+    value: Any = config
+    for part in field.split("."):
+        value = value[part]
+    kept = [a for a in argv[1:] if not a.startswith(f"--config.{field}=")]
+    return " ".join(["python -m codeit_jax.main", *kept, f"--config.{field}={2 * value}"])
+
+
+def quiet_backend_probe_logs() -> None:
+    """JAX logs at INFO each accelerator plugin it could not start ("Unable to initialize
+    backend 'tpu'") on every CPU-only machine; real problems come as warnings and still show."""
+    std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail("invalid command line", f"unexpected arguments {argv[1:]}", EXIT_INPUT)
+    quiet_backend_probe_logs()
     try:
         config = load_config()
     except ConfigError as e:
         fail("invalid config", e, EXIT_INPUT)
     summary = run_job(config, _WORKDIR.value)
+    command = continue_command(config, sys.argv)
+    if command:
+        logging.info("to go further (the run resumes from its last checkpoint): %s", command)
     print(json.dumps(summary, default=str))  # one line, the last of stdout: easy to parse
 
 

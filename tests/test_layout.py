@@ -1,9 +1,10 @@
 """The package layout: folders are CodeIt's stages and imports between them point down only.
 
 Order, bottom to top: the DSL, programs, execution, the policy, replay, the typed run config
-(``codeit_jax/config.py``), the loop, the jobs, the report, the benchmarks. A module may import
-its own stage, any stage below it and the base modules (tasks, errors, files, schema); never a
-stage above it. ``main.py`` sits on top.
+(``codeit_jax/config.py``), the loop, the report (it reads a run's files; jobs write it when they
+end), the jobs, the benchmarks. A module may import its own stage, any stage below it and the
+base modules (tasks, errors, files, schema, progress); never a stage above it. ``main.py`` sits
+on top.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "codeit_jax"
-LAYERS = ["dsl", "programs", "execution", "policy", "replay", "config", "loop", "jobs", "report",
+LAYERS = ["dsl", "programs", "execution", "policy", "replay", "config", "loop", "report", "jobs",
           "bench", "main"]  # fmt: skip
-BASE = {"tasks", "errors", "files", "schema"}
+BASE = {"tasks", "errors", "files", "schema", "progress"}
 
 
 def layer_of(module: str) -> str | None:

@@ -28,6 +28,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from codeit_jax.config import RunConfig, prepare_run_config
+from codeit_jax.errors import one_line
 from codeit_jax.execution.sandbox import SandboxConfig
 from codeit_jax.execution.shared import process_executor
 from codeit_jax.loop.digests import buffer_digest, params_digest
@@ -49,6 +50,8 @@ from codeit_jax.loop.workdir_lock import WorkdirLock
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.trainer import initialize_distributed
 from codeit_jax.replay.metrics import LEARNING_COLUMNS
+from codeit_jax.report.inputs import MUTATION_FILE as MUTATION_CURVE_FILE
+from codeit_jax.tasks import EVAL_SET_NAMES, Task
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -90,21 +93,31 @@ def run(
     writer = jax.process_index() == 0
     progress = bool(config.progress) and writer
     logging.info(
-        "CodeIt: ablation %s, seeds %s, %d meta-iterations, outputs in %s",
+        "CodeIt: ablation %s, %d meta-iterations, outputs in %s (%s)",
         config.ablation,
-        config.data.seeds,
         config.n_meta_iterations,
         workdir,
+        "resuming" if (workdir / CHECKPOINT_DIR).is_dir() else "new run",
+    )
+    logging.info(
+        "data: %s; seeds %s; inference on %d tasks of %s",
+        config.data.data_dir,
+        config.data.seeds,
+        len(inputs.eval_tasks),
+        EVAL_SET_NAMES.get(config.data.eval_tasks, config.data.eval_tasks),
     )
     if not config.model.init_from:
         logging.info(pretraining_note(config.model))
     policy = build_policy(config, make_mesh(), known_programs(config))
+    devices = jax.devices()
     logging.info(
-        "policy: T5 %s (%s), vocabulary %d, %d devices",
+        "policy: T5 %s (%s), vocabulary %d; %d %s device(s) (%s)",
         config.model.init_from or config.model.name,
         "pretrained" if policy.pretrained_params is not None else "random init",
         policy.model_config.vocab_size,
-        jax.device_count(),
+        len(devices),
+        jax.default_backend(),
+        devices[0].device_kind,
     )
     workdir.mkdir(parents=True, exist_ok=True)  # the run's first write
     with WorkdirLock(workdir, enabled=writer):  # before Orbax touches checkpoints/
@@ -189,8 +202,68 @@ def _run_locked(
         checkpoints.close()
         outputs.close()
     summary = _summary(loop, state, workdir, resumed_from, totals, time.perf_counter() - begin)
+    if writer and state.completed:
+        summary["report"] = write_run_report(
+            workdir, eval_tasks, baseline_curve(config), official_curve=False
+        )
     outputs.write_summary(summary)
+    if writer:
+        log_outputs(summary)
     return summary
+
+
+def baseline_curve(config: RunConfig) -> str | None:
+    """The curve of the mutation baseline whose solutions the paper figure merges: the
+    ``mutation_performance.csv`` beside ``metric.mutation_solutions`` (the official one in the
+    CodeIt data, or a baseline run's), when there is one."""
+    solutions = config.metric.mutation_solutions
+    if not solutions:
+        return None
+    curve = Path(solutions).parent / MUTATION_CURVE_FILE
+    return str(curve) if curve.is_file() else None
+
+
+def write_run_report(
+    workdir: Path,
+    eval_tasks: Sequence[Task],
+    mutation_csv: str | None = None,
+    official_curve: bool = True,
+    out: Path | None = None,
+) -> str | None:
+    """The run's HTML report, with the grids of the tasks the run inferred on (the report
+    tool's own default task set may not be the run's); None, with a warning, when it cannot be
+    written: the run's results are in its other files either way."""
+    from codeit_jax.report.page import write_report  # matplotlib, imported when needed
+
+    try:
+        return str(write_report(workdir, out, eval_tasks, mutation_csv, official_curve))
+    except Exception as e:  # noqa: BLE001 - the report is a view of files already written
+        logging.warning("the report could not be written: %s", one_line(e))
+        return None
+
+
+def log_outputs(summary: dict[str, Any]) -> None:
+    """Where the run's results are and how to look at them."""
+    logging.info(
+        "finished: %d of %d tasks solved by the policy after %d meta-iteration(s), %.0f s",
+        summary["tasks_solved"],
+        summary["inference_tasks"],
+        summary["meta_iterations_completed"],
+        summary["total_seconds"],
+    )
+    files = [
+        ("performance per meta-iteration", summary["performance_csv"]),
+        ("solutions", summary["solutions"]),
+        ("checkpoints (resume)", summary["checkpoints"]),
+        ("report", summary.get("report")),
+    ]
+    for what, path in files:
+        if path:
+            logging.info("  %s: %s", what, path)
+    workdir = Path(summary["performance_csv"]).parent
+    logging.info("  remake the report: python -m codeit_jax.report --workdir=%s", workdir)
+    if summary.get("tensorboard"):
+        logging.info("  scalars: tensorboard --logdir %s", summary["tensorboard"])
 
 
 def _summary(

@@ -184,12 +184,16 @@ def read_mutation_csv(path: str | Path) -> list[tuple[int, float]]:
     return points
 
 
-def find_mutation_csv(workdir: Path, given: str | None) -> Path | None:
-    """The baseline curve to draw: the one given, else the workdir's, else the CodeIt data's
-    (the official curve the paper plots), else none."""
+def find_mutation_csv(workdir: Path, given: str | None, official: bool = True) -> Path | None:
+    """The baseline curve to draw: the one given, else the workdir's, else (when ``official``)
+    the CodeIt data's (the official curve the paper plots, on the evaluation tasks), else
+    none."""
     if given:
         return Path(given)
-    for candidate in (workdir / MUTATION_FILE, codeit_data_dir() / MUTATION_FILE):
+    candidates = [workdir / MUTATION_FILE]
+    if official:
+        candidates.append(codeit_data_dir() / MUTATION_FILE)
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
     return None
