@@ -1,7 +1,7 @@
 """The package layout: folders are CodeIt's stages and imports between them point down only.
 
 Order, bottom to top: the DSL, programs, execution, the policy, replay, the typed run config
-(``codeit_jax/config.py``), the loop, the jobs, the report, the benchmarks. A module may import
+(``codeit_jax/config/``), the loop, the jobs, the report, the benchmarks. A module may import
 its own stage, any stage below it and the base modules (tasks, errors, files, schema); never a
 stage above it. ``main.py`` sits on top.
 """
