@@ -120,6 +120,14 @@ def test_every_field_of_every_config_file_has_a_rule(path):
         assert table[name].accepts(value), (name, value)
 
 
+def test_every_rule_says_in_one_line_what_its_field_means():
+    """--print_config and docs/config.md print these; a new field must come with its meaning."""
+    for experiment, table in _field_tables().items():
+        for name, rule in table.items():
+            assert rule.meaning.strip(), f"{experiment}: config.{name} has no meaning"
+            assert "\n" not in rule.meaning, f"{experiment}: config.{name}: one line"
+
+
 #: (experiment's config file, field, a value its rule refuses)
 BAD_VALUES = [
     ("tiny", "seed", 2**32),
