@@ -23,7 +23,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from codeit_jax import schema
-from codeit_jax.config.ablations import ABLATIONS
+from codeit_jax.config.ablations import apply_ablation
 from codeit_jax.config.fields import FIELDS
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.sandbox import SandboxConfig
@@ -69,13 +69,7 @@ def _prepare(config: ConfigDict) -> tuple[ConfigDict, Path]:
     if config.get("experiment") != "codeit":
         raise ConfigError(f"config.experiment is {config.get('experiment')!r}, not 'codeit'")
     schema.check_fields(config, FIELDS)
-    c = ConfigDict(config.to_dict())
-    c.add_policy_experience = True
-    c.relabel = True
-    c.model.load_weights = True
-    change = ABLATIONS[c.ablation]
-    if change is not None:
-        change(c)
+    c = apply_ablation(config)
     return c, _check(c)
 
 

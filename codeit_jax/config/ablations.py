@@ -58,3 +58,17 @@ ABLATIONS: dict[str, Callable[[ConfigDict], None] | None] = {
     "a5_one_example": _one_example,
     "a6_no_mutated": _no_mutated,
 }
+
+
+def apply_ablation(config: ConfigDict) -> ConfigDict:
+    """An unlocked copy of a checked config with the derived settings at their CodeIt values,
+    then changed by ``config.ablation``: the one place an ablation is applied (the run and
+    ``--print_config`` both call it)."""
+    c = ConfigDict(config.to_dict())
+    c.add_policy_experience = True
+    c.relabel = True
+    c.model.load_weights = True
+    change = ABLATIONS[c.ablation]
+    if change is not None:
+        change(c)
+    return c
