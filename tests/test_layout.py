@@ -3,7 +3,7 @@
 Order, bottom to top: the DSL, programs, execution, the policy, replay, the typed run config
 (``codeit_jax/config/``), the loop, the jobs, the report, the benchmarks. A module may import
 its own stage, any stage below it and the base modules (tasks, errors, files, schema); never a
-stage above it. ``main.py`` sits on top.
+stage above it. ``main.py`` sits on top, over ``config_table.py`` (every job's fields as text).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "codeit_jax"
 LAYERS = ["dsl", "programs", "execution", "policy", "replay", "config", "loop", "jobs", "report",
-          "bench", "main"]  # fmt: skip
+          "bench", "config_table", "main"]  # fmt: skip
 BASE = {"tasks", "errors", "files", "schema"}
 
 

@@ -178,7 +178,7 @@ FIELDS: dict[str, schema.Rule] = {
         "the baseline's solutions merged into the paper's figure; '': policy only"
     ),
     "metric.mutation_samples": schema.integer(AUTO_SAMPLES).means(
-        "programs the baseline sampled for them; -1: the <n> of the file name, else 19,200"
+        "programs the baseline sampled for those solutions; -1: <n> of the file name, else 19,200"
     ),
     "checkpoint_max_to_keep": schema.integer(1).means(
         "checkpoints kept in the workdir; older ones are deleted"
