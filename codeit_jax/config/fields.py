@@ -135,7 +135,7 @@ FIELDS: dict[str, schema.Rule] = {
     ),
     "sampling.max_new_tokens": schema.integer(1).means("most tokens generated per program"),
     "sampling.constrained": schema.boolean().means(
-        "grammar- and type-constrained decoding (beyond the paper; needs 'mask')"
+        "grammar- and type-constrained decoding (beyond the paper); needs disallowed_tokens='mask'"
     ),
     "buffer.capacity": schema.integer(0).means("most entries per buffer partition; 0: unbounded"),
     "buffer.reduce_percentage": schema.number(0.0, 1.0, high_open=True).means(
