@@ -5,6 +5,10 @@ overridden on the command line (``--config.n_meta_iterations=3``). Every host of
 the same command. The job's outputs go to ``--workdir`` (default: the config's ``workdir``);
 its summary is printed as one compact JSON object on the last line of stdout.
 
+``--print_config`` lists every field of the ``--config`` file, one a line, with its value after
+the overrides and what it means, then exits without running or writing anything
+(docs/config.md has every job's fields). ``--helpfull`` lists every flag.
+
 A failure ends with one line on stderr and an exit status: 2 for bad input (a flag, a config
 field, an input file; nothing is written), 1 for a fault at run time, 130 when interrupted.
 """
@@ -49,6 +53,13 @@ _OVERRIDE_FLAG = re.compile(r"^--?(no)?config\.([^=]+)")
 #: report's flags live in ``codeit_jax.report.__main__``, run as its own program).
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir).")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config",
+    False,
+    "Print every field of --config (after its overrides) with its value and meaning, then exit "
+    "without running anything.",
+)
+_HELP_FLAG = re.compile(r"^--?(help|helpshort|helpfull|helpxml|\?)(=|$)")
 
 
 def fail(prefix: str, message: object, status: int) -> NoReturn:
@@ -142,9 +153,13 @@ def _last_line(error: BaseException) -> str:
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing with one-line errors and exit status 2 (absl prints a usage hint
-    and exits 1; an unknown config field gave a 57-line traceback)."""
+    and exits 1; an unknown config field gave a 57-line traceback), and exit status 0 after
+    the help that was asked for (absl's help flags exit 1, as for an error)."""
     try:
         return flags.FLAGS(argv)
+    except SystemExit as e:  # raised by absl's help flags once the help is printed
+        asked = any(_HELP_FLAG.match(arg) for arg in argv[1:])
+        raise SystemExit(0 if asked and e.code == 1 else e.code) from None
     except Exception as e:  # noqa: BLE001 - a flag, a config file or an override naming no field
         problem = describe_flag_failure(argv, e)
         about_config = "--config" in problem or problem.startswith("config.")
@@ -235,6 +250,22 @@ def quiet_backend_probe_logs() -> None:
     std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
 
 
+def print_config(config: ConfigDict) -> None:
+    """``--print_config``: every field, its value and its meaning; a bad value is refused as a
+    run would refuse it (exit 2). Nothing is created: the job is never called."""
+    from codeit_jax.config_table import config_lines  # only now: the CodeIt table loads JAX
+
+    try:
+        lines = config_lines(config, config_path_argument(sys.argv[1:]) or "--config")
+    except ConfigError as e:
+        fail("invalid config", e, EXIT_INPUT)
+    try:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `--print_config | head`: the reader has what it wanted
+        os._exit(0)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail("invalid command line", f"unexpected arguments {argv[1:]}", EXIT_INPUT)
@@ -243,6 +274,9 @@ def main(argv: list[str]) -> None:
         config = load_config()
     except ConfigError as e:
         fail("invalid config", e, EXIT_INPUT)
+    if _PRINT_CONFIG.value:
+        print_config(config)
+        return
     summary = run_job(config, _WORKDIR.value)
     command = continue_command(config, sys.argv)
     if command:

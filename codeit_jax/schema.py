@@ -1,5 +1,7 @@
 """Declarative checks of config fields: each job keeps a table ``field -> Rule`` covering every
-field of its config files, checked before anything is loaded or written.
+field of its config files, checked before anything is loaded or written. Each rule also says
+in one line what its field means, so the table is the one place a field is described
+(``--print_config`` and docs/config.md print it; a test refuses a rule without a meaning).
 
 A table makes "every field is checked" testable (tests/test_faults.py compares each config
 file's fields with its table) and gives every refusal the same shape: ``config.<field> must be
@@ -10,10 +12,10 @@ stay with the job, after the table.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ml_collections import ConfigDict
@@ -24,13 +26,19 @@ from codeit_jax.errors import ConfigError
 MAX_SEED = 2**32 - 1
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Rule:
-    """What one field accepts: ``accepts(value)`` is True for a good value, ``expected`` says
-    in words what a good value is (for the error message)."""
+    """What one field accepts and means: ``accepts(value)`` is True for a good value,
+    ``expected`` says in words what a good value is (for the error message), ``meaning`` what
+    the field does, in one line (set with `means`)."""
 
     expected: str
     accepts: Callable[[Any], bool]
+    meaning: str = ""
+
+    def means(self, meaning: str) -> Rule:
+        """This rule with its field's meaning: table entries read ``rule.means("...")``."""
+        return dataclasses.replace(self, meaning=meaning)
 
 
 def _is_int(value: Any) -> bool:

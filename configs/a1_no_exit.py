@@ -11,7 +11,7 @@ meta-iterations need the baseline's files up to 988,800 samples:
 
 A missing file stops the run before anything is written, naming the first one.
 
-Everything else is configs/codeit.py (the ablation is applied in codeit_jax/config.py).
+Everything else is configs/codeit.py (the ablation is defined in codeit_jax/config/ablations.py).
 """
 
 import runpy

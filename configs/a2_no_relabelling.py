@@ -3,7 +3,7 @@ demonstration example) are added to the buffer.
 
     python -m codeit_jax.main --config=configs/a2_no_relabelling.py --workdir=runs/a2_no_relabelling
 
-Everything else is configs/codeit.py (the ablation is applied in codeit_jax/config.py).
+Everything else is configs/codeit.py (the ablation is defined in codeit_jax/config/ablations.py).
 """
 
 import runpy

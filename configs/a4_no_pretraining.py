@@ -3,7 +3,7 @@ weights.
 
     python -m codeit_jax.main --config=configs/a4_no_pretraining.py --workdir=runs/a4_no_pretraining
 
-Everything else is configs/codeit.py (the ablation is applied in codeit_jax/config.py).
+Everything else is configs/codeit.py (the ablation is defined in codeit_jax/config/ablations.py).
 """
 
 import runpy

@@ -2,7 +2,7 @@
 
     python -m codeit_jax.main --config=configs/a5_one_example.py --workdir=runs/a5_one_example
 
-Everything else is configs/codeit.py (the ablation is applied in codeit_jax/config.py).
+Everything else is configs/codeit.py (the ablation is defined in codeit_jax/config/ablations.py).
 """
 
 import runpy

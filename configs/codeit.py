@@ -23,7 +23,7 @@ def get_config() -> ConfigDict:
     # The official run: solutions_100.json after 100 meta-iterations (base_config.yaml ships
     # exit.n_iters: 99; its results and A1 files run to 100).
     config.n_meta_iterations = 100
-    # One of codeit_jax.config.ABLATIONS; the ablation files in configs/ set it.
+    # One of codeit_jax.config.ablations.ABLATIONS; the ablation files in configs/ set it.
     config.ablation = "none"
 
     config.data = ConfigDict()

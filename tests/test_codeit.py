@@ -16,7 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from codeit_jax.config import ABLATIONS, prepare_config, prepare_run_config
+from codeit_jax.config import prepare_config, prepare_run_config
+from codeit_jax.config.ablations import ABLATIONS
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.sandbox import Sandbox
 from codeit_jax.jobs.codeit import run

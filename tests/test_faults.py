@@ -28,7 +28,7 @@ from codeit_jax import config as codeit_config
 from codeit_jax.config import prepare_run_config
 from codeit_jax.errors import ConfigError, RunError
 from codeit_jax.files import write_json_atomic, write_text_atomic
-from codeit_jax.jobs import check_data
+from codeit_jax.jobs import check_data, comparison
 from codeit_jax.jobs import mutation as baseline
 from codeit_jax.loop.checkpoint import (
     CheckpointStore,
@@ -106,18 +106,38 @@ def _field_tables() -> dict:
         "codeit": codeit_config.FIELDS,
         "mutation": baseline.FIELDS,
         "check_data": check_data.FIELDS,
+        "comparison": comparison.FIELDS,
     }
     assert set(tables) == set(EXPERIMENTS)  # a new job brings its table
     return tables
 
 
+def _leaf_fields_by_table(config) -> list[tuple[dict, dict]]:
+    """(fields, table) for the config and, for a comparison, each of its two jobs' configs."""
+    tables = _field_tables()
+    if config.experiment != "comparison":
+        return [(leaf_fields(config), tables[config.experiment])]
+    parts = [(leaf_fields(comparison.own_fields(config)), comparison.FIELDS)]
+    return parts + [
+        (leaf_fields(config[p]), tables[config[p].experiment]) for p in comparison.PARTS
+    ]
+
+
 @pytest.mark.parametrize("path", _config_files(), ids=lambda p: p.name)
 def test_every_field_of_every_config_file_has_a_rule(path):
     config = runpy.run_path(str(path))["get_config"]()
-    table = _field_tables()[config.experiment]
-    assert set(leaf_fields(config)) == set(table)
-    for name, value in leaf_fields(config).items():
-        assert table[name].accepts(value), (name, value)
+    for fields, table in _leaf_fields_by_table(config):
+        assert set(fields) == set(table)
+        for name, value in fields.items():
+            assert table[name].accepts(value), (name, value)
+
+
+def test_every_rule_says_in_one_line_what_its_field_means():
+    """--print_config and docs/config.md print these; a new field must come with its meaning."""
+    for experiment, table in _field_tables().items():
+        for name, rule in table.items():
+            assert rule.meaning.strip(), f"{experiment}: config.{name} has no meaning"
+            assert "\n" not in rule.meaning, f"{experiment}: config.{name}: one line"
 
 
 #: (experiment's config file, field, a value its rule refuses)

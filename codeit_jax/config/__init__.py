@@ -3,8 +3,9 @@ then one typed, frozen `RunConfig` for the run.
 
 A run may take hours before it reaches a stage whose setting is wrong, so `prepare_config`
 rejects a bad config before anything is loaded or compiled, with a message naming the field.
-Ablations are config overrides, never branches scattered across modules: `ABLATIONS` maps each
-name to the concrete settings it changes, and the loop only ever reads those settings.
+Ablations are config overrides, never branches scattered across modules: `ABLATIONS`
+(``ablations.py``) maps each name to the concrete settings it changes, and the loop only ever
+reads those settings. `FIELDS` (``fields.py``) says what every field accepts and means.
 
 The ConfigDict stays at the edge (main, this module, the jobs). `prepare_run_config` builds
 the `RunConfig` once, with the data directory resolved once, and every stage below receives
@@ -15,7 +16,6 @@ below the jobs indexes a ConfigDict, and none can change the settings of a runni
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,14 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from codeit_jax import schema
+from codeit_jax.config.ablations import apply_ablation
+from codeit_jax.config.fields import FIELDS
 from codeit_jax.errors import ConfigError
 from codeit_jax.execution.sandbox import SandboxConfig
 from codeit_jax.files import resolve_data_dir, resolve_data_path
 from codeit_jax.policy.sampler import SamplingConfig
 from codeit_jax.policy.t5 import CONFIGS
-from codeit_jax.policy.trainer import WEIGHT_DECAY_ON, TrainConfig
+from codeit_jax.policy.trainer import TrainConfig
 from codeit_jax.replay.buffer import BufferConfig
 from codeit_jax.replay.experience import EncodingConfig
 from codeit_jax.replay.mutated_tasks import (
@@ -45,134 +47,9 @@ from codeit_jax.replay.paper_metric import (
 from codeit_jax.tasks import SPLIT_KEYS_FILE
 
 
-def _no_exit(c: ConfigDict) -> None:
-    """A1: the policy's samples are not added; the mutation baseline's search tasks arrive
-    before each meta-iteration's training instead (``no_exit``)."""
-    c.add_policy_experience = False
-
-
-def _no_relabelling(c: ConfigDict) -> None:
-    """A2: only programs that solve their real task go into the buffer."""
-    c.relabel = False
-
-
-def _no_prioritization(c: ConfigDict) -> None:
-    """A3: every priority weight zero, so the buffer samples uniformly."""
-    for name in ("performance_penalty", "length_penalty", "age_penalty", "distance_penalty"):
-        c.buffer[name] = 0.0
-    c.buffer.priority_in_mutated = False
-
-
-def _no_pretraining(c: ConfigDict) -> None:
-    """A4: the checkpoint's shape and tokenizer, but freshly initialised weights."""
-    c.model.load_weights = False
-
-
-def _one_example(c: ConfigDict) -> None:
-    """A5: the model sees one demonstration example per task."""
-    c.encoding.n_examples = 1
-
-
-def _no_mutated(c: ConfigDict) -> None:
-    """A6: the buffer starts with the training tasks only (and the paper scores it without
-    mutation solutions or their samples)."""
-    c.data.mutated_files = ""
-    if "metric" in c:
-        c.metric.mutation_solutions, c.metric.mutation_samples = "", 0
-
-
-#: Ablation name -> how it changes the (unlocked copy of the) config.
-ABLATIONS: dict[str, Callable[[ConfigDict], None] | None] = {
-    "none": None,
-    "a1_no_exit": _no_exit,
-    "a2_no_relabelling": _no_relabelling,
-    "a3_no_prioritization": _no_prioritization,
-    "a4_no_pretraining": _no_pretraining,
-    "a5_one_example": _one_example,
-    "a6_no_mutated": _no_mutated,
-}
-
-SEED_SOURCES = ("auto", "codeit", "random")
-#: config.sampling.disallowed_tokens: "mask" never samples them, "end" ends the sample after one.
-DISALLOWED_TOKENS = ("mask", "end")
-#: config.data.eval_tasks: "validation" is CodeIt's development setting (final_experiments:
-#: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones.
-EVAL_SOURCES = ("auto", "codeit", "arc1", "validation")
-#: Compute dtypes; "" picks float32 on CPU and bfloat16 elsewhere.
-MODEL_DTYPES = ("", "float32", "bfloat16", "float16")
-
-
 def split_paths(text: str) -> list[Path]:
     """A comma-separated list of paths (empty text: none)."""
     return [Path(p.strip()).expanduser() for p in str(text).split(",") if p.strip()]
-
-
-#: Every field of configs/codeit.py (and so of every CodeIt config file) and what it accepts;
-#: fields that must agree with each other or with files are checked after, in `_check`.
-FIELDS: dict[str, schema.Rule] = {
-    "experiment": schema.choice(["codeit"]),
-    "workdir": schema.path(),
-    "seed": schema.seed(),
-    "n_meta_iterations": schema.integer(1),
-    "ablation": schema.choice(ABLATIONS),
-    "data.data_dir": schema.path(),
-    "data.seeds": schema.choice(SEED_SOURCES),
-    "data.n_random_seeds": schema.integer(0),
-    "data.mutated_files": schema.paths(),
-    "data.max_mutated_tasks": schema.integer(0),
-    "data.eval_tasks": schema.choice(EVAL_SOURCES),
-    "data.n_eval_tasks": schema.integer(0),
-    "model.name": schema.text(),
-    "model.init_from": schema.path(),
-    "model.dtype": schema.choice(MODEL_DTYPES),
-    "model.dropout_rate": schema.number(0.0, 1.0, high_open=True),
-    "encoding.n_examples": schema.integer(1),
-    "encoding.input_state_max": schema.integer(2),
-    "encoding.max_program_tokens": schema.integer(1),
-    "train.n_policy": schema.integer(0),
-    "train.n_mutated": schema.integer(0),
-    "train.epochs": schema.integer(1),
-    "train.first_epochs": schema.integer(0),
-    "train.batch_size": schema.integer(1),
-    "train.grad_accum_steps": schema.integer(1),
-    "train.learning_rate": schema.number(0.0, 1.0, low_open=True),
-    "train.weight_decay": schema.number(0.0, 1.0),
-    "train.weight_decay_on": schema.choice(WEIGHT_DECAY_ON),
-    "train.warmup_steps": schema.integer(0),
-    "train.max_grad_norm": schema.optional(schema.number(0.0)),
-    "train.reset_optimizer": schema.boolean(),
-    "train.loss_on_padding": schema.boolean(),
-    "train.input_buckets": schema.lengths(),
-    "train.label_buckets": schema.lengths(),
-    "sampling.n_samples": schema.integer(1),
-    "sampling.temperature": schema.number(0.0),
-    "sampling.top_k": schema.integer(0),
-    "sampling.disallowed_tokens": schema.choice(DISALLOWED_TOKENS),
-    "sampling.tasks_per_batch": schema.integer(1),
-    "sampling.max_new_tokens": schema.integer(1),
-    "sampling.constrained": schema.boolean(),
-    "buffer.capacity": schema.integer(0),
-    "buffer.reduce_percentage": schema.number(0.0, 1.0, high_open=True),
-    "buffer.performance_penalty": schema.number(0.0),
-    "buffer.length_penalty": schema.number(0.0),
-    "buffer.age_penalty": schema.number(0.0),
-    "buffer.distance_penalty": schema.number(0.0),
-    "buffer.epsilon": schema.number(0.0, low_open=True),
-    "buffer.priority_in_mutated": schema.boolean(),
-    "sandbox.workers": schema.integer(0),
-    "sandbox.timeout_s": schema.number(0.0, low_open=True),
-    "sandbox.memory_mb": schema.integer(1),
-    "sandbox.max_state_size": schema.integer(1),
-    "no_exit.search_dir": schema.path(),
-    "no_exit.start_samples": schema.integer(0),
-    "no_exit.interval": schema.integer(1),
-    "metric.mutation_solutions": schema.path(),
-    "metric.mutation_samples": schema.integer(AUTO_SAMPLES),
-    "checkpoint_max_to_keep": schema.integer(1),
-    "tensorboard": schema.boolean(),
-    "progress": schema.boolean(),
-    "distributed": schema.boolean(),
-}
 
 
 def prepare_config(config: ConfigDict) -> ConfigDict:
@@ -192,13 +69,7 @@ def _prepare(config: ConfigDict) -> tuple[ConfigDict, Path]:
     if config.get("experiment") != "codeit":
         raise ConfigError(f"config.experiment is {config.get('experiment')!r}, not 'codeit'")
     schema.check_fields(config, FIELDS)
-    c = ConfigDict(config.to_dict())
-    c.add_policy_experience = True
-    c.relabel = True
-    c.model.load_weights = True
-    change = ABLATIONS[c.ablation]
-    if change is not None:
-        change(c)
+    c = apply_ablation(config)
     return c, _check(c)
 
 
