@@ -6,7 +6,7 @@ Two jobs in one command (``experiment = "comparison"``, `codeit_jax.jobs.compari
 CodeIt's validation split (seeds and mutants from the 311 ``train`` keys of split_keys.json,
 inference on the 89 ``val`` keys):
 
-1. the mutation baseline: 2,400 mutation samples, their mutated tasks and the validation tasks
+1. the mutation baseline: 960 mutation samples, their mutated tasks and the validation tasks
    they solve (``runs/first_run/mutation``);
 2. CodeIt with the ``tiny`` T5 (random init, built-in DSL tokenizer) and constrained decoding
    (every sample a well-typed program), its buffer started from the seed tasks and the
@@ -34,8 +34,8 @@ def get_config() -> ConfigDict:
     mutation = runpy.run_path(str(here / "mutation.py"))["get_config"]()
     mutation.unlock()
     mutation.workdir = ""  # the comparison job writes <workdir>/mutation
-    mutation.n_samples = 2_400
-    mutation.save_chunk_size = 2_400
+    mutation.n_samples = 960
+    mutation.save_chunk_size = 240  # four points on the baseline's curve
     mutation.eval_tasks = "validation"
     mutation.workers = 2
     mutation.save_search_tasks = False  # ablation A1's input, not needed here
@@ -61,7 +61,7 @@ def get_config() -> ConfigDict:
     codeit.train.learning_rate = 3e-3  # 62k parameters from scratch (5e-5 fine-tunes CodeT5)
     codeit.train.warmup_steps = 50
     codeit.train.input_buckets = (256,)
-    codeit.train.label_buckets = (64, 128, 256)
+    codeit.train.label_buckets = (256,)  # one shape: one compilation
     codeit.sampling.n_samples = 24
     codeit.sampling.temperature = 0.95
     codeit.sampling.tasks_per_batch = 32

@@ -31,7 +31,7 @@ def small_config(codeit_data: Path) -> ConfigDict:
     config = first_run_config()
     mutation = config.mutation
     mutation.data_dir = str(codeit_data)
-    mutation.n_samples = mutation.save_chunk_size = 40
+    mutation.n_samples, mutation.save_chunk_size = 40, 30  # files at 30 and 40 samples
     mutation.n_eval_tasks = 2
     mutation.workers = 1
     codeit = tiny_config(codeit_data)
@@ -46,11 +46,12 @@ def test_codeit_reads_the_baseline_s_files_on_the_same_tasks(tmp_path) -> None:
     mutation, codeit = comparison.linked_configs(first_run_config(), tmp_path)
     assert mutation.workdir == str(tmp_path / "mutation")
     assert codeit.workdir == str(tmp_path / "codeit")
-    assert codeit.data.mutated_files == str(tmp_path / "mutation/mutated_tasks_train_2400.json")
+    chunks = [tmp_path / f"mutation/mutated_tasks_train_{n}.json" for n in (240, 480, 720, 960)]
+    assert codeit.data.mutated_files == ",".join(map(str, chunks))
     assert codeit.metric.mutation_solutions == str(
-        tmp_path / "mutation/mutation_solutions_2400.json"
+        tmp_path / "mutation/mutation_solutions_960.json"
     )
-    assert codeit.metric.mutation_samples == 2400
+    assert codeit.metric.mutation_samples == 960
     assert codeit.data.eval_tasks == mutation.eval_tasks == "validation"
 
 
@@ -58,7 +59,6 @@ def test_codeit_reads_the_baseline_s_files_on_the_same_tasks(tmp_path) -> None:
     ("change", "message"),
     [
         (lambda c: setattr(c.mutation, "eval_tasks", "arc1"), "must name the same tasks"),
-        (lambda c: setattr(c.mutation, "save_chunk_size", 1000), "must be a multiple"),
         (lambda c: setattr(c.mutation, "evaluate", False), "mutation.evaluate must be True"),
         (lambda c: setattr(c.mutation, "phi_arg", 2.0), "phi_arg"),
         (lambda c: setattr(c.codeit.train, "batch_size", 0), "train.batch_size"),
@@ -81,7 +81,9 @@ def test_small_comparison_end_to_end(tmp_path, codeit_data) -> None:
     summary = comparison.run(small_config(codeit_data), workdir)
     baseline, codeit = summary["mutation"], summary["codeit"]
     assert (workdir / "mutation" / "mutation_performance.csv").is_file()
+    assert (workdir / "mutation" / "mutated_tasks_train_30.json").is_file()
     assert (workdir / "mutation" / "mutated_tasks_train_40.json").is_file()
+    assert len((workdir / "mutation" / "mutation_performance.csv").read_text().splitlines()) == 2
     assert codeit["inference_tasks"] == 2 and codeit["meta_iterations_completed"] == 1
     # The paper figure counts the baseline's 40 samples before the policy's.
     assert codeit["num_sampled_programs"] == 40 + 2 * 2

@@ -10,8 +10,9 @@ mutated tasks, merges the baseline's solutions into its headline figure, runs in
 ``<workdir>/codeit`` and writes its report there, the baseline's curve beside its own. The
 config holds the two jobs' configs as ``config.mutation`` and ``config.codeit`` (their own
 ``workdir`` fields are ignored: the sub-directories above are used) and this job fills in the
-links between them: CodeIt's ``data.mutated_files`` and ``metric.mutation_solutions`` name the
-baseline's last files, and both search the same inference tasks.
+links between them: CodeIt's ``data.mutated_files`` names every mutated-tasks file of the
+baseline (one per ``save_chunk_size`` samples, each a point of its curve) and
+``metric.mutation_solutions`` its last solutions file, and both search the same inference tasks.
 
 Both configs are checked before anything is written. Running the same command again resumes:
 the baseline skips what it already wrote, CodeIt resumes after its last meta-iteration.
@@ -85,7 +86,10 @@ def linked_configs(config: ConfigDict, workdir: Path) -> tuple[ConfigDict, Confi
         raise ConfigError("config.mutation.evaluate must be True: CodeIt uses its solutions")
     last = mutation.n_samples
     baseline = workdir / MUTATION_DIR
-    codeit.data.mutated_files = str(baseline / f"mutated_tasks_train_{last}.json")
+    ends = mutation_job.chunk_ends(last, mutation.save_chunk_size)
+    codeit.data.mutated_files = ",".join(
+        str(baseline / f"mutated_tasks_train_{n}.json") for n in ends
+    )
     codeit.metric.mutation_solutions = str(baseline / SOLUTIONS_FILE.format(n=last))
     codeit.metric.mutation_samples = last
     return mutation, codeit
@@ -105,12 +109,6 @@ def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
     begin = time.perf_counter()
     workdir = Path(workdir)
     mutation, codeit = linked_configs(config, workdir)
-    if mutation.n_samples % mutation.save_chunk_size:
-        raise ConfigError(
-            f"config.mutation.n_samples ({mutation.n_samples}) must be a multiple of "
-            f"config.mutation.save_chunk_size ({mutation.save_chunk_size}): CodeIt reads the "
-            "baseline's last mutated-tasks file"
-        )
     _check_codeit_before_baseline(codeit)
     logging.info(
         "comparison: the mutation baseline (%d samples) into %s, then CodeIt into %s",

@@ -157,9 +157,10 @@ def comparison_png(
             codeit_x, own, "s--" if marked else "--", color="tab:orange", markersize=4,
             label="CodeIt, policy only (cumulative)",
         )  # fmt: skip
+    few = len(mutation) <= _MAX_MARKED  # a short baseline run has a point or a few
     axes.plot(
-        [s for s, _ in mutation], [f for _, f in mutation], "-", color="black",
-        label="mutation baseline",
+        [s for s, _ in mutation], [f for _, f in mutation], "^-" if few else "-", color="black",
+        markersize=5, label="mutation baseline",
     )  # fmt: skip
     axes.set_xlim(0, axis_end(codeit_x, mutation) * 1.03)
     axes.xaxis.set_major_formatter(FuncFormatter(_thousands))
