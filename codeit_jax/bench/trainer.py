@@ -249,7 +249,12 @@ def main() -> None:
     print(
         f"{args.config}: {n_params / 1e6:.1f}M parameters, compute {config.compute_dtype}; "
         f"batch {args.batch}, {args.input_length} input / {args.label_length} label tokens"
-        + (f" (the paper's shape: {paper['micro_batch']} rows per device)" if paper else "")
+        + (
+            f" (paper config: micro-batch of {paper['micro_batch']} rows per device, "
+            f"{paper['input_length']} input tokens)"
+            if paper
+            else ""
+        )
     )
     print(
         f"model FLOPs per step {flops / 1e12:.3f} TFLOP (3 x forward matmuls incl. attention); "
