@@ -40,8 +40,9 @@ The paper's shape (`--paper-shape`): the rows one jitted step of the paper confi
 2 x `encoding.input_state_max` tokens (explicit `--batch` / `--input-length` win). A paper
 optimizer step accumulates `grad_accum_steps` such micro-batches, so examples/s carries over and
 the JSON adds the time of one paper optimizer step estimated from it. The paper's model is
-codet5p_220m; on a CPU its 8 rows at 1,024 input tokens need about 22 GB, so time codet5-small
-at the paper's shape there, or codet5p_220m with `--batch 2`:
+codet5p_220m; on a CPU its 8 rows at 1,024 input tokens need more host memory than a small
+machine has (docs/benchmarks.md, `bench.input_length`), so time codet5-small at the paper's
+shape there, or codet5p_220m with `--batch 2`:
 
     python -m codeit_jax.bench.trainer --paper-shape --no-reference            # codet5-small
     python -m codeit_jax.bench.trainer --config codet5p_220m --paper-shape --no-reference
