@@ -4,25 +4,31 @@ Workload (CodeIt's sampling step at codet5-small size): random codet5-small weig
 parameters, vocabulary 32,100), 4 tasks x 24 samples, 512 input tokens each, up to 128 new
 tokens, temperature 0.95 over the full vocabulary. With random weights EOS is rare, so nearly
 every row runs the full 128 steps; tokens/s counts the tokens actually produced (EOS included,
-padding after it not).
+padding after it not). ``--input-length 1024`` gives the paper config's inputs (512 tokens per
+side, ``encoding.input_state_max``).
 
 Reference: the same weights written with ``save_hf_checkpoint`` and loaded by
 ``T5ForConditionalGeneration``; ``generate(do_sample=True, temperature=0.95, top_k=0,
 num_return_sequences=24)`` (as generate does, it repeats each input 24 times and runs the
 encoder on all 96 copies). It runs on ``--reference-device`` (default: ``cuda`` when torch sees
 a GPU, else the CPU) in our compute dtype (``--reference-dtype auto``: bfloat16 on a GPU, the
-model cast to it; float32 on the CPU), see ``codeit_jax.bench.reference``. On a GPU it is timed
-at the full length after a full-size warm-up call (``--reference-new-tokens full``). On the CPU
-it is slow, so by default it is timed at two short lengths n1 < n2 of new tokens
-(``--reference-new-tokens 2,10``) and its time for 128 tokens is extrapolated linearly:
-t(128) = t(n1) + (128 - n1) * (t(n2) - t(n1)) / (n2 - n1). Its attention cost grows with the
-length, so this extrapolation flatters the reference slightly; the speedup is, if anything,
-understated.
+model cast to it; float32 on the CPU), see ``codeit_jax.bench.reference``. It is timed at the
+full length, after a warm-up call (a full-size one on a GPU, a small one on the CPU), like ours.
+``--reference-new-tokens n1,n2`` instead times two short lengths and extrapolates linearly to
+the full one, t(N) = t(n1) + (N - n1) * (t(n2) - t(n1)) / (n2 - n1), from each repeat's pair:
+much quicker on a CPU, but the extrapolation multiplies the timing noise (by about
+(N - n1) / (n2 - n1)) and, as attention grows with the length, flatters the reference a little.
 
-Peak fraction: model FLOPs (``codeit_jax.policy.flops.sampling_flops``, useful work only) per second
-over the FLOP rate of a large jitted matmul in our compute dtype measured in the same run
-(``measure_matmul_peak``: float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU; best of the
-measurements before and after timing the sampler, so a busy moment does not lower the peak).
+Trust (`codeit_jax.bench.timing`): each side runs ``--repeats`` times on the same inputs and
+key (default 3 on the CPU, 5 on an accelerator) and is reported as its median with its spread,
+(max - min) / median; ``speedup`` and ``peak_fraction`` come from the medians. A side that
+spreads more than 15% (the matmul peak included) makes the JSON say ``"noisy": true`` and names
+it in ``noisy_sides``. The 1-minute load average before and after is in the text and the JSON.
+
+Peak fraction: model FLOPs (``codeit_jax.policy.flops.sampling_flops``, useful work only) per
+second over the FLOP rate of a large jitted matmul in our compute dtype measured in the same run
+(float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU; the best of 5 timings before ours, 5
+after ours and 5 after the reference when it runs, so a busy moment does not lower the peak).
 Compile time (ahead-of-time ``lower().compile()``) is reported separately and excluded from
 tokens/s; a warm-up call precedes the timed ones.
 
@@ -31,8 +37,9 @@ restricts samples to its program vocabulary: the sampler then computes only thos
 (the reference is not run for it; it would still compute all 32,100).
 
 Run: ``python -m codeit_jax.bench.sampler [--tasks 4 --samples 24 --input-length 512
---new-tokens 128 --reference-new-tokens 2,10 --repeats 2 --no-reference --reference-device cpu
---reference-dtype float32]`` (``--repeats`` defaults to 2 on the CPU, 5 on an accelerator).
+--new-tokens 128 --repeats 3 --reference-new-tokens full|n1,n2 --no-reference
+--reference-device cpu --reference-dtype float32 --program-vocab 512]``; the paper's input
+length: ``--input-length 1024``. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -43,13 +50,15 @@ import os
 import platform
 import tempfile
 import time
+from typing import Any
 
 import jax
 import numpy as np
 
 from codeit_jax.bench import reference
+from codeit_jax.bench.timing import MatmulPeak, Timings, load_average, noise_fields, repeat
 from codeit_jax.policy.convert import save_hf_checkpoint
-from codeit_jax.policy.flops import measure_matmul_peak, peak_matmul_size, sampling_flops
+from codeit_jax.policy.flops import sampling_flops
 from codeit_jax.policy.mesh import replicated_sharding
 from codeit_jax.policy.sampler import Sampler
 from codeit_jax.policy.t5 import count_params, init_params, named_config
@@ -65,14 +74,18 @@ def random_inputs(tasks: int, length: int, vocab: int, seed: int = 0) -> list[li
 
 def time_sampler(
     sampler: Sampler,
-    params,
-    inputs,
+    params: Any,
+    inputs: list[list[int]],
     samples: int,
     new_tokens: int,
     repeats: int,
     allowed_tokens: np.ndarray | None = None,
-):
-    """(compile seconds, best run seconds, tokens produced, decoder steps run)."""
+) -> tuple[float, Timings, int, int]:
+    """(compile seconds, timings of the runs, tokens produced, decoder steps run).
+
+    Every timed run uses the same key, so each does the same work and the spread of the
+    timings is the machine's noise, not the samples'.
+    """
     kwargs = dict(
         num_samples=samples,
         max_new_tokens=new_tokens,
@@ -83,26 +96,33 @@ def time_sampler(
     start = time.perf_counter()
     sampler.lower(params, inputs, jax.random.key(0), **kwargs).compile()
     compile_s = time.perf_counter() - start
-    out = sampler.sample(params, inputs, jax.random.key(0), **kwargs)  # warm-up
-    best = float("inf")
-    for repeat in range(repeats):
-        start = time.perf_counter()
-        out = sampler.sample(params, inputs, jax.random.key(1 + repeat), **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return compile_s, best, int(out.lengths.sum()), int(out.lengths.max())
+    sampler.sample(params, inputs, jax.random.key(0), **kwargs)  # warm-up
+    outputs = []
+
+    def run() -> None:  # sample() returns host arrays: the work is done when it returns
+        outputs.append(sampler.sample(params, inputs, jax.random.key(1), **kwargs))
+
+    timings = repeat(run, repeats)
+    out = outputs[-1]
+    return compile_s, timings, int(out.lengths.sum()), int(out.lengths.max())
 
 
 def time_reference(
     directory: str,
-    inputs,
+    inputs: list[list[int]],
     samples: int,
     lengths: tuple[int, ...],
     device: str = "cpu",
     dtype: str = "float32",
-) -> list:
-    """[(seconds, tokens produced, longest row)] of transformers' ``generate`` for each number of
-    new tokens, after a warm-up call (the first call pays one-time set-up costs): a small one on
-    the CPU, the full-size longest one on a GPU (kernel selection, allocator growth)."""
+    repeats: int = 1,
+) -> list[tuple[Timings, int, int]]:
+    """[(timings, tokens produced, longest row)] of transformers' ``generate`` for each number
+    of new tokens, after a warm-up call (the first call pays one-time set-up costs): a small
+    one on the CPU, the full-size longest one on a GPU (kernel selection, allocator growth).
+
+    Each repeat times every length in turn (so an extrapolation pairs timings taken close
+    together), each call seeded alike, so the repeats do the same work.
+    """
     import torch
     import transformers
 
@@ -120,24 +140,40 @@ def time_reference(
             **settings,
         )
 
-    results = []
+    seconds: dict[int, list[float]] = {n: [] for n in lengths}
+    produced: dict[int, np.ndarray] = {}
     with torch.no_grad():
         if device == "cpu":
             generate(ids[:1, :32], 2)
         else:
             generate(ids, max(lengths), samples)
-        for new_tokens in lengths:
-            torch.manual_seed(0)
-            reference.synchronize(device)
-            start = time.perf_counter()
-            out = generate(ids, new_tokens, samples)
-            reference.synchronize(device)
-            seconds = time.perf_counter() - start
-            generated = out[:, 1:].cpu().numpy()
-            is_eos = generated == 1
-            produced = np.where(is_eos.any(1), is_eos.argmax(1) + 1, (generated != 0).sum(1))
-            results.append((seconds, int(produced.sum()), int(produced.max())))
-    return results
+        for _ in range(repeats):
+            for new_tokens in lengths:
+                torch.manual_seed(0)
+                reference.synchronize(device)
+                start = time.perf_counter()
+                out = generate(ids, new_tokens, samples)
+                reference.synchronize(device)
+                seconds[new_tokens].append(time.perf_counter() - start)
+                generated = out[:, 1:].cpu().numpy()
+                is_eos = generated == 1
+                produced[new_tokens] = np.where(
+                    is_eos.any(1), is_eos.argmax(1) + 1, (generated != 0).sum(1)
+                )
+    return [
+        (Timings(tuple(seconds[n])), int(produced[n].sum()), int(produced[n].max()))
+        for n in lengths
+    ]
+
+
+def extrapolate(short: Timings, long: Timings, n1: int, n2: int, n: int) -> Timings:
+    """Each repeat's time for ``n`` new tokens, linear through its times for ``n1`` and ``n2``."""
+    return Timings(
+        tuple(
+            t1 + (n - n1) * (t2 - t1) / (n2 - n1)
+            for t1, t2 in zip(short.seconds, long.seconds, strict=True)
+        )
+    )
 
 
 def main() -> None:
@@ -145,13 +181,17 @@ def main() -> None:
     parser.add_argument("--config", default="codet5_small")
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--samples", type=int, default=24)
-    parser.add_argument("--input-length", type=int, default=512)
+    parser.add_argument(
+        "--input-length", type=int, default=512, help="tokens per task input (paper: 1024)"
+    )
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=None, help="2 on the CPU, else 5")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per side: 3 on the CPU, else 5"
+    )
     parser.add_argument(
         "--reference-new-tokens",
-        default=None,
-        help='n1,n2 to extrapolate from, or "full" (default: 2,10 on the CPU, else full)',
+        default="full",
+        help='"full" (default) or n1,n2: time those lengths and extrapolate (quicker, noisier)',
     )
     parser.add_argument("--no-reference", action="store_true")
     reference.add_arguments(parser)
@@ -160,42 +200,41 @@ def main() -> None:
     if not args.no_reference:
         reference.limit_jax_memory()
 
+    load_before = load_average()
     config = named_config(args.config)
     params = init_params(config, jax.random.key(0))
     inputs = random_inputs(args.tasks, args.input_length, config.vocab_size)
     device = jax.devices()[0]
     if args.repeats is None:
-        args.repeats = 2 if jax.default_backend() == "cpu" else 5
-    peak_dtype, peak_size = config.compute_dtype, peak_matmul_size()
+        args.repeats = 3 if jax.default_backend() == "cpu" else 5
+    peak = MatmulPeak(dtype=config.compute_dtype)
     print(
         f"backend {jax.default_backend()} ({device.device_kind}), {jax.device_count()} devices, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {platform.processor()}"
+        f"{os.cpu_count()} CPUs, load average {load_before} before, {platform.processor()}"
     )
     print(
         f"{args.config}: {count_params(params) / 1e6:.1f}M parameters, compute "
         f"{config.compute_dtype}; {args.tasks} tasks x {args.samples} samples, "
-        f"{args.input_length} input tokens, up to {args.new_tokens} new tokens"
+        f"{args.input_length} input tokens, up to {args.new_tokens} new tokens; "
+        f"{args.repeats} timed runs per side"
     )
 
-    peak_before = measure_matmul_peak(peak_size, dtype=peak_dtype)
+    peak.measure()
     sampler = Sampler(config)
-    compile_s, run_s, tokens, steps = time_sampler(
+    compile_s, ours, tokens, steps = time_sampler(
         sampler, params, inputs, args.samples, args.new_tokens, args.repeats
     )
-    peak = max(peak_before, measure_matmul_peak(peak_size, dtype=peak_dtype))
-    print(
-        f"matmul peak ({peak_dtype} {peak_size}^3, best of 5 before and 5 after): "
-        f"{peak / 1e9:.1f} GFLOP/s"
-    )
+    peak.measure()
     flops = sampling_flops(config, args.tasks, args.samples, args.input_length, steps)
-    tokens_per_s = tokens / run_s
-    achieved = flops / run_s
+    tokens_per_s = tokens / ours.median
+    achieved = flops / ours.median
+    spreads = {"ours": ours.spread}
     print(
-        f"sampler: {tokens} tokens ({steps} steps) in {run_s:.2f} s (best of {args.repeats}) = "
-        f"{tokens_per_s:.1f} tokens/s; {flops / 1e9:.1f} GFLOP -> {achieved / 1e9:.1f} GFLOP/s "
-        f"= {achieved / peak:.1%} of peak; compile {compile_s:.1f} s"
+        f"sampler: {tokens} tokens ({steps} steps) in {ours.describe()} = "
+        f"{tokens_per_s:.1f} tokens/s; {flops / 1e9:.1f} GFLOP -> {achieved / 1e9:.1f} GFLOP/s; "
+        f"compile {compile_s:.1f} s"
     )
-    figures = {
+    figures: dict[str, Any] = {
         "config": args.config,
         "backend": jax.default_backend(),
         "device": device.device_kind,
@@ -204,22 +243,21 @@ def main() -> None:
         "samples": args.samples,
         "input_length": args.input_length,
         "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
         "tokens": tokens,
-        "run_s": round(run_s, 3),
+        "run_s": round(ours.median, 4),
+        "ours": ours.summary(),
         "compile_s": round(compile_s, 2),
         "tokens_per_s": round(tokens_per_s, 1),
         "model_gflops_per_s": round(achieved / 1e9, 2),
-        "peak_gflops_per_s": round(peak / 1e9, 2),
-        "peak_dtype": str(peak_dtype),
-        "peak_size": peak_size,
-        "peak_fraction": round(achieved / peak, 4),
+        "peak_dtype": str(config.compute_dtype),
     }
 
     if args.program_vocab:
         allowed = np.zeros(config.vocab_size, bool)
         rng = np.random.default_rng(1)
         allowed[rng.choice(np.arange(2, config.vocab_size), args.program_vocab, replace=False)] = 1
-        _, masked_s, masked_tokens, masked_steps = time_sampler(
+        _, masked, masked_tokens, masked_steps = time_sampler(
             sampler, params, inputs, args.samples, args.new_tokens, args.repeats, allowed
         )
         masked_flops = sampling_flops(
@@ -229,70 +267,92 @@ def main() -> None:
             args.input_length,
             masked_steps,
         )
+        spreads["ours_masked"] = masked.spread
         print(
             f"sampler, {args.program_vocab}-token program vocabulary: {masked_tokens} tokens in "
-            f"{masked_s:.2f} s = {masked_tokens / masked_s:.1f} tokens/s, "
-            f"{masked_flops / masked_s / peak:.1%} of peak"
+            f"{masked.describe()} = {masked_tokens / masked.median:.1f} tokens/s"
         )
         figures.update(
             program_vocab=args.program_vocab,
-            masked_tokens_per_s=round(masked_tokens / masked_s, 1),
-            masked_peak_fraction=round(masked_flops / masked_s / peak, 4),
+            masked=masked.summary(),
+            masked_tokens_per_s=round(masked_tokens / masked.median, 1),
         )
 
     if not args.no_reference:
         ref_device, ref_dtype = reference.resolve(
             args.reference_device, args.reference_dtype, config.compute_dtype
         )
-        spec = args.reference_new_tokens or ("2,10" if ref_device == "cpu" else "full")
-        extrapolate = spec != "full"
-        lengths = tuple(int(n) for n in spec.split(",")) if extrapolate else (args.new_tokens,)
+        extrapolated = args.reference_new_tokens != "full"
+        if extrapolated:
+            lengths = tuple(int(n) for n in args.reference_new_tokens.split(","))
+            if len(lengths) != 2 or not 0 < lengths[0] < lengths[1]:
+                parser.error("--reference-new-tokens takes full or n1,n2 with 0 < n1 < n2")
+        else:
+            lengths = (args.new_tokens,)
         with tempfile.TemporaryDirectory() as directory:
             save_hf_checkpoint(config.replace(dropout_rate=0.0), params, directory)
             timings = time_reference(
-                directory, inputs, args.samples, lengths, ref_device, ref_dtype
+                directory, inputs, args.samples, lengths, ref_device, ref_dtype, args.repeats
             )
+        peak.measure()
         where = f"{reference.device_name(ref_device)}, {ref_dtype}"
-        if extrapolate:  # from two short lengths (see the docstring)
-            n1, n2 = lengths
-            (t1, _, _), (t2, tokens2, _) = timings
-            per_step = (t2 - t1) / (n2 - n1)
-            full_s = t1 + (args.new_tokens - n1) * per_step
+        if extrapolated:  # from two short lengths (see the docstring)
+            (n1, n2), ((t1, _, _), (t2, tokens2, _)) = lengths, timings
+            ref = extrapolate(t1, t2, n1, n2, args.new_tokens)
             ref_tokens = args.tasks * args.samples * args.new_tokens
             ref_flops = flops
+            measured_tokens_per_s = tokens2 / t2.median
             print(
-                f"transformers generate ({where}): {n1} new tokens {t1:.1f} s, {n2} new tokens "
-                f"{t2:.1f} s ({tokens2 / t2:.1f} tokens/s measured) -> {args.new_tokens} tokens "
-                f"extrapolated {full_s:.0f} s"
+                f"transformers generate ({where}): {n1} new tokens {t1.describe()}, {n2} new "
+                f"tokens {t2.describe()} -> {args.new_tokens} tokens extrapolated "
+                f"{ref.describe()}"
             )
-            measured_tokens_per_s = tokens2 / t2
         else:
-            ((full_s, ref_tokens, ref_steps),) = timings
+            ((ref, ref_tokens, ref_steps),) = timings
             ref_flops = sampling_flops(
                 config, args.tasks, args.samples, args.input_length, ref_steps
             )
-            measured_tokens_per_s = ref_tokens / full_s
+            measured_tokens_per_s = ref_tokens / ref.median
             print(
                 f"transformers generate ({where}): {ref_tokens} tokens ({ref_steps} steps) in "
-                f"{full_s:.2f} s"
+                f"{ref.describe()}"
             )
-        reference_tokens_per_s = ref_tokens / full_s
+        spreads["reference"] = ref.spread
+        reference_tokens_per_s = ref_tokens / ref.median
         print(
             f"reference: {reference_tokens_per_s:.1f} tokens/s, "
-            f"{ref_flops / full_s / 1e9:.1f} GFLOP/s = {ref_flops / full_s / peak:.1%} of peak"
+            f"{ref_flops / ref.median / 1e9:.1f} GFLOP/s"
         )
         figures.update(
             reference_device=ref_device,
             reference_device_name=reference.device_name(ref_device),
             reference_dtype=ref_dtype,
+            reference=ref.summary(),
             reference_tokens_per_s=round(reference_tokens_per_s, 2),
             reference_measured_tokens_per_s=round(measured_tokens_per_s, 2),
             reference_new_tokens=list(lengths),
-            reference_extrapolated=extrapolate,
-            reference_peak_fraction=round(ref_flops / full_s / peak, 4),
+            reference_extrapolated=extrapolated,
+            reference_peak_fraction=round(ref_flops / ref.median / peak.best, 4),
             speedup=round(tokens_per_s / reference_tokens_per_s, 2),
         )
-        print(f"speedup: {figures['speedup']}x")
+        print(f"speedup (ours / reference, medians): {figures['speedup']}x")
+
+    spreads["peak"] = peak.spread
+    figures.update(peak.summary(), peak_fraction=round(achieved / peak.best, 4))
+    if args.program_vocab:
+        figures["masked_peak_fraction"] = round(masked_flops / masked.median / peak.best, 4)
+    print(f"matmul peak ({config.compute_dtype}): {peak.describe()}")
+    print(
+        f"ours: {achieved / peak.best:.1%} of peak"
+        + (f"; reference {figures['reference_peak_fraction']:.1%}" if not args.no_reference else "")
+    )
+    figures.update(noise_fields(spreads))
+    figures.update(load_average_before=load_before, load_average_after=load_average())
+    noisy = ", ".join(figures["noisy_sides"]) or "none"
+    print(
+        f"load average {load_before} before, {figures['load_average_after']} after; "
+        f"sides spreading over {figures['noise_threshold']:.0%}: {noisy}"
+    )
     print(json.dumps(figures))
 
 

@@ -96,17 +96,18 @@ def peak_matmul_size(backend: str | None = None) -> int:
     return PEAK_SIZE.get(backend, ACCELERATOR_PEAK_SIZE)
 
 
-def measure_matmul_peak(
+def matmul_rates(
     size: int | None = None, repeats: int = 5, dtype=None, calls: int | None = None
-) -> float:
-    """FLOP/s of the best of ``repeats`` timings of jitted [size, size] @ [size, size] matmuls.
+) -> list[float]:
+    """FLOP/s of each of ``repeats`` timings of jitted [size, size] @ [size, size] matmuls.
 
     A large square matmul is the fastest thing the backend does, so it stands in for the
     machine's attainable peak (it includes whatever load other processes put on it). Defaults
     follow the backend: ``dtype`` is the model's default compute dtype (float32 on CPU,
     bfloat16 on GPU/TPU, so "fraction of peak" compares like with like), ``size`` is
     ``peak_matmul_size()``, and each timing covers ``calls`` back-to-back matmuls (1 on CPU, 10
-    elsewhere, so the per-call dispatch is hidden behind the queue).
+    elsewhere, so the per-call dispatch is hidden behind the queue). Every rate is returned,
+    not only the best, so that a benchmark can report how much they spread.
     """
     backend = jax.default_backend()
     size = peak_matmul_size(backend) if size is None else size
@@ -116,11 +117,19 @@ def measure_matmul_peak(
     b = jax.random.normal(jax.random.key(1), (size, size), dtype)
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()
-    best = float("inf")
+    rates = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(calls):
             out = matmul(a, b)
         out.block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 * calls / best
+        rates.append(2 * size**3 * calls / (time.perf_counter() - start))
+    return rates
+
+
+def measure_matmul_peak(
+    size: int | None = None, repeats: int = 5, dtype=None, calls: int | None = None
+) -> float:
+    """FLOP/s of the best of ``repeats`` timings (`matmul_rates`): a busy moment does not lower
+    the peak."""
+    return max(matmul_rates(size, repeats, dtype, calls))
