@@ -1,4 +1,4 @@
-"""The embedded default: a few CodeIt meta-iterations on this CPU in minutes.
+"""The CodeIt loop alone at the smallest size: a few meta-iterations on a CPU in minutes.
 
     python -m codeit_jax.main --config=configs/tiny.py --workdir=runs/tiny
 
@@ -7,7 +7,8 @@ meta-iterations of two epochs (about 4.5 minutes on a busy 2-core machine). The 
 from the CodeIt training tasks and programs when the data is present (data.data_dir,
 $CODEIT_DATA or ../shared/codeit-data), else from random programs on ARC training inputs. The
 loss falls from about 6 to about 2, but a model this small writes no program that runs within
-four meta-iterations: this run shows the whole loop, not CodeIt's results.
+four meta-iterations: this run shows the whole loop, not CodeIt's results. Tests, launch checks
+and ``bench.meta_iteration`` use it; a new user's first run is configs/first_run.py.
 """
 
 import runpy
