@@ -126,4 +126,22 @@ def run(config: ConfigDict, workdir: Path) -> dict[str, Any]:
         "total_seconds": round(time.perf_counter() - begin, 3),
     }
     write_text_atomic(workdir / SUMMARY_FILE, json.dumps(summary, indent=1, default=str))
+    log_comparison(baseline_summary, codeit_summary)
     return summary
+
+
+def log_comparison(baseline: dict[str, Any], codeit: dict[str, Any]) -> None:
+    """The two runs side by side, in tasks solved."""
+    n = codeit["inference_tasks"]
+    paper = codeit.get("paper_cumulative_performance")
+    logging.info(
+        "mutation baseline: %d of %d tasks at %d samples; CodeIt (policy and baseline "
+        "solutions merged, as the paper plots it): %s of %d at %s programs; the policy alone: %d",
+        round(baseline["fraction_solved"] * n),
+        n,
+        baseline["n_samples"],
+        "?" if paper is None else round(paper * n),
+        n,
+        codeit.get("num_sampled_programs"),
+        codeit["tasks_solved"],
+    )
