@@ -33,14 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from codeit_jax.replay.columns import (
-    _FLOAT_COLUMNS,
-    _INT_COLUMNS,
-    _as_ids,
-    _pack_strings,
-    _Partition,
-    _unpack_strings,
-)
+from codeit_jax.replay.columns import _as_ids, _Partition, check_token_range
 
 PARTITIONS = ("policy", "mutated")
 _STATE_VERSION = 1
@@ -230,7 +223,7 @@ class ReplayBuffer:
             pieces.append(_as_ids(label_ids[i], "label_ids"))
         lengths = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
         flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
-        self._check_token_range(flat)
+        check_token_range(flat, part.tokens.dtype)
 
         rows = np.empty(len(order), np.int64)
         next_row = part.size
@@ -266,15 +259,6 @@ class ReplayBuffer:
             self._reduce(partition, math.floor(capacity * (1.0 - self.config.reduce_percentage)))
         elif part.garbage > part.used // 2:
             part.compact()
-
-    def _check_token_range(self, flat: np.ndarray) -> None:
-        if len(flat) == 0:
-            return
-        info = np.iinfo(np.dtype(self.config.token_dtype))
-        if flat.min() < 0 or flat.max() > info.max:
-            raise ValueError(
-                f"token ids must lie in [0, {info.max}] for token_dtype {self.config.token_dtype}"
-            )
 
     def _reduce(self, partition: str, keep: int) -> None:
         part = self._parts[partition]
@@ -400,13 +384,7 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """``{"meta": JSON-able dict, "arrays": {partition: {name: np.ndarray}}}``."""
-        arrays: dict[str, dict[str, np.ndarray]] = {}
-        for name, part in self._parts.items():
-            cols = {c: part.column(c).copy() for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS)}
-            cols["tokens"] = part.live_tokens()
-            cols["parent_keys_utf8"], cols["parent_key_bytes"] = _pack_strings(part.parent_keys)
-            cols["programs_utf8"], cols["program_bytes"] = _pack_strings(part.programs)
-            arrays[name] = cols
+        arrays = {name: part.state_arrays() for name, part in self._parts.items()}
         meta = {"version": _STATE_VERSION, "config": asdict(self.config), "now": self.now}
         return {"meta": meta, "arrays": arrays}
 
@@ -431,44 +409,7 @@ class ReplayBuffer:
         return buffer
 
     def _restore_partition(self, name: str, cols: Mapping[str, Any]) -> None:
-        needed = (*_FLOAT_COLUMNS, *_INT_COLUMNS, "tokens")
-        needed += ("parent_keys_utf8", "parent_key_bytes", "programs_utf8", "program_bytes")
-        missing = [c for c in needed if c not in cols]
-        if missing:
-            raise ValueError(f"replay buffer state, partition {name!r}: missing {missing}")
-        size = len(cols["age"])
-        for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS):
-            if np.shape(cols[c]) != (size,):
-                raise ValueError(
-                    f"replay buffer state, partition {name!r}: column {c} has shape "
-                    f"{np.shape(cols[c])}, expected ({size},)"
-                )
-        parent_keys = _unpack_strings(cols["parent_keys_utf8"], cols["parent_key_bytes"])
-        programs = _unpack_strings(cols["programs_utf8"], cols["program_bytes"])
-        lengths = np.stack(
-            [np.asarray(cols["input_length"]), np.asarray(cols["label_length"])], 1
-        ).ravel()
-        tokens = np.asarray(cols["tokens"])
-        if len(parent_keys) != size or len(programs) != size or int(lengths.sum()) != len(tokens):
-            raise ValueError(f"replay buffer state, partition {name!r}: inconsistent sizes")
-        self._check_token_range(tokens)
-        part = self._parts[name]
-        part.size = size
-        for c in _FLOAT_COLUMNS:
-            part.cols[c] = np.asarray(cols[c], np.float64).copy()
-        for c in _INT_COLUMNS:
-            part.cols[c] = np.asarray(cols[c], np.int64).copy()
-        starts = np.cumsum(lengths) - lengths
-        part.cols["input_start"] = starts[0::2].copy()
-        part.cols["label_start"] = starts[1::2].copy()
-        part.tokens = tokens.astype(np.dtype(self.config.token_dtype), copy=True)
-        part.used = len(part.tokens)
-        part.garbage = 0
-        part.parent_keys = parent_keys
-        part.programs = programs
-        part.index = {key: i for i, key in enumerate(zip(parent_keys, programs))}
-        if len(part.index) != size:
-            raise ValueError(f"replay buffer state, partition {name!r}: repeated keys")
+        self._parts[name].restore(name, cols)
 
 
 __all__ = ["PARTITIONS", "BufferConfig", "Entry", "NewEntry", "ReplayBuffer", "SampledBatch"]
