@@ -81,9 +81,9 @@ def scripted_iteration(config, policy, sandbox, training_tasks):
     }
     loop.policy = dataclasses.replace(policy, sampler=ScriptedSampler(policy.tokenizer, scripts))
     state = initial_state(loop)
-    mutated_before = state.buffer.size("mutated")
+    before = state.buffer.task_counts()
     state, row, log = meta_iteration(loop, state, 0)
-    return loop, state, row, log, mutated_before
+    return loop, state, row, log, before
 
 
 def true_programs(training_tasks) -> set[tuple[str, str]]:
@@ -285,7 +285,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def test_meta_iteration_relabels_scores_and_trains(codeit_data, policy, sandbox, training_tasks):
-    loop, state, row, log, mutated_before = scripted_iteration(
+    loop, state, row, log, before = scripted_iteration(
         tiny_config(codeit_data), policy, sandbox, training_tasks
     )
     assert state.completed == 1
@@ -302,7 +302,10 @@ def test_meta_iteration_relabels_scores_and_trains(codeit_data, policy, sandbox,
     assert any(e.performance < 1.0 for e in state.buffer.entries("policy"))
     # One epoch over 16 mutated entries (the policy partition was empty) in batches of 8.
     assert row["step"] == 2
-    assert row["num_mutated_tasks"] == mutated_before
+    # The tiny config has no mutated files: the mutated partition holds the seeds alone, and
+    # they are counted as seeds, not as mutated tasks.
+    assert before.seed == state.buffer.size("mutated") > 0 and before.mutated == 0
+    assert (row["num_seed_tasks"], row["num_mutated_tasks"]) == (before.seed, 0)
     assert row["num_policy_tasks"] == 4
     assert set(log["tasks"]) == set(SCRIPTED)
     assert all(len(t["samples"]) == 2 for t in log["tasks"].values())
@@ -330,9 +333,7 @@ def test_a1_no_exit_adds_each_search_file_before_training(
         return train_on_buffer(loop, state, i)
 
     monkeypatch.setattr(iteration, "train_on_buffer", train_and_record)
-    loop, state, row, log, mutated_before = scripted_iteration(
-        config, policy, sandbox, training_tasks
-    )
+    loop, state, row, log, before = scripted_iteration(config, policy, sandbox, training_tasks)
     state, row_1, log_1 = meta_iteration(loop, state, 1)
     keys_4 = {f"{t.key}_4" for t in found}
     keys_6 = {f"{t.key}_6" for t in found}
@@ -340,8 +341,9 @@ def test_a1_no_exit_adds_each_search_file_before_training(
     assert keys_4 | keys_6 <= trained_with[1]
     assert not {f"{t.key}_8" for t in found} & trained_with[1]
     assert state.buffer.size("policy") == 0  # no policy samples are added
-    assert row["num_mutated_tasks"] == mutated_before + 2
-    assert row_1["num_mutated_tasks"] == mutated_before + 4
+    assert row["num_mutated_tasks"] == before.mutated + 2  # search tasks are mutated tasks
+    assert row_1["num_mutated_tasks"] == before.mutated + 4
+    assert row["num_seed_tasks"] == row_1["num_seed_tasks"] == before.seed
     assert log["added_to_buffer"] == log_1["added_to_buffer"] == 2
     entries = {e.parent_key: e for e in state.buffer.entries("mutated")}
     assert {entries[k].age for k in keys_4} == {0} and {entries[k].age for k in keys_6} == {1}
@@ -503,6 +505,22 @@ def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_da
     assert any((workdir / "tensorboard").iterdir())
     assert (workdir / "checkpoints" / "1").is_dir()
     assert json.loads((workdir / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    # Seeds, mutated tasks and policy samples are counted apart everywhere (no mutated files
+    # here: the mutated partition holds the seeds only).
+    seeds, policy = rows[0]["num_seed_tasks"], rows[0]["num_policy_tasks"]
+    assert seeds > 0 and rows[0]["num_mutated_tasks"] == 0
+    assert (summary["buffer_seed"], summary["buffer_mutated"], summary["buffer_policy"]) == (
+        seeds,
+        0,
+        policy,
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"buffer starts with {seeds} seed tasks") for m in messages)
+    assert any(
+        m.startswith("meta-iteration 0: solved")
+        and f"buffer policy {policy} / seed {seeds} / mutated 0," in m
+        for m in messages
+    )
 
     config.seed = 1
     with pytest.raises(ConfigError, match="seed: checkpoint 0, config 1"):

@@ -22,9 +22,9 @@ from codeit_jax.files import resolve_data_path
 from codeit_jax.jobs.codeit import run
 from codeit_jax.loop.seeds import load_eval_tasks
 from codeit_jax.replay.metrics import (
-    LEARNING_COLUMNS,
     LEGACY_PERFORMANCE_COLUMNS,
     PAPER_COLUMNS,
+    UNKNOWN_ALLOWED,
     Scoreboard,
     SolutionRecord,
     read_performance_csv,
@@ -428,13 +428,13 @@ class RecordingWriter:
 
 
 def _strip_paper_columns_from_checkpoint(workdir: Path) -> int:
-    """Make the latest checkpoint look written before the paper (and learning) columns
-    existed."""
+    """Make the latest checkpoint look written before the paper (and learning and seed)
+    columns existed."""
     stripped = 0
     for path in (workdir / "checkpoints").glob("*/meta/metadata"):  # Orbax's JsonSave file
         document = json.loads(path.read_text())
         for row in document["user"]["performance_rows"]:
-            for name in PAPER_COLUMNS + LEARNING_COLUMNS:
+            for name in PAPER_COLUMNS + UNKNOWN_ALLOWED:
                 del row[name]
             stripped += 1
         # Nor had it checksums (an edited checkpoint that has them is damaged).
@@ -483,8 +483,10 @@ def test_run_writes_the_paper_columns_and_fills_them_after_an_old_checkpoint(
     resumed = run(config, workdir)
     assert resumed["resumed_from"] == 1
     rows = read_performance_csv(workdir / "performance.csv")
-    # Paper columns filled exactly as the first run wrote them; the learning ones unknown.
-    assert rows[0] == {**row, **dict.fromkeys(LEARNING_COLUMNS)}
+    # Paper columns filled exactly as the first run wrote them; the learning ones and the seed
+    # count unknown (the buffer's arrays kept their seed marks, so the new row knows it).
+    assert rows[0] == {**row, **dict.fromkeys(UNKNOWN_ALLOWED)}
+    assert rows[1]["num_seed_tasks"] == row["num_seed_tasks"] > 0
     assert rows[1]["parse_rate"] is not None
     assert rows[1]["num_sampled_programs"] == 100 + 2 * 2 * 2
     assert rows[1]["paper_cumulative_performance"] >= 0.5

@@ -77,6 +77,7 @@ def _row(board: Scoreboard, i: int) -> dict[str, float]:
         "grid_rate": 0.25,
         "solve_rate": 0.125 * i,
         "new_rate": 0.5,
+        "num_seed_tasks": 40,
     }
 
 
@@ -169,6 +170,10 @@ def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
     assert "<th>sampled programs</th>" in page
     assert "<tr><td>0</td><td>112</td><td>1 (0.333)</td><td>0 (0.000)</td>" in page
     assert "<tr><td>1</td><td>124</td><td>2 (0.667)</td><td>1 (0.333)</td>" in page
+    # The buffer: policy, seed and mutated tasks apart.
+    assert "<th>policy tasks</th><th>seed tasks</th><th>mutated tasks</th>" in page
+    assert "<td>3</td><td>40</td><td>50</td>" in page
+    assert "seed and mutated tasks together" not in page
 
     # Self-contained: every image is a data URI, nothing is fetched from anywhere.
     sources = re.findall(r'src="([^"]*)"', page)
@@ -236,6 +241,9 @@ def test_report_of_a_run_written_before_the_paper_columns(tmp_path: Path, monkey
     workdir, task_dir = make_workdir(tmp_path, legacy=True)
     page = write_report(workdir, tasks=str(task_dir)).read_text()
     assert "<tr><td>1</td><td>&ndash;</td><td>&ndash;</td><td>1 (0.333)</td>" in page
+    # Its num_mutated_tasks counted the seeds too: no seed count, the mutated count starred.
+    assert "<td>3</td><td>&ndash;</td><td>50*</td>" in page
+    assert "* seed and mutated tasks together" in page
     assert "The paper's CodeIt figure" not in page
     assert "predates the paper columns: the policy alone, at 12 programs sampled" in page
     for log in workdir.glob("log_*.json"):

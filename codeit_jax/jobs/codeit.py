@@ -49,7 +49,8 @@ from codeit_jax.loop.state import RunState
 from codeit_jax.loop.workdir_lock import WorkdirLock
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.trainer import initialize_distributed
-from codeit_jax.replay.metrics import LEARNING_COLUMNS
+from codeit_jax.replay.buffer import TaskCounts
+from codeit_jax.replay.metrics import UNKNOWN_ALLOWED
 from codeit_jax.report.inputs import MUTATION_FILE as MUTATION_CURVE_FILE
 from codeit_jax.tasks import EVAL_SET_NAMES, Task
 
@@ -157,7 +158,7 @@ def _run_locked(
                 state = restored
                 # Rows of a checkpoint older than the paper columns lack them: recompute.
                 state.performance_rows = [
-                    {**dict.fromkeys(LEARNING_COLUMNS), **row}  # unknown in older checkpoints
+                    {**dict.fromkeys(UNKNOWN_ALLOWED), **row}  # unknown in older checkpoints
                     for row in paper.fill_rows(state.performance_rows, state.scoreboard)
                 ]
                 logging.info(
@@ -180,15 +181,14 @@ def _run_locked(
                 checkpoints.save(state)
                 logging.info(
                     "meta-iteration %d: solved %d/%d (cumulative %d; with mutation solutions "
-                    "%d at %d sampled programs), buffer policy %d / mutated %d, step %d",
+                    "%d at %d sampled programs), buffer %s, step %d",
                     i,
                     round(row["performance"] * len(eval_tasks)),
                     len(eval_tasks),
                     round(row["cumulative_performance"] * len(eval_tasks)),
                     round(row["paper_cumulative_performance"] * len(eval_tasks)),
                     row["num_sampled_programs"],
-                    row["num_policy_tasks"],
-                    row["num_mutated_tasks"],
+                    buffer_line(state.buffer.task_counts()),
                     row["step"],
                 )
                 logging.info(
@@ -266,6 +266,14 @@ def log_outputs(summary: dict[str, Any]) -> None:
         logging.info("  scalars: tensorboard --logdir %s", summary["tensorboard"])
 
 
+def buffer_line(counts: TaskCounts) -> str:
+    """The buffer's entries by origin for a log line; with an unknown seed count (a buffer
+    restored from a checkpoint older than the seed marks) seeds and mutated tasks together."""
+    if counts.seed is None:
+        return f"policy {counts.policy} / seed and mutated {counts.mutated}"
+    return f"policy {counts.policy} / seed {counts.seed} / mutated {counts.mutated}"
+
+
 def _summary(
     loop: Loop,
     state: RunState,
@@ -277,6 +285,7 @@ def _summary(
     last = state.completed - 1
     solved: Sequence[str] = state.scoreboard.solved_tasks(last) if last >= 0 else []
     final = state.performance_rows[-1] if state.performance_rows else {}
+    counts = state.buffer.task_counts()
     return {
         "experiment": "codeit",
         "ablation": loop.config.ablation,
@@ -287,8 +296,10 @@ def _summary(
         "solved_task_keys": list(solved),
         "paper_cumulative_performance": final.get("paper_cumulative_performance"),
         "num_sampled_programs": final.get("num_sampled_programs"),
-        "buffer_policy": state.buffer.size("policy"),
-        "buffer_mutated": state.buffer.size("mutated"),
+        # None: unknown, buffer_mutated then counts the seeds too (`TaskCounts`)
+        "buffer_seed": counts.seed,
+        "buffer_mutated": counts.mutated,
+        "buffer_policy": counts.policy,
         "step": int(jax.device_get(state.train_state.step)),
         "params_sha256": params_digest(state.train_state.params),
         "buffer_sha256": buffer_digest(state.buffer),

@@ -102,7 +102,8 @@ def known_programs(config: RunConfig) -> list[str]:
 
 def initial_buffer(loop: Loop) -> ReplayBuffer:
     """The buffer a fresh run starts with: seed tasks and the mutated files' tasks, both in the
-    mutated partition with the official priority inputs (`add_mutated_tasks`)."""
+    mutated partition with the official priority inputs (`add_mutated_tasks`); the seeds are
+    marked so that they are counted apart."""
     config, tokenizer = loop.config, loop.policy.tokenizer
     buffer = ReplayBuffer(config.buffer)
     seeds = seed_tasks(config.data, config.seed, loop.executor, loop.progress)
@@ -118,13 +119,19 @@ def initial_buffer(loop: Loop) -> ReplayBuffer:
         logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
     mutated = load.tasks
     encoding = config.encoding
-    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, encoding, 0, key_by_parent=False)
+    n_seeds = add_mutated_tasks(
+        buffer, seeds, tokenizer, encoding, 0, key_by_parent=False, seed=True
+    )
     n_mutated = add_mutated_tasks(buffer, mutated, tokenizer, encoding, age=0)
+    counts = buffer.task_counts()
     logging.info(
-        "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "
-        "left out)",
+        "buffer starts with %d seed tasks (%d of %d added) and %d mutated tasks (%d of %d "
+        "added), together its mutated partition (longer programs left out; an entry added "
+        "again with the same parent and program replaces the earlier one)",
+        counts.seed,
         n_seeds,
         len(seeds),
+        counts.mutated,
         n_mutated,
         len(mutated),
     )
@@ -266,19 +273,21 @@ def meta_iteration(
     demonstrations = {t.key: len(t.train) for t in loop.eval_tasks}
     rates = sample_rates(result.log, demonstrations, known)
     added += add_experience(loop, state.buffer, result, i)
+    counts = state.buffer.task_counts()
     row = {
         "meta_iteration": i,
         "cumulative_performance": state.scoreboard.cumulative_performance(i),
         "performance": state.scoreboard.performance(i),
         "step": int(jax.device_get(train_state.step)),
-        "num_mutated_tasks": state.buffer.size("mutated"),
-        "num_policy_tasks": state.buffer.size("policy"),
+        "num_mutated_tasks": counts.mutated,  # without the seeds (with them: seed unknown)
+        "num_policy_tasks": counts.policy,
         "train_seconds": train_seconds,
         "sample_seconds": result.sample_seconds,
         "execute_seconds": result.execute_seconds,
         **loop.paper.row_fields(state.scoreboard, i),
         "train_loss": losses[-1] if losses else None,
         **rates,
+        "num_seed_tasks": counts.seed,
     }
     log = {
         "meta_iteration": i,

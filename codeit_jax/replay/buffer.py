@@ -22,6 +22,12 @@ largest ``log(priority) + Gumbel noise`` values. When ``n`` is at least the part
 every entry is returned. A partition larger than ``capacity`` keeps only its top
 ``floor(capacity * (1 - reduce_percentage))`` entries by priority (among equal priorities the
 most recently inserted rows stay; a replaced entry keeps its row).
+
+The mutated partition holds two kinds of task that the official run trains on as one: the seed
+tasks (training tasks with their ground-truth programs, or random-program seeds) and the mutated
+tasks (the mutated files, A1's search tasks). Sampling and priorities do not tell them apart;
+each entry carries a ``seed`` mark only so that they are counted apart (`task_counts`). A
+replaced entry takes the mark of the call that replaced it, as it takes its content.
 """
 
 from __future__ import annotations
@@ -33,9 +39,19 @@ from typing import Any
 
 import numpy as np
 
-from codeit_jax.replay.columns import _as_ids, _Partition, check_token_range
+from codeit_jax.replay.columns import (
+    NOT_SEED,
+    SEED,
+    SEED_UNKNOWN,
+    _as_ids,
+    _Partition,
+    check_token_range,
+)
 
 PARTITIONS = ("policy", "mutated")
+#: What an entry holds, as `Entry.origin` says: a seed task or a mutated task (both in the
+#: mutated partition), a policy sample, or (restored from an older state) seed or mutated.
+ORIGINS = ("seed", "mutated", "policy", "unknown")
 _STATE_VERSION = 1
 
 
@@ -103,6 +119,19 @@ class Entry:
     age: int
     distance: float
     priority: float
+    origin: str  # one of ORIGINS
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """Entries by what they hold. ``seed`` is None while entries restored from a state saved
+    before seeds were marked remain: those may be seeds or mutated tasks, so they count as
+    mutated, as every entry of the mutated partition counted then, and the seed count is
+    unknown rather than too small."""
+
+    seed: int | None
+    mutated: int
+    policy: int
 
 
 @dataclass
@@ -176,9 +205,12 @@ class ReplayBuffer:
         partition: str,
         entries: Sequence[NewEntry],
         age: Sequence[int] | np.ndarray | int,
+        *,
+        seed: bool = False,
     ) -> None:
         """Add or replace ``entries`` (``age``: the meta-iteration they were found at, one for
-        all or one each); within one call a repeated key keeps its last occurrence.
+        all or one each); within one call a repeated key keeps its last occurrence. ``seed``
+        marks them as seed tasks (mutated partition only; counted apart, sampled alike).
 
         Everything is validated before anything is stored, so bad input changes nothing.
         """
@@ -200,6 +232,8 @@ class ReplayBuffer:
         ages, dist = np.broadcast_to(ages, (n,)), np.broadcast_to(dist, (n,))
         if perf.shape != (n,):
             raise ValueError(f"performance must have shape ({n},), got {perf.shape}")
+        if seed and partition != "mutated":
+            raise ValueError("seed tasks belong to the mutated partition")
         if n == 0:
             return
         if not np.all((perf >= 0) & (perf <= 1)):
@@ -251,6 +285,7 @@ class ReplayBuffer:
         cols["performance"][rows] = perf[order]
         cols["distance"][rows] = dist[order]
         cols["age"][rows] = ages[order]
+        cols["seed"][rows] = SEED if seed else NOT_SEED
         cols["program_length"][rows] = [programs[i].count("\n") + 1 for i in order.tolist()]
         self.now = max(self.now, int(ages.max()))
 
@@ -269,6 +304,18 @@ class ReplayBuffer:
         newest_first = -np.arange(part.size)
         ranked = np.lexsort((newest_first, -pri))
         part.keep_rows(np.sort(ranked[:keep]))
+
+    def task_counts(self) -> TaskCounts:
+        """How many entries hold seed tasks, mutated tasks and policy samples (see `TaskCounts`
+        for entries restored from a state saved before seeds were marked)."""
+        marks = self._parts["mutated"].column("seed")
+        seeds = int(np.count_nonzero(marks == SEED))
+        unknown = bool(np.any(marks == SEED_UNKNOWN))
+        return TaskCounts(
+            seed=None if unknown else seeds,
+            mutated=len(marks) - seeds,
+            policy=self._parts["policy"].size,
+        )
 
     # ------------------------------------------------------------------ priorities and sampling
 
@@ -378,6 +425,7 @@ class ReplayBuffer:
             age=int(cols["age"][row]),
             distance=float(cols["distance"][row]),
             priority=priority,
+            origin=_origin(partition, int(cols["seed"][row])),
         )
 
     # ------------------------------------------------------------------ serialisation
@@ -409,7 +457,25 @@ class ReplayBuffer:
         return buffer
 
     def _restore_partition(self, name: str, cols: Mapping[str, Any]) -> None:
-        self._parts[name].restore(name, cols)
+        """A state without the seed column predates it: seeds of its mutated partition were
+        not marked, so those entries are restored as unknown (`TaskCounts`)."""
+        unmarked = SEED_UNKNOWN if name == "mutated" else NOT_SEED
+        self._parts[name].restore(name, cols, unmarked)
 
 
-__all__ = ["PARTITIONS", "BufferConfig", "Entry", "NewEntry", "ReplayBuffer", "SampledBatch"]
+def _origin(partition: str, seed: int) -> str:
+    if partition == "policy":
+        return "policy"
+    return {SEED: "seed", NOT_SEED: "mutated"}.get(seed, "unknown")
+
+
+__all__ = [
+    "ORIGINS",
+    "PARTITIONS",
+    "BufferConfig",
+    "Entry",
+    "NewEntry",
+    "ReplayBuffer",
+    "SampledBatch",
+    "TaskCounts",
+]

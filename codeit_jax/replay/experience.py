@@ -61,8 +61,10 @@ def add_experiences(
     settings: EncodingConfig,
     *,
     age: int,
+    seed: bool = False,
 ) -> int:
-    """Add each experience to ``partition``; returns how many were added."""
+    """Add each experience to ``partition``; returns how many were added (``seed``: they are
+    seed tasks, counted apart from mutated ones; `ReplayBuffer.add_many`)."""
     entries = []
     for e in experiences:
         if e.task.program is None:
@@ -74,5 +76,5 @@ def add_experiences(
         inputs = encode_input(e.task, tokenizer, settings)
         entries.append(NewEntry(e.parent_key, program, inputs, labels, e.performance, e.distance))
     if entries:
-        buffer.add_many(partition, entries, age)
+        buffer.add_many(partition, entries, age, seed=seed)
     return len(entries)

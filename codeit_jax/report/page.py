@@ -174,14 +174,21 @@ def _solved_cell(fraction: float | None, num_tasks: int) -> str:
     return f"<td>{round(fraction * num_tasks)} ({fraction:.3f})</td>"
 
 
+#: Below the table when a row cannot tell seed from mutated tasks (`_buffer_cells`).
+_SEEDS_UNKNOWN_NOTE = (
+    "* seed and mutated tasks together: written before they were counted apart, or by a run "
+    "resumed from such a checkpoint."
+)
+
+
 def performance_table(run: RunRecord) -> str:
     """performance.csv as a table, fractions also as task counts (rows of runs written before
     the paper columns show dashes there)."""
     head = (
         "<tr><th>meta-iteration</th><th>sampled programs</th><th>CodeIt, paper (cumulative, "
         "with mutation solutions)</th><th>policy solved (cumulative)</th><th>policy solved "
-        "(this iteration)</th><th>step</th><th>policy tasks</th><th>mutated tasks</th>"
-        "<th>train s</th><th>sample s</th><th>execute s</th><th>loss</th>"
+        "(this iteration)</th><th>step</th><th>policy tasks</th><th>seed tasks</th>"
+        "<th>mutated tasks</th><th>train s</th><th>sample s</th><th>execute s</th><th>loss</th>"
         "<th>samples: parse / run / grids / solve / new</th></tr>"
     )
     body = []
@@ -193,11 +200,25 @@ def performance_table(run: RunRecord) -> str:
             f"{_solved_cell(r.get('paper_cumulative_performance'), run.num_tasks)}"
             f"{_solved_cell(r['cumulative_performance'], run.num_tasks)}"
             f"{_solved_cell(r['performance'], run.num_tasks)}<td>{r['step']}</td>"
-            f"<td>{r['num_policy_tasks']}</td><td>{r['num_mutated_tasks']}</td>"
+            f"{_buffer_cells(r)}"
             f"<td>{r['train_seconds']:.1f}</td><td>{r['sample_seconds']:.1f}</td>"
             f"<td>{r['execute_seconds']:.1f}</td>{_learning_cells(r)}</tr>"
         )
-    return f'<table class="perf">{head}{"".join(body)}</table>'
+    table = f'<table class="perf">{head}{"".join(body)}</table>'
+    if any(r.get("num_seed_tasks") is None for r in run.rows):
+        table += f'<p class="meta">{_e(_SEEDS_UNKNOWN_NOTE)}</p>'
+    return table
+
+
+def _buffer_cells(row: dict) -> str:
+    """Policy, seed and mutated tasks in the buffer; without a seed count (older rows) the
+    mutated count includes the seeds, so it is starred and the seed cell is a dash."""
+    seeds = row.get("num_seed_tasks")
+    mutated = f"{row['num_mutated_tasks']}" + ("*" if seeds is None else "")
+    return (
+        f"<td>{row['num_policy_tasks']}</td><td>{'&ndash;' if seeds is None else seeds}</td>"
+        f"<td>{mutated}</td>"
+    )
 
 
 def _learning_cells(row: dict) -> str:
