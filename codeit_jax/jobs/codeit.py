@@ -52,7 +52,7 @@ from codeit_jax.policy.trainer import initialize_distributed
 from codeit_jax.replay.buffer import TaskCounts
 from codeit_jax.replay.metrics import UNKNOWN_ALLOWED
 from codeit_jax.report.inputs import MUTATION_FILE as MUTATION_CURVE_FILE
-from codeit_jax.tasks import EVAL_SET_NAMES, Task
+from codeit_jax.tasks import Task
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -101,11 +101,10 @@ def run(
         "resuming" if (workdir / CHECKPOINT_DIR).is_dir() else "new run",
     )
     logging.info(
-        "data: %s; seeds %s; inference on %d tasks of %s",
+        "data: %s; seeds %s; inference on %s",
         config.data.data_dir,
         config.data.seeds,
-        len(inputs.eval_tasks),
-        EVAL_SET_NAMES.get(config.data.eval_tasks, config.data.eval_tasks),
+        inputs.eval_set.describe(),
     )
     if not config.model.init_from:
         logging.info(pretraining_note(config.model))
@@ -146,7 +145,15 @@ def _run_locked(
         checkpoints.close()
         raise
     resumed_from = 0 if restored is None else restored.completed
-    outputs = RunOutputs(workdir, enabled=writer, tensorboard=bool(config.tensorboard))
+    outputs = RunOutputs(
+        workdir,
+        enabled=writer,
+        tensorboard=bool(config.tensorboard),
+        inference_set={
+            "inference_source": inputs.eval_set.source,
+            "inference_set": inputs.eval_set.describe(),
+        },
+    )
     totals = {"train_seconds": 0.0, "sample_seconds": 0.0, "execute_seconds": 0.0}
     try:
         with executor_factory(config.sandbox) as local_executor:
@@ -201,7 +208,8 @@ def _run_locked(
     finally:
         checkpoints.close()
         outputs.close()
-    summary = _summary(loop, state, workdir, resumed_from, totals, time.perf_counter() - begin)
+    seconds = time.perf_counter() - begin
+    summary = _summary(loop, inputs, state, workdir, resumed_from, totals, seconds)
     if writer and state.completed:
         summary["report"] = write_run_report(
             workdir, eval_tasks, baseline_curve(config), official_curve=False
@@ -276,6 +284,7 @@ def buffer_line(counts: TaskCounts) -> str:
 
 def _summary(
     loop: Loop,
+    inputs: RunInputs,
     state: RunState,
     workdir: Path,
     resumed_from: int,
@@ -291,7 +300,11 @@ def _summary(
         "ablation": loop.config.ablation,
         "meta_iterations_completed": state.completed,
         "resumed_from": resumed_from,
+        "inference_set": inputs.eval_set.describe(),
         "inference_tasks": len(loop.eval_tasks),
+        # tasks beyond ARC's limits, by reason; inputs kept but cut to input_state_max per side
+        "inference_tasks_left_out": {r: len(k) for r, k in inputs.eval_set.left_out.items()},
+        "inference_inputs_cut": loop.inputs_cut,
         "tasks_solved": len(solved),
         "solved_task_keys": list(solved),
         "paper_cumulative_performance": final.get("paper_cumulative_performance"),

