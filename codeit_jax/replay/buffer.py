@@ -22,6 +22,12 @@ largest ``log(priority) + Gumbel noise`` values. When ``n`` is at least the part
 every entry is returned. A partition larger than ``capacity`` keeps only its top
 ``floor(capacity * (1 - reduce_percentage))`` entries by priority (among equal priorities the
 most recently inserted rows stay; a replaced entry keeps its row).
+
+The mutated partition holds two kinds of task that the official run trains on as one: the seed
+tasks (training tasks with their ground-truth programs, or random-program seeds) and the mutated
+tasks (the mutated files, A1's search tasks). Sampling and priorities do not tell them apart;
+each entry carries a ``seed`` mark only so that they are counted apart (`task_counts`). A
+replaced entry takes the mark of the call that replaced it, as it takes its content.
 """
 
 from __future__ import annotations
@@ -34,15 +40,18 @@ from typing import Any
 import numpy as np
 
 from codeit_jax.replay.columns import (
-    _FLOAT_COLUMNS,
-    _INT_COLUMNS,
+    NOT_SEED,
+    SEED,
+    SEED_UNKNOWN,
     _as_ids,
-    _pack_strings,
     _Partition,
-    _unpack_strings,
+    check_token_range,
 )
 
 PARTITIONS = ("policy", "mutated")
+#: What an entry holds, as `Entry.origin` says: a seed task or a mutated task (both in the
+#: mutated partition), a policy sample, or (restored from an older state) seed or mutated.
+ORIGINS = ("seed", "mutated", "policy", "unknown")
 _STATE_VERSION = 1
 
 
@@ -110,6 +119,19 @@ class Entry:
     age: int
     distance: float
     priority: float
+    origin: str  # one of ORIGINS
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """Entries by what they hold. ``seed`` is None while entries restored from a state saved
+    before seeds were marked remain: those may be seeds or mutated tasks, so they count as
+    mutated, as every entry of the mutated partition counted then, and the seed count is
+    unknown rather than too small."""
+
+    seed: int | None
+    mutated: int
+    policy: int
 
 
 @dataclass
@@ -183,9 +205,12 @@ class ReplayBuffer:
         partition: str,
         entries: Sequence[NewEntry],
         age: Sequence[int] | np.ndarray | int,
+        *,
+        seed: bool = False,
     ) -> None:
         """Add or replace ``entries`` (``age``: the meta-iteration they were found at, one for
-        all or one each); within one call a repeated key keeps its last occurrence.
+        all or one each); within one call a repeated key keeps its last occurrence. ``seed``
+        marks them as seed tasks (mutated partition only; counted apart, sampled alike).
 
         Everything is validated before anything is stored, so bad input changes nothing.
         """
@@ -207,6 +232,8 @@ class ReplayBuffer:
         ages, dist = np.broadcast_to(ages, (n,)), np.broadcast_to(dist, (n,))
         if perf.shape != (n,):
             raise ValueError(f"performance must have shape ({n},), got {perf.shape}")
+        if seed and partition != "mutated":
+            raise ValueError("seed tasks belong to the mutated partition")
         if n == 0:
             return
         if not np.all((perf >= 0) & (perf <= 1)):
@@ -230,7 +257,7 @@ class ReplayBuffer:
             pieces.append(_as_ids(label_ids[i], "label_ids"))
         lengths = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
         flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
-        self._check_token_range(flat)
+        check_token_range(flat, part.tokens.dtype)
 
         rows = np.empty(len(order), np.int64)
         next_row = part.size
@@ -258,6 +285,7 @@ class ReplayBuffer:
         cols["performance"][rows] = perf[order]
         cols["distance"][rows] = dist[order]
         cols["age"][rows] = ages[order]
+        cols["seed"][rows] = SEED if seed else NOT_SEED
         cols["program_length"][rows] = [programs[i].count("\n") + 1 for i in order.tolist()]
         self.now = max(self.now, int(ages.max()))
 
@@ -266,15 +294,6 @@ class ReplayBuffer:
             self._reduce(partition, math.floor(capacity * (1.0 - self.config.reduce_percentage)))
         elif part.garbage > part.used // 2:
             part.compact()
-
-    def _check_token_range(self, flat: np.ndarray) -> None:
-        if len(flat) == 0:
-            return
-        info = np.iinfo(np.dtype(self.config.token_dtype))
-        if flat.min() < 0 or flat.max() > info.max:
-            raise ValueError(
-                f"token ids must lie in [0, {info.max}] for token_dtype {self.config.token_dtype}"
-            )
 
     def _reduce(self, partition: str, keep: int) -> None:
         part = self._parts[partition]
@@ -285,6 +304,18 @@ class ReplayBuffer:
         newest_first = -np.arange(part.size)
         ranked = np.lexsort((newest_first, -pri))
         part.keep_rows(np.sort(ranked[:keep]))
+
+    def task_counts(self) -> TaskCounts:
+        """How many entries hold seed tasks, mutated tasks and policy samples (see `TaskCounts`
+        for entries restored from a state saved before seeds were marked)."""
+        marks = self._parts["mutated"].column("seed")
+        seeds = int(np.count_nonzero(marks == SEED))
+        unknown = bool(np.any(marks == SEED_UNKNOWN))
+        return TaskCounts(
+            seed=None if unknown else seeds,
+            mutated=len(marks) - seeds,
+            policy=self._parts["policy"].size,
+        )
 
     # ------------------------------------------------------------------ priorities and sampling
 
@@ -394,19 +425,14 @@ class ReplayBuffer:
             age=int(cols["age"][row]),
             distance=float(cols["distance"][row]),
             priority=priority,
+            origin=_origin(partition, int(cols["seed"][row])),
         )
 
     # ------------------------------------------------------------------ serialisation
 
     def state_dict(self) -> dict[str, Any]:
         """``{"meta": JSON-able dict, "arrays": {partition: {name: np.ndarray}}}``."""
-        arrays: dict[str, dict[str, np.ndarray]] = {}
-        for name, part in self._parts.items():
-            cols = {c: part.column(c).copy() for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS)}
-            cols["tokens"] = part.live_tokens()
-            cols["parent_keys_utf8"], cols["parent_key_bytes"] = _pack_strings(part.parent_keys)
-            cols["programs_utf8"], cols["program_bytes"] = _pack_strings(part.programs)
-            arrays[name] = cols
+        arrays = {name: part.state_arrays() for name, part in self._parts.items()}
         meta = {"version": _STATE_VERSION, "config": asdict(self.config), "now": self.now}
         return {"meta": meta, "arrays": arrays}
 
@@ -431,44 +457,25 @@ class ReplayBuffer:
         return buffer
 
     def _restore_partition(self, name: str, cols: Mapping[str, Any]) -> None:
-        needed = (*_FLOAT_COLUMNS, *_INT_COLUMNS, "tokens")
-        needed += ("parent_keys_utf8", "parent_key_bytes", "programs_utf8", "program_bytes")
-        missing = [c for c in needed if c not in cols]
-        if missing:
-            raise ValueError(f"replay buffer state, partition {name!r}: missing {missing}")
-        size = len(cols["age"])
-        for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS):
-            if np.shape(cols[c]) != (size,):
-                raise ValueError(
-                    f"replay buffer state, partition {name!r}: column {c} has shape "
-                    f"{np.shape(cols[c])}, expected ({size},)"
-                )
-        parent_keys = _unpack_strings(cols["parent_keys_utf8"], cols["parent_key_bytes"])
-        programs = _unpack_strings(cols["programs_utf8"], cols["program_bytes"])
-        lengths = np.stack(
-            [np.asarray(cols["input_length"]), np.asarray(cols["label_length"])], 1
-        ).ravel()
-        tokens = np.asarray(cols["tokens"])
-        if len(parent_keys) != size or len(programs) != size or int(lengths.sum()) != len(tokens):
-            raise ValueError(f"replay buffer state, partition {name!r}: inconsistent sizes")
-        self._check_token_range(tokens)
-        part = self._parts[name]
-        part.size = size
-        for c in _FLOAT_COLUMNS:
-            part.cols[c] = np.asarray(cols[c], np.float64).copy()
-        for c in _INT_COLUMNS:
-            part.cols[c] = np.asarray(cols[c], np.int64).copy()
-        starts = np.cumsum(lengths) - lengths
-        part.cols["input_start"] = starts[0::2].copy()
-        part.cols["label_start"] = starts[1::2].copy()
-        part.tokens = tokens.astype(np.dtype(self.config.token_dtype), copy=True)
-        part.used = len(part.tokens)
-        part.garbage = 0
-        part.parent_keys = parent_keys
-        part.programs = programs
-        part.index = {key: i for i, key in enumerate(zip(parent_keys, programs))}
-        if len(part.index) != size:
-            raise ValueError(f"replay buffer state, partition {name!r}: repeated keys")
+        """A state without the seed column predates it: seeds of its mutated partition were
+        not marked, so those entries are restored as unknown (`TaskCounts`)."""
+        unmarked = SEED_UNKNOWN if name == "mutated" else NOT_SEED
+        self._parts[name].restore(name, cols, unmarked)
 
 
-__all__ = ["PARTITIONS", "BufferConfig", "Entry", "NewEntry", "ReplayBuffer", "SampledBatch"]
+def _origin(partition: str, seed: int) -> str:
+    if partition == "policy":
+        return "policy"
+    return {SEED: "seed", NOT_SEED: "mutated"}.get(seed, "unknown")
+
+
+__all__ = [
+    "ORIGINS",
+    "PARTITIONS",
+    "BufferConfig",
+    "Entry",
+    "NewEntry",
+    "ReplayBuffer",
+    "SampledBatch",
+    "TaskCounts",
+]

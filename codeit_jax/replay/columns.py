@@ -8,7 +8,7 @@ packed the same way for checkpoints. `codeit_jax.replay.buffer` is the only user
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,11 @@ _FLOAT_COLUMNS = ("performance", "distance")
 
 
 _INT_COLUMNS = ("program_length", "age", "input_length", "label_length")
+
+#: Values of the ``seed`` column (int8): the entry holds a seed task (a training task with its
+#: ground-truth program, or a random-program seed), any other task, or, restored from a state
+#: saved before the column existed, a task of the mutated partition that may be either.
+SEED, NOT_SEED, SEED_UNKNOWN = 1, 0, -1
 
 
 class _Partition:
@@ -30,6 +35,7 @@ class _Partition:
         self.cols.update({name: np.zeros(0, np.int64) for name in _INT_COLUMNS})
         self.cols["input_start"] = np.zeros(0, np.int64)
         self.cols["label_start"] = np.zeros(0, np.int64)
+        self.cols["seed"] = np.zeros(0, np.int8)
         self.tokens = np.zeros(0, token_dtype)
         self.used = 0  # tokens[:used] are written
         self.garbage = 0  # tokens of replaced entries inside tokens[:used]
@@ -93,6 +99,75 @@ class _Partition:
         self.programs = [self.programs[r] for r in row_list]
         self.index = {key: i for i, key in enumerate(zip(self.parent_keys, self.programs))}
         self.compact()
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The partition as packed arrays (`restore` reads them back)."""
+        cols = {c: self.column(c).copy() for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS)}
+        cols["seed"] = self.column("seed").copy()
+        cols["tokens"] = self.live_tokens()
+        cols["parent_keys_utf8"], cols["parent_key_bytes"] = _pack_strings(self.parent_keys)
+        cols["programs_utf8"], cols["program_bytes"] = _pack_strings(self.programs)
+        return cols
+
+    def restore(self, name: str, cols: Mapping[str, Any], unmarked: int = NOT_SEED) -> None:
+        """Replace the contents with `state_arrays` output; ValueError, with nothing changed,
+        when the arrays are inconsistent (``name``: the partition, for messages).
+
+        A state saved before the ``seed`` column existed has none: its rows get ``unmarked``
+        (the buffer passes `SEED_UNKNOWN` for the mutated partition, where seeds were kept
+        unmarked, and `NOT_SEED` for the policy partition, which never holds seeds).
+        """
+        needed = (*_FLOAT_COLUMNS, *_INT_COLUMNS, "tokens")
+        needed += ("parent_keys_utf8", "parent_key_bytes", "programs_utf8", "program_bytes")
+        missing = [c for c in needed if c not in cols]
+        if missing:
+            raise ValueError(f"replay buffer state, partition {name!r}: missing {missing}")
+        size = len(cols["age"])
+        for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS):
+            if np.shape(cols[c]) != (size,):
+                raise ValueError(
+                    f"replay buffer state, partition {name!r}: column {c} has shape "
+                    f"{np.shape(cols[c])}, expected ({size},)"
+                )
+        parent_keys = _unpack_strings(cols["parent_keys_utf8"], cols["parent_key_bytes"])
+        programs = _unpack_strings(cols["programs_utf8"], cols["program_bytes"])
+        lengths = np.stack(
+            [np.asarray(cols["input_length"]), np.asarray(cols["label_length"])], 1
+        ).ravel()
+        tokens = np.asarray(cols["tokens"])
+        if len(parent_keys) != size or len(programs) != size or int(lengths.sum()) != len(tokens):
+            raise ValueError(f"replay buffer state, partition {name!r}: inconsistent sizes")
+        seed = np.asarray(cols["seed"]) if "seed" in cols else np.full(size, unmarked, np.int8)
+        if seed.shape != (size,) or not np.isin(seed, (SEED, NOT_SEED, SEED_UNKNOWN)).all():
+            raise ValueError(f"replay buffer state, partition {name!r}: bad seed column")
+        check_token_range(tokens, self.tokens.dtype)
+        index = {key: i for i, key in enumerate(zip(parent_keys, programs))}
+        if len(index) != size:
+            raise ValueError(f"replay buffer state, partition {name!r}: repeated keys")
+        self.size = size
+        for c in _FLOAT_COLUMNS:
+            self.cols[c] = np.asarray(cols[c], np.float64).copy()
+        for c in _INT_COLUMNS:
+            self.cols[c] = np.asarray(cols[c], np.int64).copy()
+        starts = np.cumsum(lengths) - lengths
+        self.cols["input_start"] = starts[0::2].copy()
+        self.cols["label_start"] = starts[1::2].copy()
+        self.cols["seed"] = seed.astype(np.int8, copy=True)
+        self.tokens = tokens.astype(self.tokens.dtype, copy=True)
+        self.used = len(self.tokens)
+        self.garbage = 0
+        self.parent_keys = parent_keys
+        self.programs = programs
+        self.index = index
+
+
+def check_token_range(flat: np.ndarray, dtype: np.dtype) -> None:
+    """ValueError unless every id fits ``dtype`` (and none is negative)."""
+    if len(flat) == 0:
+        return
+    info = np.iinfo(dtype)
+    if flat.min() < 0 or flat.max() > info.max:
+        raise ValueError(f"token ids must lie in [0, {info.max}] for token_dtype {dtype}")
 
 
 def _ragged_gather(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -14,7 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from codeit_jax.policy.encoding import bare_program, encode_program, encode_task, max_input_length
+from codeit_jax.policy.encoding import (
+    bare_program,
+    encode_program,
+    encode_task,
+    encode_task_cut,
+    max_input_length,
+)
 from codeit_jax.policy.tokenizer import Tokenizer
 from codeit_jax.replay.buffer import NewEntry, ReplayBuffer
 from codeit_jax.tasks import Task
@@ -36,6 +42,16 @@ class EncodingConfig:
 def encode_input(task: Task, tokenizer: Tokenizer, settings: EncodingConfig) -> list[int]:
     """Model input ids of a task (each side cut to ``input_state_max``)."""
     return encode_task(task, tokenizer, settings.n_examples, settings.input_state_max)
+
+
+def encode_inputs(
+    tasks: Sequence[Task], tokenizer: Tokenizer, settings: EncodingConfig
+) -> tuple[list[list[int]], int]:
+    """Model input ids of each task, and how many of them were cut (`encode_input`)."""
+    encoded = [
+        encode_task_cut(t, tokenizer, settings.n_examples, settings.input_state_max) for t in tasks
+    ]
+    return [ids for ids, _ in encoded], sum(cut for _, cut in encoded)
 
 
 @dataclass(frozen=True)
@@ -61,8 +77,10 @@ def add_experiences(
     settings: EncodingConfig,
     *,
     age: int,
+    seed: bool = False,
 ) -> int:
-    """Add each experience to ``partition``; returns how many were added."""
+    """Add each experience to ``partition``; returns how many were added (``seed``: they are
+    seed tasks, counted apart from mutated ones; `ReplayBuffer.add_many`)."""
     entries = []
     for e in experiences:
         if e.task.program is None:
@@ -74,5 +92,5 @@ def add_experiences(
         inputs = encode_input(e.task, tokenizer, settings)
         entries.append(NewEntry(e.parent_key, program, inputs, labels, e.performance, e.distance))
     if entries:
-        buffer.add_many(partition, entries, age)
+        buffer.add_many(partition, entries, age, seed=seed)
     return len(entries)

