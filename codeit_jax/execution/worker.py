@@ -10,15 +10,26 @@ Channels, all inherited file descriptors:
 * commands (parent -> worker): pickled lists of ``(text, grid)`` runs, or
   ``("match", {group id: texts}, [(group id, grid, expected)])`` for
   :meth:`~codeit_jax.execution.sandbox.Sandbox.match`, or ``None`` to stop;
-* replies (worker -> parent): ``("ready", pid)`` once, then one pickled list of records per
-  chunk (see :mod:`codeit_jax.execution.run`; for a match chunk, ``GroupMatches`` tuples);
+* replies (worker -> parent): ``("ready", pid, cpu)`` once, then per chunk one pickled
+  ``(records, times, cpu)``: the records of the items it ran (see
+  :mod:`codeit_jax.execution.run`; for a match chunk, ``GroupMatches`` tuples), each item's
+  wall-clock and CPU seconds (two floats per item, for
+  :mod:`codeit_jax.execution.stats`), and the worker's CPU seconds so far;
 * lifeline: a pipe the parent never writes; end-of-file means the parent is gone;
-* progress slot: 32 shared bytes: ``int64`` index of the run (or match unit) in progress, -1
+* progress slot: 48 shared bytes: ``int64`` index of the run (or match unit) in progress, -1
   when idle; ``float64`` monotonic deadline after which the parent's watchdog kills this
   worker; for a match unit, ``int64`` index of the program in progress and ``int64`` node (see
-  :mod:`codeit_jax.execution.line_sharing`) being computed, -1 for none. The parent reads the last
-  two
-  after a kill or a crash to tell which program of the unit was to blame.
+  :mod:`codeit_jax.execution.line_sharing`) being computed, -1 for none (the parent reads these
+  two after a kill or a crash to tell which program of the unit was to blame); ``int64``
+  limit, written by the parent; ``float64`` monotonic time the item in progress started.
+
+Work stealing: before each item the worker reads the limit and stops the chunk when the item's
+index has reached it, replying with the records of the items it ran. The parent lowers the
+limit to hand the tail of a busy worker's chunk to an idle one (see
+:mod:`codeit_jax.execution.schedule`), so one slow program does not keep the rest of its chunk
+from the other workers. The worker may read the limit just before the parent lowers it and run
+one item past it; the parent then uses the other worker's copy of that item (the same program
+on the same input) and ignores the extra record.
 
 Deadlines: a run's starts when the run starts and is ``hard_factor * budget + hard_grace_s``
 (for a match unit, the same per program). The worker's own steps around it, parsing the text
@@ -71,8 +82,11 @@ INDEX = struct.Struct("q")
 DEADLINE = struct.Struct("d")
 PROGRAM = struct.Struct("q")
 NODE = struct.Struct("q")
-DEADLINE_AT, PROGRAM_AT, NODE_AT = 8, 16, 24  # byte offsets in the slot (INDEX is at 0)
-SLOT_BYTES = 32
+LIMIT = struct.Struct("q")
+STARTED = struct.Struct("d")
+# byte offsets in the slot (INDEX is at 0)
+DEADLINE_AT, PROGRAM_AT, NODE_AT, LIMIT_AT, STARTED_AT = 8, 16, 24, 32, 40
+SLOT_BYTES = 48
 IDLE = -1
 
 #: Wall-clock seconds the watchdog allows a worker's own steps around a run (parsing a text,
@@ -119,6 +133,15 @@ def _limit_memory(memory_mb: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
+def _stopped(slot: Any, index: int) -> bool:
+    """True when the parent has handed item ``index`` and the rest to another worker;
+    otherwise the item's start time is published for the parent's statistics."""
+    if index >= LIMIT.unpack_from(slot, LIMIT_AT)[0]:
+        return True
+    STARTED.pack_into(slot, STARTED_AT, time.monotonic())
+    return False
+
+
 def _publish(slot: mmap.mmap, index: int, deadline: float, program: int = IDLE) -> None:
     """Tell the watchdog which run (and program) is in progress and when to give up on it.
 
@@ -142,7 +165,7 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
     limits = _Limits(config["hard_factor"], config["hard_grace_s"], config["housekeeping_s"])
     _limit_memory(config["memory_mb"])
     groups: dict[tuple[str, ...], ProgramGroup] = {}
-    replies.send_bytes(pickle.dumps(("ready", os.getpid())))
+    replies.send_bytes(pickle.dumps(("ready", os.getpid(), time.process_time())))
     while True:
         try:
             message = commands.recv_bytes()
@@ -151,15 +174,20 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         runs = pickle.loads(message)
         if runs is None:
             return
+        times: list[float] = []
         if isinstance(runs, tuple):
-            records = _match(executor, groups, runs, slot, limits)
+            records = _match(executor, groups, runs, slot, limits, times)
         else:
-            records = [
-                _run(executor, index, text, grid, slot, limits)
-                for index, (text, grid) in enumerate(runs)
-            ]
+            records = []
+            for index, (text, grid) in enumerate(runs):
+                if _stopped(slot, index):
+                    break
+                wall, cpu = time.perf_counter(), time.process_time()
+                records.append(_run(executor, index, text, grid, slot, limits))
+                times += (time.perf_counter() - wall, time.process_time() - cpu)
         _publish(slot, IDLE, float("inf"))
-        replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+        reply = (records, times, time.process_time())
+        replies.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class _Limits(NamedTuple):
@@ -196,6 +224,7 @@ def _match(
     message: tuple,
     slot: Any,
     limits: _Limits,
+    times: list[float],
 ) -> list[tuple]:
     """Records of a match chunk; the watchdog deadline is renewed for every program, and the
     program and node in progress are published so that a kill blames only them."""
@@ -207,10 +236,13 @@ def _match(
 
     records = []
     for index, (gid, grid, expected, faults) in enumerate(units):
+        if _stopped(slot, index):
+            break
 
         def on_program(program: int, lines: int, index: int = index) -> None:
             _publish(slot, index, limits.run_deadline(per_line * max(1, lines)), program)
 
+        wall, cpu = time.perf_counter(), time.process_time()
         _publish(slot, index, limits.housekeeping_deadline())
         result = match_group(
             _group(executor, groups, texts_by_id[gid]),
@@ -224,6 +256,7 @@ def _match(
             faults=faults,
         )
         records.append(tuple(result))
+        times += (time.perf_counter() - wall, time.process_time() - cpu)
     return records
 
 
@@ -265,12 +298,17 @@ class _Progress(NamedTuple):
     deadline: float
     program: int  # program of a match unit in progress, or IDLE
     node: int  # node of that program being computed, or IDLE
+    started: float = float("nan")  # when the item in progress started (for statistics)
 
 
 class _Worker:
-    """Parent-side handle of one worker process and its channels."""
+    """Parent-side handle of one worker process and its channels.
 
-    def __init__(self, config: dict[str, Any], pdeathsig: bool) -> None:
+    ``lane`` is the worker's position in the pool, which its replacement inherits (statistics
+    are kept per lane).
+    """
+
+    def __init__(self, config: dict[str, Any], pdeathsig: bool, lane: int = 0) -> None:
         command_r, command_w = os.pipe()
         reply_r, reply_w = os.pipe()
         lifeline_r, lifeline_w = os.pipe()
@@ -304,8 +342,11 @@ class _Worker:
         self.commands = Connection(command_w, readable=False)
         self.replies = Connection(reply_r, writable=False)
         self.lifeline = lifeline_w
+        self.lane = lane
         self.state = "starting"
         self.started_at = time.monotonic()
+        self.sent_at = 0.0  # when the chunk in progress was sent
+        self.cpu = 0.0  # the worker's CPU seconds at its last reply
         self.chunk: list[int] = []
         self.killed_at: _Progress | None = None  # where the watchdog killed it
 
@@ -327,7 +368,12 @@ class _Worker:
                 DEADLINE.unpack_from(slot, DEADLINE_AT)[0] == deadline
                 and INDEX.unpack_from(slot, 0)[0] == index
             ):
-                return _Progress(index, deadline, program, node)
+                started = STARTED.unpack_from(slot, STARTED_AT)[0]
+                return _Progress(index, deadline, program, node, started)
+
+    def set_limit(self, limit: int) -> None:
+        """Items of the chunk in progress from ``limit`` on are not to be started."""
+        LIMIT.pack_into(self.slot, LIMIT_AT, limit)
 
     def kill(self) -> None:
         """SIGKILL and reap the process, and release every channel (idempotent)."""
