@@ -12,11 +12,15 @@ Workloads:
 Modes: ``bare`` (parse once, then ``Program.run`` under the same CPU-time budget, no value
 export: the cost of execution alone), ``inprocess`` (:func:`run_in_process`: the sandbox's exact
 semantics without processes), and ``sandbox`` with 1 and N workers (pool start excluded,
-reported separately). Every repeat runs every mode on every
-batch in turn (modes share the background load of a shared machine); a repeat appends newlines
-to every text (the parser ignores them), so no mode profits from parse caches warmed by an
-earlier repeat, and every repeat is the same work. Per mode, the figures are the median over
-repeats with its spread (:mod:`codeit_jax.bench.timing`); ``noisy`` flags a spread over 15%.
+reported separately). The in-process modes run with the collector settings of a worker
+(:mod:`codeit_jax.execution.worker`) and this process's own objects frozen, so that the
+comparison measures isolation, not garbage collection (``--in-process-gc default`` keeps the
+interpreter's settings instead, to see what the workers' settings bring). Every repeat runs
+every mode on every batch in turn (modes share the background load of a shared machine); a
+repeat appends newlines to every text (the parser ignores them), so no mode profits from parse
+caches warmed by an earlier repeat, and every repeat is the same work. Per mode, the figures
+are the median over repeats with its spread (:mod:`codeit_jax.bench.timing`); ``noisy`` flags
+a spread over 15%.
 
 Figures on (b): ``scaling`` = sandbox_N / sandbox_1 runs/s; ``overhead`` = 1 - sandbox_1 / bare
 (``overhead_vs_inprocess`` likewise, ``overhead_cpu`` the same in CPU seconds, workers and parent
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -60,6 +65,7 @@ from codeit_jax.bench.timing import load_average, noise_fields, spread
 from codeit_jax.execution.batch import run_in_process
 from codeit_jax.execution.run import RunTimeout, RunTimer
 from codeit_jax.execution.sandbox import Outcome, Sandbox, default_workers
+from codeit_jax.execution.worker import GC_THRESHOLD
 from codeit_jax.files import codeit_data_dir
 from codeit_jax.programs.program import Program, ProgramError, parse
 from codeit_jax.tasks import Task, load_codeit_dir
@@ -129,16 +135,26 @@ def bare_run(batch: Batch) -> None:
 
 
 @contextlib.contextmanager
-def in_process_conditions() -> Any:
-    """The address space capped while the in-process modes run untrusted edits."""
+def in_process_conditions(worker_gc: bool = True) -> Any:
+    """A worker's conditions for the in-process modes: the address space capped (they run
+    untrusted edits), this process's objects frozen and the worker's collector threshold
+    (``worker_gc``; else the interpreter's collector settings, untouched)."""
     saved_limit = resource.getrlimit(resource.RLIMIT_AS)
     soft = IN_PROCESS_MEMORY_MB * 1024 * 1024
     if saved_limit[1] != resource.RLIM_INFINITY:
         soft = min(soft, saved_limit[1])
+    saved_threshold = gc.get_threshold()
     resource.setrlimit(resource.RLIMIT_AS, (soft, saved_limit[1]))
+    if worker_gc:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD, *saved_threshold[1:])
     try:
         yield
     finally:
+        if worker_gc:
+            gc.set_threshold(*saved_threshold)
+            gc.unfreeze()
         resource.setrlimit(resource.RLIMIT_AS, saved_limit)
 
 
@@ -162,7 +178,12 @@ class _Mode:
 
 
 def measure(
-    batches: list[Batch], workers: list[int], repeats: int, steal: bool = True, tail: int = 10
+    batches: list[Batch],
+    workers: list[int],
+    repeats: int,
+    steal: bool = True,
+    tail: int = 10,
+    worker_gc: bool = True,
 ) -> dict[str, Any]:
     """Per mode: median runs/s and CPU over the repeats; per sandbox mode, the diagnosis."""
     n_runs = sum(len(grids) for batch in batches for _, grids in batch)
@@ -187,7 +208,7 @@ def measure(
                 for mode in modes:
                     workers_cpu = 0.0
                     if mode in ("bare", "inprocess"):
-                        with in_process_conditions():
+                        with in_process_conditions(worker_gc):
                             cpu, start = time.process_time(), time.perf_counter()
                             if mode == "bare":
                                 bare_run(batch)
@@ -336,6 +357,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tail", type=int, default=10, help="slowest runs to report")
     parser.add_argument("--no-steal", action="store_true", help="turn work stealing off")
+    parser.add_argument(
+        "--in-process-gc",
+        choices=["worker", "default"],
+        default="worker",
+        help="collector settings of the in-process modes (default: a worker's)",
+    )
     parser.add_argument("--data", type=Path, default=None, help="CodeIt data directory")
     parser.add_argument("--tasks", type=int, default=None, help="use only the first N tasks")
     args = parser.parse_args(argv)
@@ -349,17 +376,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit("need at least two tasks with programs")
     workers = sorted({1, args.workers})
     n, steal = args.workers, not args.no_steal
+    options = {"steal": steal, "tail": args.tail, "worker_gc": args.in_process_gc == "worker"}
 
     load_before, load_triple = load_average(), list(os.getloadavg())
     policy = [policy_batch(tasks, args.n_policy, args.seed + k) for k in range(args.batches)]
     figures: dict[str, Any] = {
-        "a": measure([ground_truth_batch(tasks)], workers, args.repeats, steal, args.tail),
-        "b": measure(policy, workers, args.repeats, steal, args.tail),
+        "a": measure([ground_truth_batch(tasks)], workers, args.repeats, **options),
+        "b": measure(policy, workers, args.repeats, **options),
     }
     b = figures["b"]
     b["parse_fail_fraction"] = round(parse_fail_fraction([p for x in policy for p in x]), 4)
     figures["workers"] = n
     figures["steal"] = steal
+    figures["in_process_gc"] = args.in_process_gc
     figures["scaling"] = round(b[f"sandbox_{n}_runs_per_s"] / b["sandbox_1_runs_per_s"], 3)
     figures["scaling_bound"] = b["scaling_bound"]
     figures["scaling_quiet_estimate"] = round(
