@@ -13,7 +13,7 @@ from codeit_jax.execution.run import CRASH, TIMEOUT
 from codeit_jax.execution.sandbox import Outcome, Sandbox
 from codeit_jax.execution.schedule import chunk_length, steal_limit
 from codeit_jax.execution.stats import CRASH_IN_RUN, WATCHDOG, BatchStats
-from codeit_jax.execution.worker import IDLE
+from codeit_jax.execution.worker import IDLE, STARVED_FACTOR, _Progress, starved
 
 HOOKS = "sandbox_hooks:compile_with_hooks"
 GRIDS = [((k, 1), (2, 3)) for k in range(4)]  # distinct inputs: one run each
@@ -121,3 +121,29 @@ def test_batch_statistics_summary_adds_up():
     assert summary["lanes"][0]["idle_s"] == pytest.approx(0.3)
     assert summary["lanes"][1]["items"] == 2 and summary["lanes"][1]["chunks"] == 2
     assert summary["item_wall_s"]["max"] == 0.5 and summary["item_wall_s_total"] == 0.85
+
+
+def test_the_watchdog_spares_a_run_that_only_waits_for_a_core():
+    """Past its wall-clock deadline, a runnable worker under its CPU deadline lives on; a
+    sleeping one (stuck in a blocking call), one over its CPU deadline (stuck in C, spinning)
+    and one far past its allowance are killed."""
+    at = _Progress(0, deadline=13.0, program=IDLE, node=IDLE, started=10.0, cpu_deadline=5.0)
+    now = 14.0
+    assert starved(at, now, (4.0, "R"))
+    assert not starved(at, now, (4.0, "S")) and not starved(at, now, (4.0, "D"))
+    assert not starved(at, now, (5.5, "R"))
+    assert not starved(at, 10.0 + 3.0 * STARVED_FACTOR + 0.1, (4.0, "R"))
+    assert not starved(at, now, None)  # no /proc: the wall-clock deadline alone, as before
+
+
+def test_a_run_spinning_in_c_is_still_killed_once_past_its_cpu_allowance():
+    batch = [("hook:spin_in_c:12", GRIDS[:1])] + fast_batch(1)
+    with Sandbox(
+        workers=2, timeout_s=0.1, hard_factor=1.0, hard_grace_s=0.3, _compiler=HOOKS
+    ) as sb:
+        outcomes = sb.run(batch)
+        stats = sb.last_stats
+    assert outcomes[0][0].error == TIMEOUT and "watchdog" in outcomes[0][0].detail
+    assert outcomes[1:] == run_in_process(batch[1:])
+    assert [r.cause for r in stats.restarts] == [WATCHDOG]
+    assert stats.restarts[0].item_s < 60

@@ -34,7 +34,9 @@ Design, and why:
   for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.execution.run`). A run stuck in C code
   never sees the timer signal, so the parent also runs a wall-clock watchdog: past
   ``hard_factor * budget + hard_grace_s`` after the run started the worker is SIGKILLed, that
-  run reports ``timeout``, and the rest of its chunk goes to other workers. Parsing the text
+  run reports ``timeout``, and the rest of its chunk goes to other workers. With the CPU clock
+  a worker that is runnable and has not used that much CPU time is waiting for a core, not
+  stuck, and is given longer (bounded; see :mod:`codeit_jax.execution.worker`). Parsing the text
   and exporting the value are not the run's: they get ``housekeeping_s`` instead (see
   :mod:`codeit_jax.execution.worker`), so a loaded machine cannot time out an instant program.
 * :meth:`Sandbox.match` units are groups of programs: a kill or a crash there is blamed on the
@@ -115,6 +117,7 @@ from codeit_jax.execution.worker import (
     _kill_all,
     _Progress,
     _Worker,
+    starved,
 )
 
 _POLL_S = 0.05  # how often the watchdog looks at busy workers
@@ -380,13 +383,18 @@ class Sandbox:
         for worker in list(self._workers):
             if worker.state == "busy":
                 at = worker.progress()
-                if at.index != IDLE and now > at.deadline:
+                if at.index != IDLE and now > at.deadline and not self._starved(worker, at, now):
                     worker.killed_at = at
                     worker.kill()
                     self._on_death(worker, pending, outcomes, job)
             elif worker.state == "starting" and now - worker.started_at > _START_TIMEOUT_S:
                 worker.kill()
                 self._on_death(worker, pending, outcomes, job)
+
+    def _starved(self, worker: _Worker, at: _Progress, now: float) -> bool:
+        """With the CPU clock, a worker past its deadline that only waits for a core lives on
+        (see :mod:`codeit_jax.execution.worker`)."""
+        return self._config["clock"] == "cpu" and starved(at, now, worker.cpu_and_state())
 
     def _on_death(
         self, worker: _Worker, pending: deque[int], outcomes: list[Any], job: Job | None

@@ -21,7 +21,8 @@ Channels, all inherited file descriptors:
   worker; for a match unit, ``int64`` index of the program in progress and ``int64`` node (see
   :mod:`codeit_jax.execution.line_sharing`) being computed, -1 for none (the parent reads these
   two after a kill or a crash to tell which program of the unit was to blame); ``int64``
-  limit, written by the parent; ``float64`` monotonic time the item in progress started.
+  limit, written by the parent; ``float64`` monotonic time the item in progress started;
+  ``float64`` the worker's CPU-time deadline (see below).
 
 Work stealing: before each item the worker reads the limit and stops the chunk when the item's
 index has reached it, replying with the records of the items it ran. The parent lowers the
@@ -41,7 +42,13 @@ Deadlines: a run's starts when the run starts and is ``hard_factor * budget + ha
 (for a match unit, the same per program). The worker's own steps around it, parsing the text
 before and checking and pickling the value after, get :data:`HOUSEKEEPING_S` instead: their
 cost depends on the text and the output cap, not on what the program does, and a short grace
-there would let a busy machine turn an instant program into a timeout.
+there would let a busy machine turn an instant program into a timeout. Each deadline is
+published twice: in wall-clock time and in this process's CPU time (the same allowance counted
+from the CPU time the item started at). With the CPU clock, a worker past its wall-clock
+deadline that is runnable and has not used its CPU allowance is waiting for a core, not stuck:
+the watchdog lets it go on (:func:`starved`), up to :data:`STARVED_FACTOR` times the allowance
+in wall-clock time, so a loaded machine does not turn a run that its own timer will stop into
+a killed worker, a lost chunk and a restart.
 
 Parent death is detected three ways so that no worker outlives its parent by more than a few
 seconds: ``PR_SET_PDEATHSIG`` (Linux; immediate even while stuck in C code, but tied to the
@@ -56,6 +63,7 @@ import ctypes
 import ctypes.util
 import gc
 import json
+import math
 import mmap
 import os
 import pickle
@@ -91,10 +99,14 @@ PROGRAM = struct.Struct("q")
 NODE = struct.Struct("q")
 LIMIT = struct.Struct("q")
 STARTED = struct.Struct("d")
+CPU_DEADLINE = struct.Struct("d")
 # byte offsets in the slot (INDEX is at 0)
-DEADLINE_AT, PROGRAM_AT, NODE_AT, LIMIT_AT, STARTED_AT = 8, 16, 24, 32, 40
-SLOT_BYTES = 48
+DEADLINE_AT, PROGRAM_AT, NODE_AT, LIMIT_AT, STARTED_AT, CPU_DEADLINE_AT = 8, 16, 24, 32, 40, 48
+SLOT_BYTES = 56
 IDLE = -1
+
+#: A run waiting for a core is given at most this many times its wall-clock allowance.
+STARVED_FACTOR = 10.0
 
 #: Allocations between collections of the youngest generation in a worker (the interpreter's
 #: default is 700); see the module docstring.
@@ -105,6 +117,7 @@ GC_THRESHOLD = 10_000
 HOUSEKEEPING_S = 30.0
 
 _PR_SET_PDEATHSIG = 1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _die_with_parent() -> None:
@@ -161,13 +174,17 @@ def _stopped(slot: Any, index: int) -> bool:
     return False
 
 
-def _publish(slot: mmap.mmap, index: int, deadline: float, program: int = IDLE) -> None:
-    """Tell the watchdog which run (and program) is in progress and when to give up on it.
+def _publish(
+    slot: mmap.mmap, index: int, deadlines: tuple[float, float], program: int = IDLE
+) -> None:
+    """Tell the watchdog which run (and program) is in progress and when to give up on it
+    (``deadlines``: wall-clock and CPU time).
 
     The deadline is written first: the parent reads index, deadline, program and deadline
     again, so a program it reads always belongs to the deadline it saw or to a later one.
     """
-    DEADLINE.pack_into(slot, DEADLINE_AT, deadline)
+    DEADLINE.pack_into(slot, DEADLINE_AT, deadlines[0])
+    CPU_DEADLINE.pack_into(slot, CPU_DEADLINE_AT, deadlines[1])
     PROGRAM.pack_into(slot, PROGRAM_AT, program)
     NODE.pack_into(slot, NODE_AT, IDLE)
     INDEX.pack_into(slot, 0, index)
@@ -203,38 +220,46 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
                 if _stopped(slot, index):
                     break
                 wall, cpu = time.perf_counter(), time.process_time()
-                records.append(_run(executor, index, text, grid, slot, limits))
+                records.append(_run(executor, index, text, grid, slot, limits, cpu))
                 times += (time.perf_counter() - wall, time.process_time() - cpu)
-        _publish(slot, IDLE, float("inf"))
+        _publish(slot, IDLE, (math.inf, math.inf))
         reply = (records, times, time.process_time())
         replies.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class _Limits(NamedTuple):
-    """The watchdog's wall-clock allowances (see the module docstring)."""
+    """The watchdog's allowances (see the module docstring): deadlines in wall-clock time and
+    in CPU time counted from ``cpu``, the CPU time the item started at."""
 
     hard_factor: float
     hard_grace: float
     housekeeping: float
 
-    def run_deadline(self, budget: float) -> float:
-        return time.monotonic() + self.hard_factor * budget + self.hard_grace
+    def run_deadline(self, budget: float, cpu: float) -> tuple[float, float]:
+        allowance = self.hard_factor * budget + self.hard_grace
+        return time.monotonic() + allowance, cpu + allowance
 
-    def housekeeping_deadline(self) -> float:
-        return time.monotonic() + self.housekeeping
+    def housekeeping_deadline(self, cpu: float) -> tuple[float, float]:
+        return time.monotonic() + self.housekeeping, cpu + self.housekeeping
 
 
 def _run(
-    executor: ProgramRunner, index: int, text: str, grid: Any, slot: Any, limits: _Limits
+    executor: ProgramRunner,
+    index: int,
+    text: str,
+    grid: Any,
+    slot: Any,
+    limits: _Limits,
+    cpu: float,
 ) -> tuple:
     """One run's record; only the run itself is under the run's deadline."""
-    _publish(slot, index, limits.housekeeping_deadline())
+    _publish(slot, index, limits.housekeeping_deadline(cpu))
     program = executor.compile(text)
     if isinstance(program, tuple):
         return program
-    _publish(slot, index, limits.run_deadline(executor.budget(program)))
+    _publish(slot, index, limits.run_deadline(executor.budget(program), cpu))
     record = executor.run(program, grid)
-    _publish(slot, index, limits.housekeeping_deadline())
+    _publish(slot, index, limits.housekeeping_deadline(cpu))
     return executor.export(record)
 
 
@@ -260,10 +285,11 @@ def _match(
             break
 
         def on_program(program: int, lines: int, index: int = index) -> None:
-            _publish(slot, index, limits.run_deadline(per_line * max(1, lines)), program)
+            budget = per_line * max(1, lines)
+            _publish(slot, index, limits.run_deadline(budget, time.process_time()), program)
 
         wall, cpu = time.perf_counter(), time.process_time()
-        _publish(slot, index, limits.housekeeping_deadline())
+        _publish(slot, index, limits.housekeeping_deadline(cpu))
         result = match_group(
             _group(executor, groups, texts_by_id[gid]),
             grid,
@@ -318,7 +344,8 @@ class _Progress(NamedTuple):
     deadline: float
     program: int  # program of a match unit in progress, or IDLE
     node: int  # node of that program being computed, or IDLE
-    started: float = float("nan")  # when the item in progress started (for statistics)
+    started: float = math.nan  # when the item in progress started (for statistics)
+    cpu_deadline: float = math.inf  # the deadline in the worker's CPU time
 
 
 class _Worker:
@@ -382,6 +409,7 @@ class _Worker:
         while True:
             index = INDEX.unpack_from(slot, 0)[0]
             deadline = DEADLINE.unpack_from(slot, DEADLINE_AT)[0]
+            cpu_deadline = CPU_DEADLINE.unpack_from(slot, CPU_DEADLINE_AT)[0]
             program = PROGRAM.unpack_from(slot, PROGRAM_AT)[0]
             node = NODE.unpack_from(slot, NODE_AT)[0]
             if (
@@ -389,7 +417,18 @@ class _Worker:
                 and INDEX.unpack_from(slot, 0)[0] == index
             ):
                 started = STARTED.unpack_from(slot, STARTED_AT)[0]
-                return _Progress(index, deadline, program, node, started)
+                return _Progress(index, deadline, program, node, started, cpu_deadline)
+
+    def cpu_and_state(self) -> tuple[float, str] | None:
+        """The process's CPU seconds and scheduler state (``R``: running or runnable) from
+        ``/proc`` (Linux; None elsewhere or when it cannot be read)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return None
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / _CLOCK_TICKS, fields[0].decode()
 
     def set_limit(self, limit: int) -> None:
         """Items of the chunk in progress from ``limit`` on are not to be started."""
@@ -408,6 +447,17 @@ class _Worker:
             self.lifeline = -1
         if not self.slot.closed:
             self.slot.close()
+
+
+def starved(at: _Progress, now: float, cpu_and_state: tuple[float, str] | None) -> bool:
+    """True when a worker past its wall-clock deadline is only waiting for a core: runnable,
+    under its CPU-time deadline, and not yet :data:`STARVED_FACTOR` times its allowance past
+    the item's start (see the module docstring). Only meaningful with the CPU clock."""
+    if cpu_and_state is None or math.isnan(at.started):
+        return False
+    cpu, state = cpu_and_state
+    patience = STARVED_FACTOR * max(0.0, at.deadline - at.started)
+    return state == "R" and cpu < at.cpu_deadline and now < at.started + patience
 
 
 def _shared_file() -> int:
