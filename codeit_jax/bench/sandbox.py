@@ -12,8 +12,8 @@ Workloads:
 Modes: ``bare`` (parse once, then ``Program.run`` under the same CPU-time budget, no value
 export: the cost of execution alone), ``inprocess`` (:func:`run_in_process`: the sandbox's exact
 semantics without processes), and ``sandbox`` with 1 and N workers (pool start excluded,
-reported separately). The in-process modes run with the collector settings of a worker
-(:mod:`codeit_jax.execution.worker`) and this process's own objects frozen, so that the
+reported separately). The in-process modes run with the collector thresholds of a worker
+(:mod:`codeit_jax.execution.collector`) and this process's own objects frozen, so that the
 comparison measures isolation, not garbage collection (``--in-process-gc default`` keeps the
 interpreter's settings instead, to see what the workers' settings bring). Every repeat runs
 every mode on every batch in turn (modes share the background load of a shared machine); a
@@ -63,9 +63,9 @@ from codeit_jax.bench import sandbox_diagnosis as diagnosis
 from codeit_jax.bench.policy_like import policy_like_workload
 from codeit_jax.bench.timing import load_average, noise_fields, spread
 from codeit_jax.execution.batch import run_in_process
+from codeit_jax.execution.collector import GC_THRESHOLDS
 from codeit_jax.execution.run import RunTimeout, RunTimer
 from codeit_jax.execution.sandbox import Outcome, Sandbox, default_workers
-from codeit_jax.execution.worker import GC_THRESHOLD
 from codeit_jax.files import codeit_data_dir
 from codeit_jax.programs.program import Program, ProgramError, parse
 from codeit_jax.tasks import Task, load_codeit_dir
@@ -148,7 +148,7 @@ def in_process_conditions(worker_gc: bool = True) -> Any:
     if worker_gc:
         gc.collect()
         gc.freeze()
-        gc.set_threshold(GC_THRESHOLD, *saved_threshold[1:])
+        gc.set_threshold(*GC_THRESHOLDS)
     try:
         yield
     finally:

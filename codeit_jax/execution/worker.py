@@ -32,11 +32,7 @@ from the other workers. The worker may read the limit just before the parent low
 one item past it; the parent then uses the other worker's copy of that item (the same program
 on the same input) and ignores the extra record.
 
-Garbage collection: the worker's parse cache keeps thousands of compiled programs alive, and
-with the interpreter's default thresholds every full collection walks all of them, many times
-per batch. The worker freezes what it imported (never garbage) and collects the youngest
-generation less often (:data:`GC_THRESHOLD`); DSL values are trees of tuples and frozensets,
-which reference counting frees, so the collector has little to find.
+Garbage collection is tuned for a worker's life (:mod:`codeit_jax.execution.collector`).
 
 Deadlines: a run's starts when the run starts and is ``hard_factor * budget + hard_grace_s``
 (for a match unit, the same per program). The worker's own steps around it, parsing the text
@@ -61,7 +57,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import gc
 import json
 import math
 import mmap
@@ -78,6 +73,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from codeit_jax.execution import collector
 from codeit_jax.execution.line_sharing import ProgramGroup, match_group
 from codeit_jax.execution.run import ProgramRunner, load_compiler
 
@@ -107,10 +103,6 @@ IDLE = -1
 
 #: A run waiting for a core is given at most this many times its wall-clock allowance.
 STARVED_FACTOR = 10.0
-
-#: Allocations between collections of the youngest generation in a worker (the interpreter's
-#: default is 700); see the module docstring.
-GC_THRESHOLD = 10_000
 
 #: Wall-clock seconds the watchdog allows a worker's own steps around a run (parsing a text,
 #: building a program group, checking and pickling a value) before it kills the worker.
@@ -157,14 +149,6 @@ def _limit_memory(memory_mb: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _tune_gc() -> None:
-    """Fewer, cheaper collections: see the module docstring."""
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD, middle, old)
-
-
 def _stopped(slot: Any, index: int) -> bool:
     """True when the parent has handed item ``index`` and the rest to another worker;
     otherwise the item's start time is published for the parent's statistics."""
@@ -201,8 +185,9 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
     limits = _Limits(config["hard_factor"], config["hard_grace_s"], config["housekeeping_s"])
     _limit_memory(config["memory_mb"])
     groups: dict[tuple[str, ...], ProgramGroup] = {}
-    _tune_gc()
+    collector.tune()
     replies.send_bytes(pickle.dumps(("ready", os.getpid(), time.process_time())))
+    chunks = 0
     while True:
         try:
             message = commands.recv_bytes()
@@ -225,6 +210,9 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         _publish(slot, IDLE, (math.inf, math.inf))
         reply = (records, times, time.process_time())
         replies.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        del runs, records, times, reply  # not survivors
+        chunks += 1
+        collector.freeze_survivors(chunks)
 
 
 class _Limits(NamedTuple):
