@@ -220,9 +220,8 @@ class Sandbox:
 
     def match(self, units: MatchUnits) -> list[GroupMatches]:
         """For each ``(program texts, input grid, expected grid)`` unit, which programs return
-        exactly the expected grid (see :mod:`codeit_jax.execution.line_sharing`: each distinct line
-        of
-        the unit's programs is computed once, with ``timeout_s`` per line).
+        exactly the expected grid (see :mod:`codeit_jax.execution.line_sharing`: each distinct
+        line of the unit's programs is computed once, with ``timeout_s`` per line).
 
         Outputs never leave the workers. When a unit's worker is killed by the watchdog or
         crashes, the line in progress (or the program, outside any line) is set aside and the
@@ -364,8 +363,6 @@ class Sandbox:
             else:
                 records, times, cpu = message
                 chunk = worker.chunk
-                for run, record in zip(chunk, records):
-                    outcomes[run] = job.decode(record)
                 if len(records) < len(chunk):  # cannot happen (see schedule): never lose items
                     pending.extendleft(reversed(chunk[len(records) :]))
                     chunk = chunk[: len(records)]
@@ -375,6 +372,11 @@ class Sandbox:
                 worker.cpu = cpu
                 worker.chunk = []
                 worker.state = "idle"
+                # The next chunk first: decoding these records need not keep the worker waiting.
+                if pending or (self.steal and self._steal(worker, pending)):
+                    self._send(worker, pending, job)
+                for run, record in zip(chunk, records):
+                    outcomes[run] = job.decode(record)
         self._watchdog(pending, outcomes, job)
 
     def _watchdog(self, pending: deque[int], outcomes: list[Any], job: Job | None) -> None:
