@@ -49,6 +49,13 @@ def _spin(grid: Any, arg: str) -> Any:
     return grid
 
 
+def _spin_in_c(grid: Any, arg: str) -> Any:
+    """A C loop that keeps a core busy and does not return to the interpreter for a long
+    time (``sum`` over ``10**arg`` integers): the worker is runnable and its CPU time grows,
+    but the timer's exception cannot be raised until the loop ends."""
+    return sum(range(10 ** int(arg or 12))) and grid
+
+
 def _swallow_timeouts(grid: Any, arg: str) -> Any:
     """A spin that catches everything once: the timer must fire again and still stop it."""
     with contextlib.suppress(BaseException):  # exactly what hostile code could do
@@ -141,6 +148,7 @@ HOOKS: dict[str, Callable[[Any, str], Any]] = {
     "exit": _exit,
     "allocate": _allocate,
     "spin": _spin,
+    "spin_in_c": _spin_in_c,
     "swallow_timeouts": _swallow_timeouts,
     "function_in_tuple": _function_in_tuple,
     "raise": _raise,

@@ -8,7 +8,9 @@ figures can be discarded or re-measured instead of quoted. The 1-minute load ave
 and after says how busy the machine was.
 
 The matmul peak is the exception to the median: it is the best of its timings (what the
-hardware can do when nothing interferes), but its spread is reported too (`MatmulPeak`).
+hardware can do when nothing interferes), but its spread is reported too (`MatmulPeak`). It
+imports JAX only when used: benchmarks that time plain Python in this process (the sandbox's)
+must not carry JAX's objects through their garbage collections.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-
-from codeit_jax.policy.flops import matmul_rates, peak_matmul_size
 
 #: A side whose spread exceeds this makes the run ``noisy``.
 NOISY_SPREAD = 0.15
@@ -133,12 +133,16 @@ class MatmulPeak:
     `measure` is called -- before and after the timings, so a busy moment does not lower it."""
 
     def __init__(self, size: int | None = None, dtype: Any = None, repeats: int = 5):
+        from codeit_jax.policy.flops import peak_matmul_size
+
         self.size = peak_matmul_size() if size is None else size
         self.dtype = dtype
         self.repeats = repeats
         self.rates: list[float] = []
 
     def measure(self) -> None:
+        from codeit_jax.policy.flops import matmul_rates
+
         self.rates += matmul_rates(self.size, self.repeats, self.dtype)
 
     def add(self, rates: Iterable[float]) -> None:

@@ -174,6 +174,23 @@ def _check_settings(
         raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
 
 
+def _check_watchdog(hard_factor: float, hard_grace_s: float, housekeeping_s: float) -> None:
+    """The parent watchdog's settings (see :class:`~codeit_jax.execution.sandbox.Sandbox`)."""
+    for name, value in (
+        ("hard_factor", hard_factor),
+        ("hard_grace_s", hard_grace_s),
+        ("housekeeping_s", housekeeping_s),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+    finite = all(math.isfinite(value) for value in (hard_factor, hard_grace_s, housekeeping_s))
+    if not (finite and hard_factor >= 1 and hard_grace_s >= 0 and housekeeping_s > 0):
+        raise ValueError(
+            "need 1 <= hard_factor, 0 <= hard_grace_s and 0 < housekeeping_s, all finite; "
+            f"got {hard_factor}, {hard_grace_s}, {housekeeping_s}"
+        )
+
+
 def _positive_int_or_none(name: str, value: Any) -> None:
     if value is None:
         return

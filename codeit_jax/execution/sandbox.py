@@ -18,8 +18,13 @@ Design, and why:
   at little cost.
 * Work goes out in chunks of runs (guided: big chunks first, smaller ones near the end to keep
   the workers evenly busy), one chunk in flight per worker so that the parent never blocks
-  writing to a busy worker. Identical (text, input) pairs in a batch run once. Each worker
-  parses and compiles each distinct text once (bounded cache).
+  writing to a busy worker; an idle worker with nothing queued takes the unstarted half of a
+  busy worker's chunk, so a slow program does not hold up the runs queued behind it (see
+  :mod:`codeit_jax.execution.schedule`). Identical (text, input) pairs in a batch run once.
+  Each worker parses and compiles each distinct text once (bounded cache).
+* Statistics: :attr:`Sandbox.last_stats` tells where the latest batch's time went (per-item
+  times, busy and idle time per worker, chunk sizes, steals, restarts with their causes; see
+  :mod:`codeit_jax.execution.stats`).
 * Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
   function replaced by :data:`FUNCTION`, and refused (``output_size``) when its estimated size
   in the parent's memory or its pickled size passes ``max_output_bytes`` (default 32 KiB, room
@@ -29,7 +34,9 @@ Design, and why:
   for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.execution.run`). A run stuck in C code
   never sees the timer signal, so the parent also runs a wall-clock watchdog: past
   ``hard_factor * budget + hard_grace_s`` after the run started the worker is SIGKILLed, that
-  run reports ``timeout``, and the rest of its chunk goes to other workers. Parsing the text
+  run reports ``timeout``, and the rest of its chunk goes to other workers. With the CPU clock
+  a worker that is runnable and has not used that much CPU time is waiting for a core, not
+  stuck, and is given longer (bounded; see :mod:`codeit_jax.execution.worker`). Parsing the text
   and exporting the value are not the run's: they get ``housekeeping_s`` instead (see
   :mod:`codeit_jax.execution.worker`), so a loaded machine cannot time out an instant program.
 * :meth:`Sandbox.match` units are groups of programs: a kill or a crash there is blamed on the
@@ -66,7 +73,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, NamedTuple
+from typing import Any
 
 from codeit_jax.execution.batch import (
     Batch,
@@ -75,6 +82,7 @@ from codeit_jax.execution.batch import (
     SandboxError,
     _check_settings,
     _check_units,
+    _check_watchdog,
     _flatten,
     _outcome,
     _positive_int_or_none,
@@ -88,6 +96,20 @@ from codeit_jax.execution.run import (
     TIMEOUT,
     load_compiler,
 )
+from codeit_jax.execution.schedule import (
+    Job,
+    blame_unit,
+    chunk_length,
+    match_message,
+    steal_limit,
+)
+from codeit_jax.execution.stats import (
+    BETWEEN_ITEMS,
+    CRASH_IN_RUN,
+    START,
+    WATCHDOG,
+    BatchStats,
+)
 from codeit_jax.execution.worker import (
     HOUSEKEEPING_S,
     IDLE,
@@ -95,57 +117,13 @@ from codeit_jax.execution.worker import (
     _kill_all,
     _Progress,
     _Worker,
+    starved,
 )
 
-_MAX_CHUNK = 128  # runs per chunk at most: bounds the work redone when a worker is killed
 _POLL_S = 0.05  # how often the watchdog looks at busy workers
 _START_TIMEOUT_S = 60.0  # a worker not ready by then counts as a failed start
 _MAX_START_FAILURES = 3  # consecutive failed starts before the sandbox gives up
 _MAX_UNBLAMED_DEATHS = 2  # deaths outside any run a run may see before it is blamed
-
-
-class _Job(NamedTuple):
-    """How the scheduler handles one kind of work item."""
-
-    message: Any  # chunk (item indices) -> the picklable message for a worker
-    decode: Any  # a worker's record -> the item's result
-    lost: Any  # (error kind, detail) -> the result of an item lost with its worker
-    # (item, timed out, progress at death) -> True if the item's culprit was set aside and the
-    # item should run again; None: an item in progress at a death is always lost.
-    blame: Any = None
-
-
-def _match_message(
-    units: list[tuple[tuple[str, ...], Any, Any]], chunk: list[int], faults: dict[int, Faults]
-) -> tuple:
-    """``("match", {group id: texts}, [(group id, grid, expected, faults or None)])``: each
-    group's texts once."""
-    ids: dict[int, int] = {}
-    groups: dict[int, tuple[str, ...]] = {}
-    work = []
-    for k in chunk:
-        texts, grid, expected = units[k]
-        gid = ids.get(id(texts))
-        if gid is None:
-            gid = ids[id(texts)] = len(groups)
-            groups[gid] = texts
-        work.append((gid, grid, expected, faults.get(k)))
-    return ("match", groups, work)
-
-
-def _blame_unit(faults: dict[int, Faults], unit: int, timed_out: bool, at: _Progress) -> bool:
-    """Set aside what a unit's worker died in: the node in progress, else the program; False
-    when it died outside any program (then the unit is lost)."""
-    entry = faults.setdefault(unit, Faults({}, {}))
-    if at.program == IDLE:
-        return False
-    if at.node != IDLE and at.node not in entry.nodes:
-        entry.nodes[at.node] = timed_out
-    elif at.program not in entry.programs:
-        entry.programs[at.program] = timed_out
-    else:
-        return False
-    return True
 
 
 class Sandbox:
@@ -166,6 +144,7 @@ class Sandbox:
             (parsing its text, exporting its value), which do not depend on the program.
         _compiler: "module:function" turning text into a program; tests substitute one with
             fault-injecting programs. Not reachable from program text.
+        _steal: False turns work stealing off (to measure what it brings).
     """
 
     def __init__(
@@ -182,32 +161,21 @@ class Sandbox:
         hard_grace_s: float = 1.0,
         housekeeping_s: float = HOUSEKEEPING_S,
         _compiler: str = DEFAULT_COMPILER,
+        _steal: bool = True,
     ) -> None:
         _positive_int_or_none("workers", workers)
         _positive_int_or_none("memory_mb", memory_mb)
         _positive_int_or_none("chunk_size", chunk_size)
         _check_settings(timeout_s, max_state_size, max_output_bytes, clock)
-        for name, value in (
-            ("hard_factor", hard_factor),
-            ("hard_grace_s", hard_grace_s),
-            ("housekeeping_s", housekeeping_s),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-        if not (
-            1 <= hard_factor < math.inf
-            and 0 <= hard_grace_s < math.inf
-            and 0 < housekeeping_s < math.inf
-        ):
-            raise ValueError(
-                "need 1 <= hard_factor, 0 <= hard_grace_s and 0 < housekeeping_s, all finite; "
-                f"got {hard_factor}, {hard_grace_s}, {housekeeping_s}"
-            )
+        _check_watchdog(hard_factor, hard_grace_s, housekeeping_s)
         load_compiler(_compiler)  # fail here, not in every worker, on a bad spec
         self.n_workers = workers if workers is not None else default_workers()
         self.timeout_s = float(timeout_s)
         self.chunk_size = chunk_size
+        self.steal = _steal
         self.restarts = 0  # workers replaced after a kill or a crash
+        self.last_stats: BatchStats | None = None  # the latest batch's (see the module doc)
+        self._stats: BatchStats | None = None  # the batch in progress
         self._config = {
             "sys_path": list(sys.path),
             "timeout_s": float(timeout_s),
@@ -240,19 +208,20 @@ class Sandbox:
         """Run every program on each of its inputs; ``result[i][j]`` is program i on input j."""
         flat = _flatten(batch)
         runs = flat.runs
-        job = _Job(
+        job = Job(
             message=lambda chunk: [runs[k] for k in chunk],
             decode=_outcome,
             lost=lambda kind, detail: Outcome(False, None, kind, detail),
         )
         outcomes = self._locked_execute(len(runs), job)
+        if self.last_stats is not None:
+            self.last_stats.set_sources(flat.shape)
         return [[outcomes[k] for k in row] for row in flat.shape]
 
     def match(self, units: MatchUnits) -> list[GroupMatches]:
         """For each ``(program texts, input grid, expected grid)`` unit, which programs return
-        exactly the expected grid (see :mod:`codeit_jax.execution.line_sharing`: each distinct line
-        of
-        the unit's programs is computed once, with ``timeout_s`` per line).
+        exactly the expected grid (see :mod:`codeit_jax.execution.line_sharing`: each distinct
+        line of the unit's programs is computed once, with ``timeout_s`` per line).
 
         Outputs never leave the workers. When a unit's worker is killed by the watchdog or
         crashes, the line in progress (or the program, outside any line) is set aside and the
@@ -261,11 +230,11 @@ class Sandbox:
         """
         checked = _check_units(units)
         faults: dict[int, Faults] = {}
-        job = _Job(
-            message=lambda chunk: _match_message(checked, chunk, faults),
+        job = Job(
+            message=lambda chunk: match_message(checked, chunk, faults),
             decode=lambda record: GroupMatches(*record),
             lost=lambda kind, detail: None,
-            blame=lambda unit, timed_out, at: _blame_unit(faults, unit, timed_out, at),
+            blame=lambda unit, timed_out, at: blame_unit(faults, unit, timed_out, at),
         )
         found = self._locked_execute(len(checked), job)
         return [
@@ -294,57 +263,87 @@ class Sandbox:
 
     # ------------------------------------------------------------------ the scheduling loop
 
-    def _locked_execute(self, count: int, job: _Job) -> list[Any]:
+    def _locked_execute(self, count: int, job: Job) -> list[Any]:
         with self._lock:
             if not self._finalizer.alive:
                 raise SandboxError("the sandbox is closed")
             return self._execute(count, job)
 
-    def _execute(self, count: int, job: _Job) -> list[Any]:
+    def _execute(self, count: int, job: Job) -> list[Any]:
         """Run work items ``0..count-1`` (what they are is the job's business)."""
         outcomes: list[Any] = [None] * count
         pending = deque(range(count))
         self._unblamed.clear()
+        stats = self._stats = BatchStats(count, self.n_workers, time.monotonic())
         try:
             while pending or any(w.state == "busy" for w in self._workers):
                 self._fill()
                 for worker in self._workers:
-                    if worker.state == "idle" and pending:
+                    if worker.state == "idle" and (
+                        pending or (self.steal and self._steal(worker, pending))
+                    ):
                         self._send(worker, pending, job)
                 self._step(pending, outcomes, job)
+            self._fill()  # replacements start now, while the caller works on the outcomes
         except BaseException:
             # Replies still in flight would answer the wrong batch: drop those workers.
             for worker in [w for w in self._workers if w.state != "idle"]:
                 self._remove(worker)
             raise
-        self._fill()  # replacements start now, while the caller works on the outcomes
+        finally:
+            stats.wall_s = time.monotonic() - stats.start
+            self.last_stats, self._stats = stats, None
         return outcomes  # type: ignore[return-value]
 
     def _fill(self) -> None:
-        """Start workers until the pool is full again."""
+        """Start workers until the pool is full again (a replacement takes the free lane)."""
         if not self._finalizer.alive:
             raise SandboxError("the sandbox was closed while a batch was running")
         pdeathsig = threading.current_thread() is threading.main_thread()
         while len(self._workers) < self.n_workers:
-            self._workers.append(_Worker(self._config, pdeathsig))
+            taken = {w.lane for w in self._workers}
+            lane = min(k for k in range(self.n_workers) if k not in taken)
+            start = time.monotonic()
+            self._workers.append(_Worker(self._config, pdeathsig, lane))
+            if self._stats is not None:
+                self._stats.spawned(lane, time.monotonic() - start)
 
-    def _chunk_length(self, n_pending: int) -> int:
-        if self.chunk_size is not None:
-            return self.chunk_size
-        return max(1, min(_MAX_CHUNK, math.ceil(n_pending / (2 * self.n_workers))))
-
-    def _send(self, worker: _Worker, pending: deque[int], job: _Job) -> None:
-        chunk = [
-            pending.popleft() for _ in range(min(len(pending), self._chunk_length(len(pending))))
-        ]
+    def _send(self, worker: _Worker, pending: deque[int], job: Job) -> None:
+        length = chunk_length(len(pending), self.n_workers, self.chunk_size)
+        chunk = [pending.popleft() for _ in range(min(len(pending), length))]
         worker.chunk = chunk
         worker.state = "busy"
+        worker.set_limit(len(chunk))
+        worker.sent_at = time.monotonic()
+        if self._stats is not None:
+            self._stats.chunk_sizes.append(len(chunk))
         message = pickle.dumps(job.message(chunk), protocol=pickle.HIGHEST_PROTOCOL)
         # If it died since its last reply, the send fails and _step handles the death.
         with contextlib.suppress(OSError):
             worker.commands.send_bytes(message)
 
-    def _step(self, pending: deque[int], outcomes: list[Any], job: _Job | None) -> None:
+    def _steal(self, thief: _Worker, pending: deque[int]) -> bool:
+        """Queue the unstarted later half of the busy chunk with the most unstarted items
+        (see :mod:`codeit_jax.execution.schedule`); False when there is none."""
+        best: tuple[int, _Worker, int] | None = None
+        for worker in self._workers:
+            if worker.state == "busy":
+                limit = steal_limit(len(worker.chunk), worker.progress().index)
+                if limit is not None and (best is None or len(worker.chunk) - limit > best[0]):
+                    best = (len(worker.chunk) - limit, worker, limit)
+        if best is None:
+            return False
+        taken, victim, limit = best
+        victim.set_limit(limit)
+        pending.extendleft(reversed(victim.chunk[limit:]))
+        del victim.chunk[limit:]
+        if self._stats is not None:
+            self._stats.steals += 1
+            self._stats.lanes[victim.lane].stolen_from += taken
+            self._stats.lanes[thief.lane].steals += 1
+        return True
+
+    def _step(self, pending: deque[int], outcomes: list[Any], job: Job | None) -> None:
         """Wait briefly for replies, handle them and any deaths, then run the watchdog."""
         by_channel = {w.replies: w for w in self._workers if w.state != "idle"}
         for channel in wait(list(by_channel), timeout=_POLL_S):
@@ -354,23 +353,39 @@ class Sandbox:
             except (EOFError, OSError):
                 self._on_death(worker, pending, outcomes, job)
                 continue
+            now = time.monotonic()
             if worker.state == "starting":
                 worker.state = "idle"
+                worker.cpu = message[2]
                 self._start_failures = 0
+                if self._stats is not None:
+                    self._stats.ready(worker.lane, worker.started_at, now)
             else:
-                for run, record in zip(worker.chunk, message):
-                    outcomes[run] = job.decode(record)
+                records, times, cpu = message
+                chunk = worker.chunk
+                if len(records) < len(chunk):  # cannot happen (see schedule): never lose items
+                    pending.extendleft(reversed(chunk[len(records) :]))
+                    chunk = chunk[: len(records)]
+                if self._stats is not None:
+                    busy = now - worker.sent_at
+                    self._stats.answered(worker.lane, chunk, times, busy, cpu - worker.cpu)
+                worker.cpu = cpu
                 worker.chunk = []
                 worker.state = "idle"
+                # The next chunk first: decoding these records need not keep the worker waiting.
+                if pending or (self.steal and self._steal(worker, pending)):
+                    self._send(worker, pending, job)
+                for run, record in zip(chunk, records):
+                    outcomes[run] = job.decode(record)
         self._watchdog(pending, outcomes, job)
 
-    def _watchdog(self, pending: deque[int], outcomes: list[Any], job: _Job | None) -> None:
+    def _watchdog(self, pending: deque[int], outcomes: list[Any], job: Job | None) -> None:
         """Kill workers stuck past a run's hard deadline, or that never finished starting."""
         now = time.monotonic()
         for worker in list(self._workers):
             if worker.state == "busy":
                 at = worker.progress()
-                if at.index != IDLE and now > at.deadline:
+                if at.index != IDLE and now > at.deadline and not self._starved(worker, at, now):
                     worker.killed_at = at
                     worker.kill()
                     self._on_death(worker, pending, outcomes, job)
@@ -378,8 +393,13 @@ class Sandbox:
                 worker.kill()
                 self._on_death(worker, pending, outcomes, job)
 
+    def _starved(self, worker: _Worker, at: _Progress, now: float) -> bool:
+        """With the CPU clock, a worker past its deadline that only waits for a core lives on
+        (see :mod:`codeit_jax.execution.worker`)."""
+        return self._config["clock"] == "cpu" and starved(at, now, worker.cpu_and_state())
+
     def _on_death(
-        self, worker: _Worker, pending: deque[int], outcomes: list[Any], job: _Job | None
+        self, worker: _Worker, pending: deque[int], outcomes: list[Any], job: Job | None
     ) -> None:
         """Record the run a dead worker was in, requeue the rest of its chunk, replace it."""
         state, chunk = worker.state, worker.chunk
@@ -392,6 +412,7 @@ class Sandbox:
             at = _Progress(IDLE, math.inf, IDLE, IDLE)
         worker.kill()
         self._remove(worker)
+        self._record_death(worker, state, chunk, at, killed_by_watchdog)
         if state == "starting":
             self._start_failures += 1
             if self._start_failures >= _MAX_START_FAILURES:
@@ -402,7 +423,9 @@ class Sandbox:
             return
         self.restarts += 1
         index = at.index
-        if 0 <= index < len(chunk):
+        if index >= len(chunk) and chunk:  # in an item taken by another worker: not its fault
+            requeue = list(chunk)
+        elif 0 <= index < len(chunk):
             item = chunk[index]
             requeue = chunk[:index] + chunk[index + 1 :]
             if job.blame is not None and job.blame(item, killed_by_watchdog, at):
@@ -423,6 +446,27 @@ class Sandbox:
                 else:
                     requeue.append(run)
         pending.extendleft(reversed(requeue))
+
+    def _record_death(
+        self,
+        worker: _Worker,
+        state: str,
+        chunk: list[int],
+        at: _Progress,
+        by_watchdog: bool,
+    ) -> None:
+        """Add a restart, with its cause, to the batch statistics."""
+        if self._stats is None:
+            return
+        in_item = 0 <= at.index < len(chunk)
+        if state == "starting":
+            cause = START
+        else:
+            cause = WATCHDOG if by_watchdog else CRASH_IN_RUN if in_item else BETWEEN_ITEMS
+        detail = "stuck past its hard deadline" if by_watchdog else _death_detail(worker)
+        since = worker.sent_at if state == "busy" else worker.started_at
+        item = chunk[at.index] if in_item else None
+        self._stats.died(worker.lane, cause, detail, item, at.started, state == "busy", since)
 
     def _remove(self, worker: _Worker) -> None:
         worker.kill()

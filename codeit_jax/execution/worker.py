@@ -10,21 +10,41 @@ Channels, all inherited file descriptors:
 * commands (parent -> worker): pickled lists of ``(text, grid)`` runs, or
   ``("match", {group id: texts}, [(group id, grid, expected)])`` for
   :meth:`~codeit_jax.execution.sandbox.Sandbox.match`, or ``None`` to stop;
-* replies (worker -> parent): ``("ready", pid)`` once, then one pickled list of records per
-  chunk (see :mod:`codeit_jax.execution.run`; for a match chunk, ``GroupMatches`` tuples);
+* replies (worker -> parent): ``("ready", pid, cpu)`` once, then per chunk one pickled
+  ``(records, times, cpu)``: the records of the items it ran (see
+  :mod:`codeit_jax.execution.run`; for a match chunk, ``GroupMatches`` tuples), each item's
+  wall-clock and CPU seconds (two floats per item, for
+  :mod:`codeit_jax.execution.stats`), and the worker's CPU seconds so far;
 * lifeline: a pipe the parent never writes; end-of-file means the parent is gone;
-* progress slot: 32 shared bytes: ``int64`` index of the run (or match unit) in progress, -1
+* progress slot: 48 shared bytes: ``int64`` index of the run (or match unit) in progress, -1
   when idle; ``float64`` monotonic deadline after which the parent's watchdog kills this
   worker; for a match unit, ``int64`` index of the program in progress and ``int64`` node (see
-  :mod:`codeit_jax.execution.line_sharing`) being computed, -1 for none. The parent reads the last
-  two
-  after a kill or a crash to tell which program of the unit was to blame.
+  :mod:`codeit_jax.execution.line_sharing`) being computed, -1 for none (the parent reads these
+  two after a kill or a crash to tell which program of the unit was to blame); ``int64``
+  limit, written by the parent; ``float64`` monotonic time the item in progress started;
+  ``float64`` the worker's CPU-time deadline (see below).
+
+Work stealing: before each item the worker reads the limit and stops the chunk when the item's
+index has reached it, replying with the records of the items it ran. The parent lowers the
+limit to hand the tail of a busy worker's chunk to an idle one (see
+:mod:`codeit_jax.execution.schedule`), so one slow program does not keep the rest of its chunk
+from the other workers. The worker may read the limit just before the parent lowers it and run
+one item past it; the parent then uses the other worker's copy of that item (the same program
+on the same input) and ignores the extra record.
+
+Garbage collection is tuned for a worker's life (:mod:`codeit_jax.execution.collector`).
 
 Deadlines: a run's starts when the run starts and is ``hard_factor * budget + hard_grace_s``
 (for a match unit, the same per program). The worker's own steps around it, parsing the text
 before and checking and pickling the value after, get :data:`HOUSEKEEPING_S` instead: their
 cost depends on the text and the output cap, not on what the program does, and a short grace
-there would let a busy machine turn an instant program into a timeout.
+there would let a busy machine turn an instant program into a timeout. Each deadline is
+published twice: in wall-clock time and in this process's CPU time (the same allowance counted
+from the CPU time the item started at). With the CPU clock, a worker past its wall-clock
+deadline that is runnable and has not used its CPU allowance is waiting for a core, not stuck:
+the watchdog lets it go on (:func:`starved`), up to :data:`STARVED_FACTOR` times the allowance
+in wall-clock time, so a loaded machine does not turn a run that its own timer will stop into
+a killed worker, a lost chunk and a restart.
 
 Parent death is detected three ways so that no worker outlives its parent by more than a few
 seconds: ``PR_SET_PDEATHSIG`` (Linux; immediate even while stuck in C code, but tied to the
@@ -38,6 +58,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
+import math
 import mmap
 import os
 import pickle
@@ -52,6 +73,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from codeit_jax.execution import collector
 from codeit_jax.execution.line_sharing import ProgramGroup, match_group
 from codeit_jax.execution.run import ProgramRunner, load_compiler
 
@@ -71,15 +93,23 @@ INDEX = struct.Struct("q")
 DEADLINE = struct.Struct("d")
 PROGRAM = struct.Struct("q")
 NODE = struct.Struct("q")
-DEADLINE_AT, PROGRAM_AT, NODE_AT = 8, 16, 24  # byte offsets in the slot (INDEX is at 0)
-SLOT_BYTES = 32
+LIMIT = struct.Struct("q")
+STARTED = struct.Struct("d")
+CPU_DEADLINE = struct.Struct("d")
+# byte offsets in the slot (INDEX is at 0)
+DEADLINE_AT, PROGRAM_AT, NODE_AT, LIMIT_AT, STARTED_AT, CPU_DEADLINE_AT = 8, 16, 24, 32, 40, 48
+SLOT_BYTES = 56
 IDLE = -1
+
+#: A run waiting for a core is given at most this many times its wall-clock allowance.
+STARVED_FACTOR = 10.0
 
 #: Wall-clock seconds the watchdog allows a worker's own steps around a run (parsing a text,
 #: building a program group, checking and pickling a value) before it kills the worker.
 HOUSEKEEPING_S = 30.0
 
 _PR_SET_PDEATHSIG = 1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _die_with_parent() -> None:
@@ -119,13 +149,26 @@ def _limit_memory(memory_mb: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _publish(slot: mmap.mmap, index: int, deadline: float, program: int = IDLE) -> None:
-    """Tell the watchdog which run (and program) is in progress and when to give up on it.
+def _stopped(slot: Any, index: int) -> bool:
+    """True when the parent has handed item ``index`` and the rest to another worker;
+    otherwise the item's start time is published for the parent's statistics."""
+    if index >= LIMIT.unpack_from(slot, LIMIT_AT)[0]:
+        return True
+    STARTED.pack_into(slot, STARTED_AT, time.monotonic())
+    return False
+
+
+def _publish(
+    slot: mmap.mmap, index: int, deadlines: tuple[float, float], program: int = IDLE
+) -> None:
+    """Tell the watchdog which run (and program) is in progress and when to give up on it
+    (``deadlines``: wall-clock and CPU time).
 
     The deadline is written first: the parent reads index, deadline, program and deadline
     again, so a program it reads always belongs to the deadline it saw or to a later one.
     """
-    DEADLINE.pack_into(slot, DEADLINE_AT, deadline)
+    DEADLINE.pack_into(slot, DEADLINE_AT, deadlines[0])
+    CPU_DEADLINE.pack_into(slot, CPU_DEADLINE_AT, deadlines[1])
     PROGRAM.pack_into(slot, PROGRAM_AT, program)
     NODE.pack_into(slot, NODE_AT, IDLE)
     INDEX.pack_into(slot, 0, index)
@@ -142,7 +185,9 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
     limits = _Limits(config["hard_factor"], config["hard_grace_s"], config["housekeeping_s"])
     _limit_memory(config["memory_mb"])
     groups: dict[tuple[str, ...], ProgramGroup] = {}
-    replies.send_bytes(pickle.dumps(("ready", os.getpid())))
+    collector.tune()
+    replies.send_bytes(pickle.dumps(("ready", os.getpid(), time.process_time())))
+    chunks = 0
     while True:
         try:
             message = commands.recv_bytes()
@@ -151,42 +196,58 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
         runs = pickle.loads(message)
         if runs is None:
             return
+        times: list[float] = []
         if isinstance(runs, tuple):
-            records = _match(executor, groups, runs, slot, limits)
+            records = _match(executor, groups, runs, slot, limits, times)
         else:
-            records = [
-                _run(executor, index, text, grid, slot, limits)
-                for index, (text, grid) in enumerate(runs)
-            ]
-        _publish(slot, IDLE, float("inf"))
-        replies.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+            records = []
+            for index, (text, grid) in enumerate(runs):
+                if _stopped(slot, index):
+                    break
+                wall, cpu = time.perf_counter(), time.process_time()
+                records.append(_run(executor, index, text, grid, slot, limits, cpu))
+                times += (time.perf_counter() - wall, time.process_time() - cpu)
+        _publish(slot, IDLE, (math.inf, math.inf))
+        reply = (records, times, time.process_time())
+        replies.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        del runs, records, times, reply  # not survivors
+        chunks += 1
+        collector.freeze_survivors(chunks)
 
 
 class _Limits(NamedTuple):
-    """The watchdog's wall-clock allowances (see the module docstring)."""
+    """The watchdog's allowances (see the module docstring): deadlines in wall-clock time and
+    in CPU time counted from ``cpu``, the CPU time the item started at."""
 
     hard_factor: float
     hard_grace: float
     housekeeping: float
 
-    def run_deadline(self, budget: float) -> float:
-        return time.monotonic() + self.hard_factor * budget + self.hard_grace
+    def run_deadline(self, budget: float, cpu: float) -> tuple[float, float]:
+        allowance = self.hard_factor * budget + self.hard_grace
+        return time.monotonic() + allowance, cpu + allowance
 
-    def housekeeping_deadline(self) -> float:
-        return time.monotonic() + self.housekeeping
+    def housekeeping_deadline(self, cpu: float) -> tuple[float, float]:
+        return time.monotonic() + self.housekeeping, cpu + self.housekeeping
 
 
 def _run(
-    executor: ProgramRunner, index: int, text: str, grid: Any, slot: Any, limits: _Limits
+    executor: ProgramRunner,
+    index: int,
+    text: str,
+    grid: Any,
+    slot: Any,
+    limits: _Limits,
+    cpu: float,
 ) -> tuple:
     """One run's record; only the run itself is under the run's deadline."""
-    _publish(slot, index, limits.housekeeping_deadline())
+    _publish(slot, index, limits.housekeeping_deadline(cpu))
     program = executor.compile(text)
     if isinstance(program, tuple):
         return program
-    _publish(slot, index, limits.run_deadline(executor.budget(program)))
+    _publish(slot, index, limits.run_deadline(executor.budget(program), cpu))
     record = executor.run(program, grid)
-    _publish(slot, index, limits.housekeeping_deadline())
+    _publish(slot, index, limits.housekeeping_deadline(cpu))
     return executor.export(record)
 
 
@@ -196,6 +257,7 @@ def _match(
     message: tuple,
     slot: Any,
     limits: _Limits,
+    times: list[float],
 ) -> list[tuple]:
     """Records of a match chunk; the watchdog deadline is renewed for every program, and the
     program and node in progress are published so that a kill blames only them."""
@@ -207,11 +269,15 @@ def _match(
 
     records = []
     for index, (gid, grid, expected, faults) in enumerate(units):
+        if _stopped(slot, index):
+            break
 
         def on_program(program: int, lines: int, index: int = index) -> None:
-            _publish(slot, index, limits.run_deadline(per_line * max(1, lines)), program)
+            budget = per_line * max(1, lines)
+            _publish(slot, index, limits.run_deadline(budget, time.process_time()), program)
 
-        _publish(slot, index, limits.housekeeping_deadline())
+        wall, cpu = time.perf_counter(), time.process_time()
+        _publish(slot, index, limits.housekeeping_deadline(cpu))
         result = match_group(
             _group(executor, groups, texts_by_id[gid]),
             grid,
@@ -224,6 +290,7 @@ def _match(
             faults=faults,
         )
         records.append(tuple(result))
+        times += (time.perf_counter() - wall, time.process_time() - cpu)
     return records
 
 
@@ -265,12 +332,18 @@ class _Progress(NamedTuple):
     deadline: float
     program: int  # program of a match unit in progress, or IDLE
     node: int  # node of that program being computed, or IDLE
+    started: float = math.nan  # when the item in progress started (for statistics)
+    cpu_deadline: float = math.inf  # the deadline in the worker's CPU time
 
 
 class _Worker:
-    """Parent-side handle of one worker process and its channels."""
+    """Parent-side handle of one worker process and its channels.
 
-    def __init__(self, config: dict[str, Any], pdeathsig: bool) -> None:
+    ``lane`` is the worker's position in the pool, which its replacement inherits (statistics
+    are kept per lane).
+    """
+
+    def __init__(self, config: dict[str, Any], pdeathsig: bool, lane: int = 0) -> None:
         command_r, command_w = os.pipe()
         reply_r, reply_w = os.pipe()
         lifeline_r, lifeline_w = os.pipe()
@@ -304,8 +377,11 @@ class _Worker:
         self.commands = Connection(command_w, readable=False)
         self.replies = Connection(reply_r, writable=False)
         self.lifeline = lifeline_w
+        self.lane = lane
         self.state = "starting"
         self.started_at = time.monotonic()
+        self.sent_at = 0.0  # when the chunk in progress was sent
+        self.cpu = 0.0  # the worker's CPU seconds at its last reply
         self.chunk: list[int] = []
         self.killed_at: _Progress | None = None  # where the watchdog killed it
 
@@ -321,13 +397,30 @@ class _Worker:
         while True:
             index = INDEX.unpack_from(slot, 0)[0]
             deadline = DEADLINE.unpack_from(slot, DEADLINE_AT)[0]
+            cpu_deadline = CPU_DEADLINE.unpack_from(slot, CPU_DEADLINE_AT)[0]
             program = PROGRAM.unpack_from(slot, PROGRAM_AT)[0]
             node = NODE.unpack_from(slot, NODE_AT)[0]
             if (
                 DEADLINE.unpack_from(slot, DEADLINE_AT)[0] == deadline
                 and INDEX.unpack_from(slot, 0)[0] == index
             ):
-                return _Progress(index, deadline, program, node)
+                started = STARTED.unpack_from(slot, STARTED_AT)[0]
+                return _Progress(index, deadline, program, node, started, cpu_deadline)
+
+    def cpu_and_state(self) -> tuple[float, str] | None:
+        """The process's CPU seconds and scheduler state (``R``: running or runnable) from
+        ``/proc`` (Linux; None elsewhere or when it cannot be read)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return None
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / _CLOCK_TICKS, fields[0].decode()
+
+    def set_limit(self, limit: int) -> None:
+        """Items of the chunk in progress from ``limit`` on are not to be started."""
+        LIMIT.pack_into(self.slot, LIMIT_AT, limit)
 
     def kill(self) -> None:
         """SIGKILL and reap the process, and release every channel (idempotent)."""
@@ -342,6 +435,17 @@ class _Worker:
             self.lifeline = -1
         if not self.slot.closed:
             self.slot.close()
+
+
+def starved(at: _Progress, now: float, cpu_and_state: tuple[float, str] | None) -> bool:
+    """True when a worker past its wall-clock deadline is only waiting for a core: runnable,
+    under its CPU-time deadline, and not yet :data:`STARVED_FACTOR` times its allowance past
+    the item's start (see the module docstring). Only meaningful with the CPU clock."""
+    if cpu_and_state is None or math.isnan(at.started):
+        return False
+    cpu, state = cpu_and_state
+    patience = STARVED_FACTOR * max(0.0, at.deadline - at.started)
+    return state == "R" and cpu < at.cpu_deadline and now < at.started + patience
 
 
 def _shared_file() -> int:
