@@ -32,7 +32,7 @@ as transformers' top-k warper does; among the allowed tokens in the first mode),
 temperature sampling: CodeIt samples with ``generate``'s default top-k of 50.
 
 When the allowed tokens are a small part of the vocabulary (CodeIt's program vocabulary), the
-decoder computes only their logits (``T5.decode(logit_ids=...)``), skipping most of the LM
+decoder computes only their logits (``T5.decode(head=...)``), skipping most of the LM
 head, which is the largest matmul of a step at codet5 sizes; the samples are the same as with
 the full head and a mask (see ``Sampler.candidates``).
 
@@ -80,7 +80,7 @@ from codeit_jax.policy.mesh import (
     padded_batch_size,
     replicated_sharding,
 )
-from codeit_jax.policy.t5 import T5, T5Config, init_cache
+from codeit_jax.policy.t5 import T5, T5Config, init_cache, lm_head_matrix
 
 #: Default input length buckets: powers of two from 32.
 DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
@@ -193,7 +193,8 @@ def _sample_shard(
     encoded = model.apply(variables, input_ids, attention_mask, method=T5.encode)
     cross_kv = model.apply(variables, encoded, method=T5.cross_kv)
     task_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, task_index)
-    logit_ids = None if full_head else candidates
+    # The head's columns for the candidates, laid out once for all steps.
+    head = lm_head_matrix(config, params, None if full_head else candidates)
 
     def next_tokens(logits: jax.Array, step: jax.Array, allowed: jax.Array) -> jax.Array:
         logits = jnp.where(candidate_ok & allowed, logits, -jnp.inf)
@@ -222,7 +223,7 @@ def _sample_shard(
             attention_mask,
             cache,
             step,
-            logit_ids=logit_ids,
+            head=head,
             method=T5.decode,
         )
         allowed = True

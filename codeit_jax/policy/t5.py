@@ -339,6 +339,7 @@ class T5(nn.Module):
         cache_index: jax.Array | int | None = None,
         deterministic: bool = True,
         logit_ids: jax.Array | None = None,
+        head: jax.Array | None = None,
     ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
         """Decoder ids [N, T] -> (float32 logits [N, T, V], updated cache or None).
 
@@ -349,7 +350,9 @@ class T5(nn.Module):
         the current one makes a step read only those.
         ``logit_ids`` [A] computes only those vocabulary entries' logits ([N, T, A]): when
         sampling is restricted to a small program vocabulary this skips most of the LM head,
-        the largest matmul of a decoding step.
+        the largest matmul of a decoding step. ``head`` [d_model, A] (`lm_head_matrix`) is the
+        LM head's columns to compute, all of them or a subset, as a row-major matrix made once
+        for many steps; it replaces the weights' own layout and ``logit_ids``.
         """
         hidden, cache = self.decoder(
             self.shared(decoder_input_ids),
@@ -359,7 +362,11 @@ class T5(nn.Module):
             cache_index,
             deterministic,
         )
-        if logit_ids is None:
+        if head is not None:
+            if self.config.tie_word_embeddings:
+                hidden = hidden * self.config.d_model**-0.5
+            logits = jnp.einsum("ntd,dv->ntv", hidden, head.astype(hidden.dtype))
+        elif logit_ids is None:
             if self.config.tie_word_embeddings:
                 logits = self.shared.attend(hidden * self.config.d_model**-0.5)
             else:
@@ -389,6 +396,20 @@ class T5(nn.Module):
             deterministic=deterministic,
         )
         return logits
+
+
+def lm_head_matrix(config: T5Config, params: dict, ids: jax.Array | None = None) -> jax.Array:
+    """The LM head as a row-major [d_model, V] matrix, or only the columns of the token ``ids``
+    (for ``T5.decode(head=...)``). The tied head is the embedding [V, d_model], which some CPU
+    matmul kernels multiply by several times slower than a row-major matrix; the optimization
+    barrier keeps XLA from folding the transpose back into the matmul."""
+    if config.tie_word_embeddings:
+        embedding = params["shared"]["embedding"]
+        matrix = (embedding if ids is None else jnp.take(embedding, ids, axis=0)).T
+    else:
+        kernel = params["lm_head"]["kernel"]
+        matrix = kernel if ids is None else jnp.take(kernel, ids, axis=1)
+    return jax.lax.optimization_barrier(matrix.astype(config.compute_dtype))
 
 
 def init_cache(
