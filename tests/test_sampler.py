@@ -9,7 +9,12 @@ import pytest
 
 from codeit_jax.policy.batching import bucket_length, pad_inputs
 from codeit_jax.policy.mesh import make_mesh
-from codeit_jax.policy.sampler import DEFAULT_LENGTH_BUCKETS, Sampler, sample_from_logits
+from codeit_jax.policy.sampler import (
+    DEFAULT_LENGTH_BUCKETS,
+    Sampler,
+    cache_segments,
+    sample_from_logits,
+)
 from codeit_jax.policy.t5 import T5, init_params, named_config
 
 CONFIG = named_config("tiny", dtype="float32")
@@ -247,6 +252,24 @@ def test_chunked_calls_equal_one_call(sampler, params):
         _sample(chunked, params, inputs=inputs).tokens,
         _sample(sampler, params, inputs=inputs).tokens,
     )
+
+
+def test_cache_segments():
+    assert cache_segments(128, 32) == [(0, 32), (32, 64), (64, 96), (96, 128)]
+    assert cache_segments(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert cache_segments(8, None) == cache_segments(8, 0) == cache_segments(8, 8) == [(0, 8)]
+
+
+def test_a_segmented_decode_loop_samples_like_one_loop(params):
+    """Each segment attends to the cache chunks so far only; the masked-out positions it skips
+    had zero weight, so only float rounding could tell the two apart."""
+    one_loop = Sampler(CONFIG, cache_chunk=None)
+    segmented = Sampler(CONFIG, cache_chunk=3)  # segments of 3, 3 and 2 steps
+    for greedy in (False, True):
+        np.testing.assert_array_equal(
+            _sample(segmented, params, greedy=greedy).tokens,
+            _sample(one_loop, params, greedy=greedy).tokens,
+        )
 
 
 # --------------------------------------------------------------------------- inputs

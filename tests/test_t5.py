@@ -17,6 +17,7 @@ from codeit_jax.policy.t5 import (
     default_compute_dtype,
     init_cache,
     init_params,
+    lm_head_matrix,
     named_config,
 )
 from codeit_jax.policy.t5_layers import dropout_mask, relative_position_bucket_table
@@ -85,6 +86,45 @@ def test_cached_decoding_matches_teacher_forcing(model_and_params):
         )
         steps.append(logits[:, 0])
     np.testing.assert_allclose(np.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_a_chunked_cache_read_up_to_the_current_chunk_matches_teacher_forcing(model_and_params):
+    """As the sampler's segmented loop does: each step passes the chunks up to its own."""
+    config, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    full = model.apply({"params": params}, ids, mask, decoder_ids)
+    variables = {"params": params}
+    cross = model.apply(
+        variables, model.apply(variables, ids, mask, method=T5.encode), method=T5.cross_kv
+    )
+    chunks, starts = (3, 3, 2), (0, 3, 6)
+    cache = init_cache(config, 3, 8, chunks=chunks)
+    steps = []
+    for t in range(decoder_ids.shape[1]):
+        visible = sum(start <= t for start in starts)
+        part = tuple((k[:visible], v[:visible]) for k, v in cache)
+        logits, part = model.apply(
+            variables, decoder_ids[:, t : t + 1], cross, mask, part, t, method=T5.decode
+        )
+        cache = tuple((pk + k[visible:], pv + v[visible:]) for (pk, pv), (k, v) in zip(part, cache))
+        steps.append(logits[:, 0])
+    np.testing.assert_allclose(np.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="add up"):
+        init_cache(config, 3, 8, chunks=(3, 3))
+
+
+def test_a_row_major_lm_head_gives_the_same_logits(model_and_params):
+    config, model, params = model_and_params
+    ids, mask, decoder_ids = _batch()
+    variables = {"params": params}
+    cross = model.apply(
+        variables, model.apply(variables, ids, mask, method=T5.encode), method=T5.cross_kv
+    )
+    plain, _ = model.apply(variables, decoder_ids, cross, mask, method=T5.decode)
+    head = lm_head_matrix(config, params)
+    assert head.shape == (config.d_model, config.vocab_size)
+    given, _ = model.apply(variables, decoder_ids, cross, mask, head=head, method=T5.decode)
+    np.testing.assert_allclose(given, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_logits_of_a_vocabulary_subset(model_and_params):

@@ -32,7 +32,7 @@ as transformers' top-k warper does; among the allowed tokens in the first mode),
 temperature sampling: CodeIt samples with ``generate``'s default top-k of 50.
 
 When the allowed tokens are a small part of the vocabulary (CodeIt's program vocabulary), the
-decoder computes only their logits (``T5.decode(logit_ids=...)``), skipping most of the LM
+decoder computes only their logits (``T5.decode(head=...)``), skipping most of the LM
 head, which is the largest matmul of a step at codet5 sizes; the samples are the same as with
 the full head and a mask (see ``Sampler.candidates``).
 
@@ -60,7 +60,7 @@ number per vocabulary entry per row and step (docs/benchmarks.md has how much sl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -80,10 +80,14 @@ from codeit_jax.policy.mesh import (
     padded_batch_size,
     replicated_sharding,
 )
-from codeit_jax.policy.t5 import T5, T5Config, init_cache
+from codeit_jax.policy.t5 import T5, T5Config, init_cache, lm_head_matrix
 
 #: Default input length buckets: powers of two from 32.
 DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
+
+#: Positions per segment of the decode loop (`cache_segments`): a step attends to the cache
+#: chunks of its segment and the ones before, not to the whole cache.
+DEFAULT_CACHE_CHUNK = 32
 
 #: Vocabulary block size of the two-level inverse-CDF sampler.
 _BLOCK = 128
@@ -171,6 +175,7 @@ def _sample_shard(
     top_k: int,
     end_on_disallowed: bool,
     constraint: Constraint | None,
+    cache_chunk: int | None = None,
 ) -> jax.Array:
     """Tokens [b, K, max_new_tokens] for the b tasks of one shard (pad after EOS).
 
@@ -188,7 +193,8 @@ def _sample_shard(
     encoded = model.apply(variables, input_ids, attention_mask, method=T5.encode)
     cross_kv = model.apply(variables, encoded, method=T5.cross_kv)
     task_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, task_index)
-    logit_ids = None if full_head else candidates
+    # The head's columns for the candidates, laid out once for all steps.
+    head = lm_head_matrix(config, params, None if full_head else candidates)
 
     def next_tokens(logits: jax.Array, step: jax.Array, allowed: jax.Array) -> jax.Array:
         logits = jnp.where(candidate_ok & allowed, logits, -jnp.inf)
@@ -201,9 +207,12 @@ def _sample_shard(
         row_keys = jax.vmap(lambda k: jax.random.split(k, num_samples))(step_keys).reshape(n)
         return candidates[sample_from_logits(row_keys, logits / temperature)]
 
-    def unfinished(state: tuple) -> jax.Array:
-        step, _, _, finished, _, _ = state
-        return (step < max_new_tokens) & ~jnp.all(finished)
+    def unfinished(stop: int) -> Callable[[tuple], jax.Array]:
+        def cond(state: tuple) -> jax.Array:
+            step, _, _, finished, _, _ = state
+            return (step < stop) & ~jnp.all(finished)
+
+        return cond
 
     def step_fn(state: tuple) -> tuple:
         step, tokens, last, finished, cache, grammar = state
@@ -214,7 +223,7 @@ def _sample_shard(
             attention_mask,
             cache,
             step,
-            logit_ids=logit_ids,
+            head=head,
             method=T5.decode,
         )
         allowed = True
@@ -237,11 +246,24 @@ def _sample_shard(
         jnp.full((n, max_new_tokens), config.pad_token_id, jnp.int32),
         jnp.full((n,), config.decoder_start_token_id, jnp.int32),
         ~jnp.repeat(active, num_samples),  # padding tasks start finished
-        init_cache(config, n, max_new_tokens),
+        tuple(((), ()) for _ in range(config.num_decoder_layers)),
         None if constraint is None else constraint.init(grammar_tables, n, max_new_tokens),
     )
-    tokens = jax.lax.while_loop(unfinished, step_fn, state)[1]
-    return tokens.reshape(b, num_samples, max_new_tokens)
+    for start, stop in cache_segments(max_new_tokens, cache_chunk):
+        step, tokens, last, finished, cache, grammar = state
+        chunk = init_cache(config, n, stop - start)  # the positions this segment writes
+        cache = tuple((k + (ck,), v + (cv,)) for (k, v), (ck, cv) in zip(cache, chunk, strict=True))
+        state = (step, tokens, last, finished, cache, grammar)
+        state = jax.lax.while_loop(unfinished(stop), step_fn, state)
+    return state[1].reshape(b, num_samples, max_new_tokens)
+
+
+def cache_segments(max_new_tokens: int, chunk: int | None) -> list[tuple[int, int]]:
+    """[start, stop) of the decode loop's segments: ``chunk`` positions each (the last may be
+    shorter); one segment for a ``chunk`` of None or 0."""
+    if not chunk or chunk >= max_new_tokens:
+        return [(0, max_new_tokens)]
+    return [(s, min(s + chunk, max_new_tokens)) for s in range(0, max_new_tokens, chunk)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,9 +296,11 @@ class Sampler:
         length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
         task_batch: int | None = None,
         restrict_head: bool = True,
+        cache_chunk: int | None = DEFAULT_CACHE_CHUNK,
     ) -> None:
         self.config = config
         self.restrict_head = restrict_head
+        self.cache_chunk = cache_chunk
         self.model = T5(config)
         self.mesh = make_mesh() if mesh is None else mesh
         self.length_buckets = tuple(sorted(length_buckets))
@@ -308,6 +332,7 @@ class Sampler:
             top_k=top_k,
             end_on_disallowed=end_on_disallowed,
             constraint=constraint,
+            cache_chunk=self.cache_chunk,
         )
         rows, whole = batch_spec(), PartitionSpec()
         return jax.shard_map(

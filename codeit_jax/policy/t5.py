@@ -32,6 +32,7 @@ import numpy as np
 from codeit_jax.policy.t5_layers import (
     MASK_BIAS,
     Attention,
+    ChunkedKV,
     Dropout,
     FeedForward,
     LayerKV,
@@ -41,8 +42,9 @@ from codeit_jax.policy.t5_layers import (
     padding_bias,
 )
 
-#: One decoder layer's self-attention cache: (keys, values), each [batch, heads, max_length, d_kv].
-LayerCache = tuple[jax.Array, jax.Array]
+#: One decoder layer's self-attention cache: (keys, values), each [batch, heads, max_length, d_kv],
+#: or each a tuple of chunks along the position axis (see `init_cache`).
+LayerCache = tuple[jax.Array, jax.Array] | ChunkedKV
 
 _FEED_FORWARD_KINDS = ("relu", "gated-gelu")
 
@@ -193,16 +195,33 @@ class DecoderLayer(nn.Module):
         h = self.self_attention_norm(x)
         keys, values = self.self_attention.project_kv(h)
         if cache is not None:
-            start = (0, 0, cache_index, 0)
-            keys = jax.lax.dynamic_update_slice(cache[0], keys.astype(cache[0].dtype), start)
-            values = jax.lax.dynamic_update_slice(cache[1], values.astype(cache[1].dtype), start)
-            cache = (keys, values)
+            cache = (_write(cache[0], keys, cache_index), _write(cache[1], values, cache_index))
+            keys, values = cache
         h = self.self_attention(h, (keys, values), self_bias, deterministic)
         x = x + self.dropout(h, deterministic=deterministic)
         h = self.cross_attention(self.cross_attention_norm(x), cross_kv, cross_bias, deterministic)
         x = x + self.dropout(h, deterministic=deterministic)
         h = self.mlp(self.mlp_norm(x), deterministic)
         return x + self.dropout(h, deterministic=deterministic), cache
+
+
+def cache_length(entries: jax.Array | tuple[jax.Array, ...]) -> int:
+    """Positions a cache's keys (or values) hold, chunked or not."""
+    chunks = entries if isinstance(entries, tuple) else (entries,)
+    return sum(chunk.shape[2] for chunk in chunks)
+
+
+def _write(
+    entries: jax.Array | tuple[jax.Array, ...], new: jax.Array, index: jax.Array | int
+) -> jax.Array | tuple[jax.Array, ...]:
+    """The cache's keys (or values) with ``new`` [N, H, T, d_kv] written at position ``index``,
+    in place. A chunked cache takes them in its last chunk, which must hold those positions."""
+    if not isinstance(entries, tuple):
+        return jax.lax.dynamic_update_slice(entries, new.astype(entries.dtype), (0, 0, index, 0))
+    last = entries[-1]
+    start = cache_length(entries) - last.shape[2]
+    last = jax.lax.dynamic_update_slice(last, new.astype(last.dtype), (0, 0, index - start, 0))
+    return (*entries[:-1], last)
 
 
 class Encoder(nn.Module):
@@ -253,7 +272,7 @@ class Decoder(nn.Module):
             query_positions = key_positions = jnp.arange(length)
         else:
             query_positions = cache_index + jnp.arange(length)
-            key_positions = jnp.arange(cache[0][0].shape[2])
+            key_positions = jnp.arange(cache_length(cache[0][0]))
         causal = key_positions[None, :] <= query_positions[:, None]
         self_bias = self.relative_position_bias(query_positions, key_positions)
         self_bias = self_bias + jnp.where(causal, 0.0, MASK_BIAS)
@@ -320,14 +339,20 @@ class T5(nn.Module):
         cache_index: jax.Array | int | None = None,
         deterministic: bool = True,
         logit_ids: jax.Array | None = None,
+        head: jax.Array | None = None,
     ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
         """Decoder ids [N, T] -> (float32 logits [N, T, V], updated cache or None).
 
         Without a cache the T tokens are positions 0..T-1. With one, they are positions
-        ``cache_index .. cache_index+T-1`` and their keys/values are written there first.
+        ``cache_index .. cache_index+T-1`` and their keys/values are written there first; they
+        attend to every position the cache holds (masked causally). A chunked cache (tuples of
+        chunks, see `init_cache`) takes them in its last chunk: passing only the chunks up to
+        the current one makes a step read only those.
         ``logit_ids`` [A] computes only those vocabulary entries' logits ([N, T, A]): when
         sampling is restricted to a small program vocabulary this skips most of the LM head,
-        the largest matmul of a decoding step.
+        the largest matmul of a decoding step. ``head`` [d_model, A] (`lm_head_matrix`) is the
+        LM head's columns to compute, all of them or a subset, as a row-major matrix made once
+        for many steps; it replaces the weights' own layout and ``logit_ids``.
         """
         hidden, cache = self.decoder(
             self.shared(decoder_input_ids),
@@ -337,7 +362,11 @@ class T5(nn.Module):
             cache_index,
             deterministic,
         )
-        if logit_ids is None:
+        if head is not None:
+            if self.config.tie_word_embeddings:
+                hidden = hidden * self.config.d_model**-0.5
+            logits = jnp.einsum("ntd,dv->ntv", hidden, head.astype(hidden.dtype))
+        elif logit_ids is None:
             if self.config.tie_word_embeddings:
                 logits = self.shared.attend(hidden * self.config.d_model**-0.5)
             else:
@@ -369,15 +398,43 @@ class T5(nn.Module):
         return logits
 
 
+def lm_head_matrix(config: T5Config, params: dict, ids: jax.Array | None = None) -> jax.Array:
+    """The LM head as a row-major [d_model, V] matrix, or only the columns of the token ``ids``
+    (for ``T5.decode(head=...)``). The tied head is the embedding [V, d_model], which some CPU
+    matmul kernels multiply by several times slower than a row-major matrix; the optimization
+    barrier keeps XLA from folding the transpose back into the matmul."""
+    if config.tie_word_embeddings:
+        embedding = params["shared"]["embedding"]
+        matrix = (embedding if ids is None else jnp.take(embedding, ids, axis=0)).T
+    else:
+        kernel = params["lm_head"]["kernel"]
+        matrix = kernel if ids is None else jnp.take(kernel, ids, axis=1)
+    return jax.lax.optimization_barrier(matrix.astype(config.compute_dtype))
+
+
 def init_cache(
-    config: T5Config, batch_size: int, max_length: int, dtype: jnp.dtype | None = None
+    config: T5Config,
+    batch_size: int,
+    max_length: int,
+    dtype: jnp.dtype | None = None,
+    chunks: Sequence[int] | None = None,
 ) -> tuple[LayerCache, ...]:
-    """Zeroed self-attention cache for ``batch_size`` decoder rows and ``max_length`` tokens."""
+    """Zeroed self-attention cache for ``batch_size`` decoder rows and ``max_length`` tokens.
+
+    With ``chunks`` (lengths summing to ``max_length``) each layer's keys and values are tuples
+    of arrays, one per chunk of positions, instead of one array each.
+    """
     dtype = config.compute_dtype if dtype is None else dtype
-    shape = (batch_size, config.num_heads, max_length, config.d_kv)
-    return tuple(
-        (jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.num_decoder_layers)
-    )
+    if chunks is not None and sum(chunks) != max_length:
+        raise ValueError(f"cache chunks {tuple(chunks)} do not add up to {max_length}")
+
+    def zeros(length: int) -> jax.Array:
+        return jnp.zeros((batch_size, config.num_heads, length, config.d_kv), dtype)
+
+    def entries() -> jax.Array | tuple[jax.Array, ...]:
+        return zeros(max_length) if chunks is None else tuple(zeros(c) for c in chunks)
+
+    return tuple((entries(), entries()) for _ in range(config.num_decoder_layers))
 
 
 def init_params(config: T5Config, rng: jax.Array) -> dict:

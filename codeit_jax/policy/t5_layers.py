@@ -28,6 +28,9 @@ MASK_BIAS = -1e9
 #: Head-major, like the cache, so attention is a plain batched matmul over (batch, head): with
 #: [batch, length, heads, d_kv] XLA re-transposes the whole cache and cross K/V on every step.
 LayerKV = tuple[jax.Array, jax.Array]
+#: Keys and values split along the key axis into chunks, each [batch, heads, chunk, d_kv]
+#: (the sampler's self-attention cache, see `codeit_jax.policy.t5.init_cache`).
+ChunkedKV = tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]
 
 
 @lru_cache(maxsize=32)
@@ -194,23 +197,31 @@ class Attention(nn.Module):
         return self._heads(self.k(x)), self._heads(self.v(x))
 
     def __call__(
-        self, x: jax.Array, kv: LayerKV, bias: jax.Array, deterministic: bool = True
+        self, x: jax.Array, kv: LayerKV | ChunkedKV, bias: jax.Array, deterministic: bool = True
     ) -> jax.Array:
         """Queries from ``x`` [N, Tq, d_model] attend to ``kv`` ([B, H, Tk, d_kv], N = G*B).
 
-        ``bias`` is additive float32, broadcastable to [B, H, G*Tq, Tk].
+        ``bias`` is additive float32, broadcastable to [B, H, G*Tq, Tk]. Keys and values may
+        also be tuples of chunks along the key axis (a chunked cache, `ChunkedKV`): each chunk is
+        its own matmul, so the keys a step attends to are read where they lie, not copied into
+        one array first.
         """
-        keys, values = kv
+        key_chunks, value_chunks = (c if isinstance(c, tuple) else (c,) for c in kv)
         n, tq = x.shape[:2]
-        b, h = keys.shape[:2]
+        b, h = key_chunks[0].shape[:2]
         if n % b:
             raise ValueError(f"{n} query rows cannot be grouped onto {b} key/value rows")
         g = n // b
         q = self.q(x).reshape(b, g, tq, h, -1).transpose(0, 3, 1, 2, 4).reshape(b, h, g * tq, -1)
-        scores = jnp.einsum("bhqd,bhkd->bhqk", q, keys.astype(q.dtype)).astype(jnp.float32)
-        weights = jax.nn.softmax(scores + bias, axis=-1).astype(q.dtype)
+        scores = [jnp.einsum("bhqd,bhkd->bhqk", q, k.astype(q.dtype)) for k in key_chunks]
+        scores = jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0]
+        weights = jax.nn.softmax(scores.astype(jnp.float32) + bias, axis=-1).astype(q.dtype)
         weights = self.dropout(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bhkd->bhqd", weights, values.astype(q.dtype))
+        out, start = None, 0
+        for v in value_chunks:
+            part = weights[..., start : start + v.shape[2]] if len(value_chunks) > 1 else weights
+            mixed = jnp.einsum("bhqk,bhkd->bhqd", part, v.astype(q.dtype))
+            out, start = mixed if out is None else out + mixed, start + v.shape[2]
         out = out.reshape(b, h, g, tq, -1).transpose(0, 2, 3, 1, 4)
         return self.o(out.reshape(n, tq, self.config.inner_dim))
 
