@@ -41,6 +41,8 @@ def test_benchmark_prints_figures_and_a_final_json_line(
             assert len(d["lanes"]) == k and 0 < d["busy_fraction"] <= 1
             assert d["restarts"] == [] and d["restart_causes"] == {}
             assert 1 <= len(d["tail"]) <= 3
+            assert d["run_wall_s"]["max"] == pytest.approx(d["tail"][0]["wall_s"], abs=1e-3)
+            assert d["chunk_size"]["max"] <= 128 and d["chunks"] >= k
             slowest = d["tail"][0]
             assert {"wall_s", "cpu_s", "lane", "outcome", "text", "item"} <= set(slowest)
     assert figures["b"]["programs"] == 80

@@ -32,10 +32,11 @@ seconds the mode got per second of wall-clock time (the machine's part: on a loa
 pool of N gets fewer than N cores). ``scaling_quiet_estimate`` = N x busy fraction x sandbox_1
 CPU / sandbox_N CPU, what the same scheduling would give with a whole core per worker.
 
-Diagnosis per sandbox mode: the tail (``--tail`` slowest runs: seconds, CPU seconds, worker
-lane, outcome, program), busy and idle time per lane, chunk sizes, steals, restarts with their
-cause (``watchdog``: a run past its hard wall-clock deadline, which on a loaded machine can be
-a run that has not yet used its CPU-time budget; ``crash``; ``between_items``; ``start``).
+Diagnosis per sandbox mode: the distribution of per-run wall-clock seconds and the tail
+(``--tail`` slowest runs: seconds, CPU seconds, worker lane, outcome, program), busy and idle
+time per lane, the number and sizes of chunks, steals, restarts with their cause
+(``watchdog``: a run stuck past its hard deadline; ``crash``; ``between_items``; ``start``)
+and what replacing the worker took.
 ``mismatches``: outcomes that differ from ``inprocess`` outside timeouts, each with the program,
 both outcomes and the reason (:func:`~codeit_jax.bench.sandbox_diagnosis.mismatches`).
 
@@ -66,6 +67,7 @@ from codeit_jax.execution.batch import run_in_process
 from codeit_jax.execution.collector import GC_THRESHOLDS
 from codeit_jax.execution.run import RunTimeout, RunTimer
 from codeit_jax.execution.sandbox import Outcome, Sandbox, default_workers
+from codeit_jax.execution.stats import distribution
 from codeit_jax.files import codeit_data_dir
 from codeit_jax.programs.program import Program, ProgramError, parse
 from codeit_jax.tasks import Task, load_codeit_dir
@@ -264,6 +266,8 @@ def _diagnose(
     """A sandbox mode's statistics summed over its batches, and its slowest runs."""
     lanes = [dict.fromkeys(("busy_s", "idle_s", "starting_s", "cpu_s"), 0.0) for _ in range(n)]
     chunks, steals, duplicates, restarts, slow = 0, 0, 0, [], []
+    walls: list[float] = []  # per run, first repeat
+    sizes: list[int] = []  # per chunk, first repeat
     for repeat, index, batch_stats in stats:
         summary = batch_stats.summary()
         for total, lane in zip(lanes, summary["lanes"]):
@@ -279,6 +283,8 @@ def _diagnose(
                 restart["text"] = diagnosis.snippet(batch[i][0], 100)
             restarts.append({"repeat": repeat, "batch": index, **restart})
         if repeat == 0:
+            walls += [w for w in batch_stats.item_wall if w == w]  # NaN: never timed
+            sizes += batch_stats.chunk_sizes
             for entry in batch_stats.tail(tail):
                 i, j = entry.pop("source")
                 entry["item"] = f"batch {index} program {i} input {j}"
@@ -293,7 +299,9 @@ def _diagnose(
     return {
         "lanes": [{key: round(value, 3) for key, value in lane.items()} for lane in lanes],
         "busy_fraction": round(busy / total, 4) if total else 0.0,
+        "run_wall_s": distribution(sorted(walls)),
         "chunks": chunks,
+        "chunk_size": distribution(sorted(sizes)),
         "steals": steals,
         "duplicates": duplicates,
         "restart_causes": dict(causes),

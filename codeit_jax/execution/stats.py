@@ -178,7 +178,7 @@ class BatchStats:
         return {
             "items": self.items,
             "wall_s": round(self.wall_s, 4),
-            "item_wall_s": _distribution(walls),
+            "item_wall_s": distribution(walls),
             "item_wall_s_total": round(sum(walls), 4),
             "lanes": [
                 {
@@ -205,8 +205,8 @@ class BatchStats:
         }
 
 
-def _distribution(sorted_values: list[float]) -> dict[str, float]:
-    """Median, 90th, 99th and 99.9th percentiles and the maximum of sorted values."""
+def distribution(sorted_values: list[float]) -> dict[str, float]:
+    """Median, 90th, 99th and 99.9th percentiles and the maximum of sorted values ({} if none)."""
     if not sorted_values:
         return {}
     n = len(sorted_values)
