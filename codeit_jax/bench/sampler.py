@@ -45,7 +45,6 @@ length: ``--input-length 1024``. The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -56,7 +55,7 @@ import jax
 import numpy as np
 
 from codeit_jax.bench import reference
-from codeit_jax.bench.timing import MatmulPeak, Timings, load_average, noise_fields, repeat
+from codeit_jax.bench.timing import MatmulPeak, Timings, finish, load_average, repeat
 from codeit_jax.policy.convert import save_hf_checkpoint
 from codeit_jax.policy.flops import sampling_flops
 from codeit_jax.policy.mesh import replicated_sharding
@@ -346,14 +345,7 @@ def main() -> None:
         f"ours: {achieved / peak.best:.1%} of peak"
         + (f"; reference {figures['reference_peak_fraction']:.1%}" if not args.no_reference else "")
     )
-    figures.update(noise_fields(spreads))
-    figures.update(load_average_before=load_before, load_average_after=load_average())
-    noisy = ", ".join(figures["noisy_sides"]) or "none"
-    print(
-        f"load average {load_before} before, {figures['load_average_after']} after; "
-        f"sides spreading over {figures['noise_threshold']:.0%}: {noisy}"
-    )
-    print(json.dumps(figures))
+    finish(figures, spreads, load_before)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ must not carry JAX's objects through their garbage collections.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import statistics
 import time
@@ -118,6 +119,21 @@ def noise_fields(spreads: Mapping[str, float], threshold: float = NOISY_SPREAD) 
         "noise_threshold": threshold,
         "spreads": {side: round(value, 4) for side, value in spreads.items()},
     }
+
+
+def finish(
+    figures: dict[str, Any], spreads: Mapping[str, float], load_before: float | None
+) -> None:
+    """Add the noise and load fields to ``figures``, say which sides are noisy, and print the
+    JSON line that ends every benchmark."""
+    figures.update(noise_fields(spreads))
+    figures.update(load_average_before=load_before, load_average_after=load_average())
+    noisy = ", ".join(figures["noisy_sides"]) or "none"
+    print(
+        f"load average {load_before} before, {figures['load_average_after']} after; "
+        f"sides spreading over {figures['noise_threshold']:.0%}: {noisy}"
+    )
+    print(json.dumps(figures))
 
 
 def load_average() -> float | None:

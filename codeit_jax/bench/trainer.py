@@ -56,7 +56,6 @@ Run: `python -m codeit_jax.bench.trainer [--config codet5_small --batch 8 --inpu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import runpy
@@ -68,7 +67,7 @@ import jax
 import numpy as np
 
 from codeit_jax.bench import reference
-from codeit_jax.bench.timing import MatmulPeak, Timings, load_average, noise_fields, repeat
+from codeit_jax.bench.timing import MatmulPeak, Timings, finish, load_average, repeat
 from codeit_jax.policy.batching import EOS_ID, Batch, pad_batch
 from codeit_jax.policy.flops import train_step_flops
 from codeit_jax.policy.t5 import T5, T5Config, count_params, named_config
@@ -342,14 +341,7 @@ def main() -> None:
         f"ours: {fraction:.1%} of peak"
         + (f"; reference {figures['reference_peak_fraction']:.1%}" if not args.no_reference else "")
     )
-    figures.update(noise_fields(spreads))
-    figures.update(load_average_before=load_before, load_average_after=load_average())
-    noisy = ", ".join(figures["noisy_sides"]) or "none"
-    print(
-        f"load average {load_before} before, {figures['load_average_after']} after; "
-        f"sides spreading over {figures['noise_threshold']:.0%}: {noisy}"
-    )
-    print(json.dumps(figures))
+    finish(figures, spreads, load_before)
 
 
 def _version(package: str) -> str:
