@@ -40,35 +40,18 @@ def get_config() -> ConfigDict:
     mutation.workers = 2
     mutation.save_search_tasks = False  # ablation A1's input, not needed here
 
-    paper = runpy.run_path(str(here / "codeit.py"))
-    codeit = paper["get_config"]()
+    # CodeIt as configs/cpu_validation.py runs it (tiny T5, constrained decoding, our
+    # settings), shorter: three meta-iterations, half the experiences, one label bucket.
+    codeit = runpy.run_path(str(here / "cpu_validation.py"))["get_config"]()
     codeit.workdir = ""  # the comparison job writes <workdir>/codeit
-    codeit.seed = 0
     codeit.n_meta_iterations = 3
-    codeit.data.seeds = "codeit"
-    codeit.data.eval_tasks = "validation"
     # data.mutated_files and metric.mutation_solutions: set by the job to the baseline's files
     codeit.data.mutated_files = ""
     codeit.metric.mutation_solutions = ""
-    codeit.model.name = "tiny"
-    codeit.encoding.input_state_max = 128  # per side: inputs of at most 256 tokens
-    codeit.encoding.max_program_tokens = 256
     codeit.train.n_policy = 1_000
     codeit.train.n_mutated = 1_000
-    codeit.train.first_epochs = 3  # meta-iteration 0 learns the DSL from the seeds first
-    codeit.train.batch_size = 32
-    codeit.train.grad_accum_steps = 1
-    codeit.train.learning_rate = 3e-3  # 62k parameters from scratch (5e-5 fine-tunes CodeT5)
     codeit.train.warmup_steps = 50
-    codeit.train.input_buckets = (256,)
     codeit.train.label_buckets = (256,)  # one shape: one compilation
-    codeit.sampling.n_samples = 24
-    codeit.sampling.temperature = 0.95
-    codeit.sampling.tasks_per_batch = 32
-    codeit.sampling.max_new_tokens = 128
-    codeit.sampling.constrained = True
-    codeit.sandbox.workers = 2
-    paper["use_our_settings"](codeit)  # where configs/codeit.py reproduces the official code
 
     config = ConfigDict()
     config.experiment = "comparison"
