@@ -47,6 +47,15 @@ def test_matmul_peak_is_a_rate():
     assert math.isfinite(rate) and rate > 0
 
 
+def test_the_cpu_peak_is_the_best_of_both_matmul_kernels():
+    from codeit_jax.policy.flops import matmul_rates, peak_kernel_options
+    from codeit_jax.policy.sampler import CPU_COMPILER_OPTIONS
+
+    assert peak_kernel_options("cpu") == [{}, CPU_COMPILER_OPTIONS]
+    assert peak_kernel_options("gpu") == [{}]
+    assert len(matmul_rates(size=64, repeats=2)) == 2 * len(peak_kernel_options())
+
+
 def test_matmul_peak_defaults_follow_the_backend():
     """float32 2048^3 on the CPU as before; accelerators need a bigger (bfloat16) matmul."""
     assert peak_matmul_size("cpu") == 2048

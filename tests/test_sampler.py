@@ -254,6 +254,13 @@ def test_chunked_calls_equal_one_call(sampler, params):
     )
 
 
+def test_cpu_sampling_compiles_with_the_cpu_matmul_options(sampler):
+    from codeit_jax.policy.sampler import CPU_COMPILER_OPTIONS
+
+    assert sampler.compiler_options == CPU_COMPILER_OPTIONS
+    assert Sampler(CONFIG, compiler_options={}).compiler_options == {}
+
+
 def test_cache_segments():
     assert cache_segments(128, 32) == [(0, 32), (32, 64), (64, 96), (96, 128)]
     assert cache_segments(10, 4) == [(0, 4), (4, 8), (8, 10)]

@@ -28,7 +28,9 @@ it in ``noisy_sides``. The 1-minute load average before and after is in the text
 Peak fraction: model FLOPs (``codeit_jax.policy.flops.sampling_flops``, useful work only) per
 second over the FLOP rate of a large jitted matmul in our compute dtype measured in the same run
 (float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU; the best of 5 timings before ours, 5
-after ours and 5 after the reference when it runs, so a busy moment does not lower the peak).
+after ours and 5 after the reference when it runs, so a busy moment does not lower the peak; on
+the CPU each timing round times both XLA's default matmul kernels and the ones the sampler
+compiles with, `codeit_jax.policy.flops.peak_kernel_options`, so the peak is the faster).
 Compile time (ahead-of-time ``lower().compile()``) is reported separately and excluded from
 tokens/s; a warm-up call precedes the timed ones.
 

@@ -89,6 +89,12 @@ DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
 #: chunks of its segment and the ones before, not to the whole cache.
 DEFAULT_CACHE_CHUNK = 32
 
+#: XLA options for the sampling program on CPU: matmuls without a fused reduction go to XLA's
+#: own (Eigen) kernels instead of the YNNPACK library, which runs the decoder's small-batch
+#: matmuls slower (docs/benchmarks.md); reductions stay with YNNPACK. Per program, so the
+#: trainer keeps XLA's defaults.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+
 #: Vocabulary block size of the two-level inverse-CDF sampler.
 _BLOCK = 128
 
@@ -297,6 +303,7 @@ class Sampler:
         task_batch: int | None = None,
         restrict_head: bool = True,
         cache_chunk: int | None = DEFAULT_CACHE_CHUNK,
+        compiler_options: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.restrict_head = restrict_head
@@ -310,12 +317,17 @@ class Sampler:
                 f"task_batch={task_batch} must be a positive multiple of the {devices} devices"
             )
         self.task_batch = task_batch
+        if compiler_options is None:
+            platform = self.mesh.devices.flat[0].platform
+            compiler_options = CPU_COMPILER_OPTIONS if platform == "cpu" else {}
+        self.compiler_options = dict(compiler_options)
         self._sample = jax.jit(
             self._sharded,
             static_argnames=(
                 "num_samples", "max_new_tokens", "greedy", "full_head", "top_k",
                 "end_on_disallowed", "constraint",
             ),
+            compiler_options=self.compiler_options or None,
         )  # fmt: skip
 
     def _sharded(self, params, input_ids, mask, task_index, active, key, candidates,
