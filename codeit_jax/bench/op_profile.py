@@ -39,6 +39,7 @@ from typing import Any
 import jax
 
 from codeit_jax.bench.timing import load_average
+from codeit_jax.policy.host_memory import reexec_with_huge_pages
 
 #: (piece, pattern) for the sampler; the first match wins. Loop-body ops say ``while/body``.
 SAMPLER_PIECES = (
@@ -284,4 +285,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # before XLA allocates anything
     main()

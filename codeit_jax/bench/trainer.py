@@ -73,6 +73,7 @@ from codeit_jax.bench import reference
 from codeit_jax.bench.timing import MatmulPeak, Timings, load_average, noise_fields, repeat
 from codeit_jax.policy.batching import EOS_ID, Batch, pad_batch
 from codeit_jax.policy.flops import train_step_flops
+from codeit_jax.policy.host_memory import reexec_with_huge_pages
 from codeit_jax.policy.t5 import T5, T5Config, count_params, named_config
 from codeit_jax.policy.trainer import TrainConfig, Trainer
 
@@ -361,4 +362,5 @@ def _version(package: str) -> str:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # before XLA allocates anything
     main()
