@@ -19,7 +19,8 @@ over the op's source path, its opcode and its name, joined by spaces.
 
 Run: ``python -m codeit_jax.bench.op_profile sampler|trainer [--cpus 1] [--config
 codet5_small --tasks 4 --samples 24 --input-length 512 --new-tokens 128 --batch 8
---label-length 128 --trace-dir DIR --ops N]``. The last line printed is one JSON object.
+--label-length 128 --trace-dir DIR --ops N --eigen-matmuls --cache-chunk 0]``. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -182,14 +183,14 @@ def profile_sampler(args: argparse.Namespace, trace_dir: str) -> tuple[dict, dic
     """(pieces, FLOPs by piece, wall seconds, settings) of one traced sampler call."""
     from codeit_jax.bench.sampler import TEMPERATURE, random_inputs
     from codeit_jax.policy.flops import sampling_flops_by_piece
-    from codeit_jax.policy.sampler import DEFAULT_CACHE_CHUNK, Sampler
+    from codeit_jax.policy.sampler import CPU_COMPILER_OPTIONS, DEFAULT_CACHE_CHUNK, Sampler
     from codeit_jax.policy.t5 import init_params, named_config
 
     config = named_config(args.config)
     params = init_params(config, jax.random.key(0))
     inputs = random_inputs(args.tasks, args.input_length, config.vocab_size)
     chunk = DEFAULT_CACHE_CHUNK if args.cache_chunk is None else (args.cache_chunk or None)
-    options = {} if args.xla_defaults else None  # None: the sampler's own choice
+    options = CPU_COMPILER_OPTIONS if args.eigen_matmuls else {}
     sampler = Sampler(config, cache_chunk=chunk, compiler_options=options)
     settings = dict(num_samples=args.samples, max_new_tokens=args.new_tokens)
     kwargs = dict(settings, temperature=TEMPERATURE)
@@ -246,7 +247,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--cache-chunk", type=int, default=None, help="0: one loop segment")
     parser.add_argument(
-        "--xla-defaults", action="store_true", help="compile the sampler with XLA's defaults"
+        "--eigen-matmuls",
+        action="store_true",
+        help="compile the sampler with policy.sampler.CPU_COMPILER_OPTIONS",
     )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--label-length", type=int, default=128)

@@ -89,10 +89,12 @@ DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
 #: chunks of its segment and the ones before, not to the whole cache.
 DEFAULT_CACHE_CHUNK = 32
 
-#: XLA options for the sampling program on CPU: matmuls without a fused reduction go to XLA's
-#: own (Eigen) kernels instead of the YNNPACK library, which runs the decoder's small-batch
-#: matmuls slower (docs/benchmarks.md); reductions stay with YNNPACK. Per program, so the
-#: trainer keeps XLA's defaults.
+#: Opt-in XLA options for the sampling program on CPU (``Sampler(compiler_options=...)``):
+#: matmuls without a fused reduction go to XLA's own (Eigen) kernels instead of the YNNPACK
+#: library, reductions stay with YNNPACK. On one core Eigen runs the decoder's small-batch
+#: matmuls faster; with two threads on a shared machine it burned more CPU time and was slower,
+#: so XLA's defaults stay the default (docs/benchmarks.md). Per program: the trainer is not
+#: affected either way.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 #: Vocabulary block size of the two-level inverse-CDF sampler.
@@ -317,10 +319,7 @@ class Sampler:
                 f"task_batch={task_batch} must be a positive multiple of the {devices} devices"
             )
         self.task_batch = task_batch
-        if compiler_options is None:
-            platform = self.mesh.devices.flat[0].platform
-            compiler_options = CPU_COMPILER_OPTIONS if platform == "cpu" else {}
-        self.compiler_options = dict(compiler_options)
+        self.compiler_options = dict(compiler_options or {})  # {}: XLA's defaults
         self._sample = jax.jit(
             self._sharded,
             static_argnames=(
