@@ -9,11 +9,15 @@ import jax.numpy as jnp
 import pytest
 
 from codeit_jax.policy.flops import (
+    decoder_token_flops,
+    encoder_flops,
     forward_flops,
     measure_matmul_peak,
     peak_matmul_size,
     sampling_flops,
+    sampling_flops_by_piece,
     train_step_flops,
+    train_step_flops_by_piece,
 )
 from codeit_jax.policy.t5 import T5, init_params, named_config
 
@@ -42,9 +46,33 @@ def test_sampling_with_one_sample_is_a_forward_pass():
     assert train_step_flops(config, 8, 64, 32) == 3 * forward_flops(config, 8, 64, 32)
 
 
+def test_the_pieces_add_up_to_the_totals():
+    config = named_config("codet5_small")
+    assert decoder_token_flops(config, 0, 512) == pytest.approx(
+        6 * (12 * 512 * 512 + 4 * 512 + 4 * 512 * 512 + 4 * 512 * 2048) + 2 * 512 * 32100
+    )
+    assert encoder_flops(config, 1, 4) == pytest.approx(
+        4 * 6 * (8 * 512 * 512 + 4 * 4 * 512 + 4 * 512 * 2048)
+    )
+    pieces = sampling_flops_by_piece(config, 4, 24, 512, 128)
+    assert sum(pieces.values()) == pytest.approx(sampling_flops(config, 4, 24, 512, 128))
+    assert pieces["lm_head"] == 4 * 24 * 128 * 2 * 512 * 32100
+    pieces = train_step_flops_by_piece(config, 8, 512, 128)
+    assert sum(pieces.values()) == pytest.approx(train_step_flops(config, 8, 512, 128))
+
+
 def test_matmul_peak_is_a_rate():
     rate = measure_matmul_peak(size=128, repeats=2)
     assert math.isfinite(rate) and rate > 0
+
+
+def test_the_cpu_peak_is_the_best_of_both_matmul_kernels():
+    from codeit_jax.policy.flops import matmul_rates, peak_kernel_options
+    from codeit_jax.policy.sampler import CPU_COMPILER_OPTIONS
+
+    assert peak_kernel_options("cpu") == [{}, CPU_COMPILER_OPTIONS]
+    assert peak_kernel_options("gpu") == [{}]
+    assert len(matmul_rates(size=64, repeats=2)) == 2 * len(peak_kernel_options())
 
 
 def test_matmul_peak_defaults_follow_the_backend():

@@ -254,6 +254,17 @@ def test_chunked_calls_equal_one_call(sampler, params):
     )
 
 
+def test_the_cpu_matmul_options_are_opt_in_and_sample_alike(sampler, params):
+    from codeit_jax.policy.sampler import CPU_COMPILER_OPTIONS
+
+    assert sampler.compiler_options == {}
+    eigen = Sampler(CONFIG, compiler_options=CPU_COMPILER_OPTIONS)
+    assert eigen.compiler_options == CPU_COMPILER_OPTIONS
+    np.testing.assert_array_equal(
+        _sample(eigen, params, greedy=True).tokens, _sample(sampler, params, greedy=True).tokens
+    )
+
+
 def test_cache_segments():
     assert cache_segments(128, 32) == [(0, 32), (32, 64), (64, 96), (96, 128)]
     assert cache_segments(10, 4) == [(0, 4), (4, 8), (8, 10)]

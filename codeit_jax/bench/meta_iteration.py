@@ -61,6 +61,7 @@ from codeit_jax.loop import inference, iteration
 from codeit_jax.loop.outputs import RunOutputs
 from codeit_jax.loop.run_checkpoints import RunCheckpoints
 from codeit_jax.policy.flops import sampling_flops, train_step_flops
+from codeit_jax.policy.host_memory import reexec_with_huge_pages
 from codeit_jax.policy.sampler import Sampler
 from codeit_jax.policy.trainer import Trainer
 from codeit_jax.replay.buffer import ReplayBuffer
@@ -467,4 +468,5 @@ def _percent(value: float | None) -> str:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # before XLA allocates anything
     main(sys.argv[1:])

@@ -28,8 +28,10 @@ names it in `noisy_sides`. The 1-minute load average before and after is in the 
 Peak fraction: model FLOPs per second over the FLOP rate of a large jitted matmul in our compute
 dtype (float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU), measured in the same run (the best
 of the measurements before and after each side's timings, so a busy moment does not lower the
-peak). Model FLOPs = `codeit_jax.policy.flops.train_step_flops`: 3x the forward pass's matmuls,
-i.e. 6 x (matmul parameters) x tokens -- encoder weights x input tokens, decoder weights and
+peak; on the CPU with both XLA's default matmul kernels and the sampler's,
+`codeit_jax.policy.flops.peak_kernel_options`). Model FLOPs =
+`codeit_jax.policy.flops.train_step_flops`: 3x the forward pass's matmuls, i.e. 6 x (matmul
+parameters) x tokens -- encoder weights x input tokens, decoder weights and
 the tied LM head x label tokens, cross-attention K/V x input tokens -- plus attention scores and
 mixing; norms, softmax and the optimizer update count nothing. The naive 6 x all parameters x
 (input + label tokens) figure is printed alongside.
@@ -70,6 +72,7 @@ from codeit_jax.bench import reference
 from codeit_jax.bench.timing import MatmulPeak, Timings, finish, load_average, repeat
 from codeit_jax.policy.batching import EOS_ID, Batch, pad_batch
 from codeit_jax.policy.flops import train_step_flops
+from codeit_jax.policy.host_memory import reexec_with_huge_pages
 from codeit_jax.policy.t5 import T5, T5Config, count_params, named_config
 from codeit_jax.policy.trainer import TrainConfig, Trainer
 
@@ -351,4 +354,5 @@ def _version(package: str) -> str:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # before XLA allocates anything
     main()

@@ -14,6 +14,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from codeit_jax.policy.sampler import CPU_COMPILER_OPTIONS
 from codeit_jax.policy.t5 import T5Config, default_compute_dtype
 
 
@@ -32,10 +33,19 @@ def _attention(config: T5Config, keys: float) -> float:
     return 2 * 2 * keys * config.inner_dim
 
 
+def encoder_flops_by_piece(config: T5Config, batch: int, length: int) -> dict[str, float]:
+    """`encoder_flops` split into its attention projections, attention and feed-forward."""
+    tokens = batch * length * config.num_layers
+    return {
+        "attention_projections": tokens * _projections(config, 4),
+        "attention": tokens * _attention(config, length),
+        "feed_forward": tokens * _feed_forward(config),
+    }
+
+
 def encoder_flops(config: T5Config, batch: int, length: int) -> float:
     """Encoder forward over ``batch`` sequences of ``length`` tokens (padding counted)."""
-    per_token = _projections(config, 4) + _attention(config, length) + _feed_forward(config)
-    return batch * length * config.num_layers * per_token
+    return sum(encoder_flops_by_piece(config, batch, length).values())
 
 
 def cross_kv_flops(config: T5Config, batch: int, source_length: int) -> float:
@@ -43,16 +53,42 @@ def cross_kv_flops(config: T5Config, batch: int, source_length: int) -> float:
     return batch * source_length * config.num_decoder_layers * _projections(config, 2)
 
 
+#: The pieces of a decoder token's FLOPs (`decoder_token_flops_by_piece`).
+DECODER_PIECES = (
+    "self_attention_projections", "self_attention", "cross_attention_projections",
+    "cross_attention", "feed_forward", "lm_head",
+)  # fmt: skip
+
+
+def decoder_token_flops_by_piece(
+    config: T5Config, position: int, source_length: int
+) -> dict[str, float]:
+    """`decoder_token_flops` split into `DECODER_PIECES`."""
+    layers = config.num_decoder_layers
+    return {
+        "self_attention_projections": layers * _projections(config, 4),  # q, k, v, o
+        "self_attention": layers * _attention(config, position + 1),
+        "cross_attention_projections": layers * _projections(config, 2),  # q, o
+        "cross_attention": layers * _attention(config, source_length),
+        "feed_forward": layers * _feed_forward(config),
+        "lm_head": 2 * config.d_model * config.vocab_size,
+    }
+
+
 def decoder_token_flops(config: T5Config, position: int, source_length: int) -> float:
     """One decoder token at ``position`` (0-based), cross K/V excluded, LM head included."""
-    per_layer = (
-        _projections(config, 4)  # self-attention q, k, v, o
-        + _projections(config, 2)  # cross-attention q, o
-        + _attention(config, position + 1)
-        + _attention(config, source_length)
-        + _feed_forward(config)
-    )
-    return config.num_decoder_layers * per_layer + 2 * config.d_model * config.vocab_size
+    return sum(decoder_token_flops_by_piece(config, position, source_length).values())
+
+
+def decoder_flops_by_piece(
+    config: T5Config, rows: int, source_length: int, steps: int
+) -> dict[str, float]:
+    """``rows`` decoder sequences of ``steps`` tokens (positions 0.. steps-1), by piece."""
+    total = dict.fromkeys(DECODER_PIECES, 0.0)
+    for t in range(steps):
+        for piece, flops in decoder_token_flops_by_piece(config, t, source_length).items():
+            total[piece] += rows * flops
+    return total
 
 
 def forward_flops(config: T5Config, batch: int, source_length: int, target_length: int) -> float:
@@ -70,17 +106,44 @@ def train_step_flops(config: T5Config, batch: int, source_length: int, target_le
     return 3 * forward_flops(config, batch, source_length, target_length)
 
 
+def train_step_flops_by_piece(
+    config: T5Config, batch: int, source_length: int, target_length: int
+) -> dict[str, float]:
+    """`train_step_flops` by kind of matmul, encoder and decoder together: ``lm_head``,
+    ``feed_forward``, ``attention_projections`` (every q, k, v, o and the cross K/V) and
+    ``attention`` (scores and mixing of every attention)."""
+    encoder = encoder_flops_by_piece(config, batch, source_length)
+    decoder = decoder_flops_by_piece(config, batch, source_length, target_length)
+    pieces = {
+        "lm_head": decoder["lm_head"],
+        "feed_forward": encoder["feed_forward"] + decoder["feed_forward"],
+        "attention_projections": encoder["attention_projections"]
+        + decoder["self_attention_projections"]
+        + decoder["cross_attention_projections"]
+        + cross_kv_flops(config, batch, source_length),
+        "attention": encoder["attention"] + decoder["self_attention"] + decoder["cross_attention"],
+    }
+    return {piece: 3 * flops for piece, flops in pieces.items()}
+
+
+def sampling_flops_by_piece(
+    config: T5Config, tasks: int, samples: int, source_length: int, steps: int
+) -> dict[str, float]:
+    """`sampling_flops` split into ``encoder`` (with the cross K/V, once per task) and the
+    decoder's `DECODER_PIECES`."""
+    encoder = encoder_flops(config, tasks, source_length)
+    return {
+        "encoder": encoder + cross_kv_flops(config, tasks, source_length),
+        **decoder_flops_by_piece(config, tasks * samples, source_length, steps),
+    }
+
+
 def sampling_flops(
     config: T5Config, tasks: int, samples: int, source_length: int, steps: int
 ) -> float:
     """The sampler's useful work: encoder and cross K/V once per task, ``steps`` decoder steps
     for each of ``tasks * samples`` rows (as if no row stopped early)."""
-    decoder = sum(decoder_token_flops(config, t, source_length) for t in range(steps))
-    return (
-        encoder_flops(config, tasks, source_length)
-        + cross_kv_flops(config, tasks, source_length)
-        + tasks * samples * decoder
-    )
+    return sum(sampling_flops_by_piece(config, tasks, samples, source_length, steps).values())
 
 
 #: Matmul side of the peak measurement by backend: on CPU 2048^3 (~17 GFLOP) already saturates
@@ -96,10 +159,19 @@ def peak_matmul_size(backend: str | None = None) -> int:
     return PEAK_SIZE.get(backend, ACCELERATOR_PEAK_SIZE)
 
 
+def peak_kernel_options(backend: str | None = None) -> list[dict[str, str]]:
+    """The XLA option sets whose matmuls the peak is the best of: XLA's defaults and, on CPU,
+    the sampler's (XLA's own matmul kernels instead of YNNPACK's), so that a program which
+    picks the faster kernels is measured against the faster kernels' peak."""
+    backend = jax.default_backend() if backend is None else backend
+    return [{}] + ([dict(CPU_COMPILER_OPTIONS)] if backend == "cpu" else [])
+
+
 def matmul_rates(
     size: int | None = None, repeats: int = 5, dtype=None, calls: int | None = None
 ) -> list[float]:
-    """FLOP/s of each of ``repeats`` timings of jitted [size, size] @ [size, size] matmuls.
+    """FLOP/s of each of ``repeats`` timings of jitted [size, size] @ [size, size] matmuls, for
+    each of `peak_kernel_options` (timed in turn).
 
     A large square matmul is the fastest thing the backend does, so it stands in for the
     machine's attainable peak (it includes whatever load other processes put on it). Defaults
@@ -115,15 +187,20 @@ def matmul_rates(
     calls = (1 if backend == "cpu" else 10) if calls is None else calls
     a = jax.random.normal(jax.random.key(0), (size, size), dtype)
     b = jax.random.normal(jax.random.key(1), (size, size), dtype)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
+    matmuls = [
+        jax.jit(jnp.matmul, compiler_options=options or None)
+        for options in peak_kernel_options(backend)
+    ]
+    for matmul in matmuls:
+        matmul(a, b).block_until_ready()
     rates = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            out = matmul(a, b)
-        out.block_until_ready()
-        rates.append(2 * size**3 * calls / (time.perf_counter() - start))
+        for matmul in matmuls:
+            start = time.perf_counter()
+            for _ in range(calls):
+                out = matmul(a, b)
+            out.block_until_ready()
+            rates.append(2 * size**3 * calls / (time.perf_counter() - start))
     return rates
 
 

@@ -89,6 +89,14 @@ DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048)
 #: chunks of its segment and the ones before, not to the whole cache.
 DEFAULT_CACHE_CHUNK = 32
 
+#: Opt-in XLA options for the sampling program on CPU (``Sampler(compiler_options=...)``):
+#: matmuls without a fused reduction go to XLA's own (Eigen) kernels instead of the YNNPACK
+#: library, reductions stay with YNNPACK. On one core Eigen runs the decoder's small-batch
+#: matmuls faster; with two threads on a shared machine it burned more CPU time and was slower,
+#: so XLA's defaults stay the default (docs/benchmarks.md). Per program: the trainer is not
+#: affected either way.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+
 #: Vocabulary block size of the two-level inverse-CDF sampler.
 _BLOCK = 128
 
@@ -297,6 +305,7 @@ class Sampler:
         task_batch: int | None = None,
         restrict_head: bool = True,
         cache_chunk: int | None = DEFAULT_CACHE_CHUNK,
+        compiler_options: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.restrict_head = restrict_head
@@ -310,12 +319,14 @@ class Sampler:
                 f"task_batch={task_batch} must be a positive multiple of the {devices} devices"
             )
         self.task_batch = task_batch
+        self.compiler_options = dict(compiler_options or {})  # {}: XLA's defaults
         self._sample = jax.jit(
             self._sharded,
             static_argnames=(
                 "num_samples", "max_new_tokens", "greedy", "full_head", "top_k",
                 "end_on_disallowed", "constraint",
             ),
+            compiler_options=self.compiler_options or None,
         )  # fmt: skip
 
     def _sharded(self, params, input_ids, mask, task_index, active, key, candidates,
