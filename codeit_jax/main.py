@@ -30,7 +30,7 @@ from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
 from codeit_jax.errors import ConfigError, InputError, RunError, one_line
-from codeit_jax.policy.host_memory import reexec_with_huge_pages
+from codeit_jax.host_process import prepare_process
 from codeit_jax.schema import unknown_field_message
 
 #: experiment name -> "module:function" taking (config, workdir) and returning a summary dict.
@@ -291,5 +291,5 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # before XLA allocates anything
+    prepare_process()  # before JAX starts
     run()

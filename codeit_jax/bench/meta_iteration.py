@@ -54,14 +54,14 @@ from unittest import mock
 import jax
 import numpy as np
 
-from codeit_jax.bench.timing import MatmulPeak, load_average
+from codeit_jax.bench.timing import MatmulPeak, host_fields, load_average
 from codeit_jax.execution.sandbox import Sandbox
+from codeit_jax.host_process import prepare_process
 from codeit_jax.jobs import codeit as job
 from codeit_jax.loop import inference, iteration
 from codeit_jax.loop.outputs import RunOutputs
 from codeit_jax.loop.run_checkpoints import RunCheckpoints
 from codeit_jax.policy.flops import sampling_flops, train_step_flops
-from codeit_jax.policy.host_memory import reexec_with_huge_pages
 from codeit_jax.policy.sampler import Sampler
 from codeit_jax.policy.trainer import Trainer
 from codeit_jax.replay.buffer import ReplayBuffer
@@ -436,6 +436,7 @@ def benchmark(config: Any, meta_iterations: int, name: str) -> dict[str, Any]:
     peak.measure()
     figures = {"config": name, "model": config.model.name}
     figures |= report(timer, summary, peak)
+    figures |= host_fields()
     figures |= {"load_average_before": load_before, "load_average_after": load_average()}
     print_tables(figures)
     fractions = figures["peak_fraction"]
@@ -468,5 +469,5 @@ def _percent(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # before XLA allocates anything
+    prepare_process()  # before JAX starts
     main(sys.argv[1:])

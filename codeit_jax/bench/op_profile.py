@@ -40,7 +40,7 @@ from typing import Any
 import jax
 
 from codeit_jax.bench.timing import load_average
-from codeit_jax.policy.host_memory import reexec_with_huge_pages
+from codeit_jax.host_process import prepare_process
 
 #: (piece, pattern) for the sampler; the first match wins. Loop-body ops say ``while/body``.
 SAMPLER_PIECES = (
@@ -288,5 +288,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # before XLA allocates anything
+    prepare_process()  # before JAX starts
     main()

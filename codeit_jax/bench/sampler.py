@@ -58,9 +58,9 @@ import numpy as np
 
 from codeit_jax.bench import reference
 from codeit_jax.bench.timing import MatmulPeak, Timings, finish, load_average, repeat
+from codeit_jax.host_process import prepare_process
 from codeit_jax.policy.convert import save_hf_checkpoint
 from codeit_jax.policy.flops import sampling_flops
-from codeit_jax.policy.host_memory import reexec_with_huge_pages
 from codeit_jax.policy.mesh import replicated_sharding
 from codeit_jax.policy.sampler import Sampler
 from codeit_jax.policy.t5 import count_params, init_params, named_config
@@ -352,5 +352,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # before XLA allocates anything
+    prepare_process()  # before JAX starts
     main()

@@ -127,6 +127,7 @@ def finish(
     """Add the noise and load fields to ``figures``, say which sides are noisy, and print the
     JSON line that ends every benchmark."""
     figures.update(noise_fields(spreads))
+    figures.update(host_fields())
     figures.update(load_average_before=load_before, load_average_after=load_average())
     noisy = ", ".join(figures["noisy_sides"]) or "none"
     print(
@@ -134,6 +135,17 @@ def finish(
         f"sides spreading over {figures['noise_threshold']:.0%}: {noisy}"
     )
     print(json.dumps(figures))
+
+
+def host_fields() -> dict[str, Any]:
+    """How the process was set up (`codeit_jax.host_process`): its device count and whether
+    malloc uses huge pages, since both change the CPU figures."""
+    import jax
+
+    return {
+        "devices": jax.device_count(),
+        "huge_pages": "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", ""),
+    }
 
 
 def load_average() -> float | None:

@@ -70,9 +70,9 @@ import numpy as np
 
 from codeit_jax.bench import reference
 from codeit_jax.bench.timing import MatmulPeak, Timings, finish, load_average, repeat
+from codeit_jax.host_process import prepare_process
 from codeit_jax.policy.batching import EOS_ID, Batch, pad_batch
 from codeit_jax.policy.flops import train_step_flops
-from codeit_jax.policy.host_memory import reexec_with_huge_pages
 from codeit_jax.policy.t5 import T5, T5Config, count_params, named_config
 from codeit_jax.policy.trainer import TrainConfig, Trainer
 
@@ -354,5 +354,5 @@ def _version(package: str) -> str:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # before XLA allocates anything
+    prepare_process()  # before JAX starts
     main()
