@@ -339,7 +339,6 @@ def main() -> None:
         )
         print(f"speedup (ours / reference, medians): {figures['speedup']}x")
 
-    spreads["peak"] = peak.spread
     figures.update(peak.summary(), peak_fraction=round(achieved / peak.best, 4))
     if args.program_vocab:
         figures["masked_peak_fraction"] = round(masked_flops / masked.median / peak.best, 4)

@@ -8,7 +8,10 @@ figures can be discarded or re-measured instead of quoted. The 1-minute load ave
 and after says how busy the machine was.
 
 The matmul peak is the exception to the median: it is the best of its timings (what the
-hardware can do when nothing interferes), but its spread is reported too (`MatmulPeak`). It
+hardware can do when nothing interferes), and its spread is reported (``peak_spread``) but does
+not make a run noisy. On the 2-core development machine the peak's timings spread 15-25%
+within a quiet run while its best moved a few percent between runs (docs/benchmarks.md), so
+counting it flagged every run and the flag said nothing about the sides. This module
 imports JAX only when used: benchmarks that time plain Python in this process (the sandbox's)
 must not carry JAX's objects through their garbage collections.
 """

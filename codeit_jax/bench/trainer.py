@@ -336,7 +336,6 @@ def main() -> None:
             reference_peak_fraction=round(flops / ref.median / peak.best, 4),
             speedup=round(examples_per_s / ref_examples_per_s, 3),
         )
-    spreads["peak"] = peak.spread
     fraction = flops / ours.median / peak.best
     figures.update(peak.summary(), peak_fraction=round(fraction, 4))
     print(f"matmul peak ({config.compute_dtype}): {peak.describe()}")
