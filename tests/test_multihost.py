@@ -139,5 +139,5 @@ def test_two_processes_run_and_resume_a_tiny_meta_iteration(tmp_path: Path) -> N
 
     # The report reads what the real run wrote.
     page = write_report(workdir, tasks="arc1").read_text()
-    assert "2 meta-iteration(s)" in page and " of 2</b> evaluation tasks solved" in page
+    assert "2 meta-iteration(s)" in page and " of 2</b> tasks solved" in page
     assert 'alt="fraction solved per meta-iteration" src="data:image/png;base64,' in page
