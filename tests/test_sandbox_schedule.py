@@ -11,7 +11,7 @@ import pytest
 from codeit_jax.execution.batch import run_in_process
 from codeit_jax.execution.run import CRASH, TIMEOUT
 from codeit_jax.execution.sandbox import Outcome, Sandbox
-from codeit_jax.execution.schedule import chunk_length, steal_limit
+from codeit_jax.execution.schedule import chunk_length, longest_first, program_lines, steal_limit
 from codeit_jax.execution.stats import CRASH_IN_RUN, WATCHDOG, BatchStats
 from codeit_jax.execution.worker import IDLE, STARVED_FACTOR, _Progress, starved
 
@@ -39,6 +39,23 @@ def test_steal_limit_keeps_the_run_in_progress_and_half_of_the_rest():
     assert steal_limit(5, IDLE) is None  # not started or finished: leave it alone
     assert chunk_length(1000, 2, None) == 128 and chunk_length(10, 2, None) == 3
     assert chunk_length(1000, 2, 7) == 7
+
+
+def test_runs_are_queued_longest_program_first_and_stable():
+    assert program_lines("x1 = rot90(I)\n\n   \nO = x1\n") == 2
+    texts = ["a", "b\nc", "d", "e\nf\ng", "b\nc", "h\n\n\n"]
+    assert longest_first(texts) == [3, 1, 4, 0, 2, 5]
+    assert longest_first([]) == []
+
+
+def test_the_longest_program_runs_first_and_results_stay_in_batch_order():
+    """With one worker, the runs of the 4-line program are the worker's first two calls."""
+    batch = [("hook:count", GRIDS), ("hook:count:\nlong\nlong\nlong", GRIDS[:2])]
+    with Sandbox(workers=1, timeout_s=30, _compiler=HOOKS) as sb:
+        outcomes = sb.run(batch)
+    assert all(o.ok for row in outcomes for o in row)
+    assert [o.value[1] for o in outcomes[1]] == [0, 1]
+    assert [o.value[1] for o in outcomes[0]] == [2, 3, 4, 5]
 
 
 def test_a_slow_program_does_not_hold_the_runs_queued_behind_it():

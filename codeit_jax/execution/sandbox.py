@@ -20,7 +20,8 @@ Design, and why:
   the workers evenly busy), one chunk in flight per worker so that the parent never blocks
   writing to a busy worker; an idle worker with nothing queued takes the unstarted half of a
   busy worker's chunk, so a slow program does not hold up the runs queued behind it (see
-  :mod:`codeit_jax.execution.schedule`). Identical (text, input) pairs in a batch run once.
+  :mod:`codeit_jax.execution.schedule`). The runs of the longest programs, whose budgets are
+  the largest, are queued first. Identical (text, input) pairs in a batch run once.
   Each worker parses and compiles each distinct text once (bounded cache).
 * Statistics: :attr:`Sandbox.last_stats` tells where the latest batch's time went (per-item
   times, busy and idle time per worker, chunk sizes, steals, restarts with their causes; see
@@ -71,6 +72,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
@@ -100,6 +102,7 @@ from codeit_jax.execution.schedule import (
     Job,
     blame_unit,
     chunk_length,
+    longest_first,
     match_message,
     steal_limit,
 )
@@ -213,7 +216,8 @@ class Sandbox:
             decode=_outcome,
             lost=lambda kind, detail: Outcome(False, None, kind, detail),
         )
-        outcomes = self._locked_execute(len(runs), job)
+        order = longest_first([text for text, _ in runs])
+        outcomes = self._locked_execute(len(runs), job, order)
         if self.last_stats is not None:
             self.last_stats.set_sources(flat.shape)
         return [[outcomes[k] for k in row] for row in flat.shape]
@@ -263,16 +267,19 @@ class Sandbox:
 
     # ------------------------------------------------------------------ the scheduling loop
 
-    def _locked_execute(self, count: int, job: Job) -> list[Any]:
+    def _locked_execute(
+        self, count: int, job: Job, order: Sequence[int] | None = None
+    ) -> list[Any]:
         with self._lock:
             if not self._finalizer.alive:
                 raise SandboxError("the sandbox is closed")
-            return self._execute(count, job)
+            return self._execute(count, job, order)
 
-    def _execute(self, count: int, job: Job) -> list[Any]:
-        """Run work items ``0..count-1`` (what they are is the job's business)."""
+    def _execute(self, count: int, job: Job, order: Sequence[int] | None = None) -> list[Any]:
+        """Run work items ``0..count-1`` (what they are is the job's business), queued in
+        ``order`` (a permutation of them; default: index order)."""
         outcomes: list[Any] = [None] * count
-        pending = deque(range(count))
+        pending = deque(range(count) if order is None else order)
         self._unblamed.clear()
         stats = self._stats = BatchStats(count, self.n_workers, time.monotonic())
         try:

@@ -13,11 +13,18 @@ half of the items not yet started in the chunk with the most such items
 (:func:`steal_limit`); the victim stops before them (see :mod:`codeit_jax.execution.worker`).
 Which worker runs an item changes nothing in its outcome, so results stay in batch order and
 do not depend on the number of workers.
+
+Order: a run's time budget grows with its program's length (``timeout_s`` per line), so the
+runs that can take longest are those of the longest programs. `longest_first` queues them at the
+start of the batch (the classic longest-processing-time rule): a program that runs out its
+budget then starts while the other workers still have the short runs to fill their time with,
+instead of starting near the end and leaving them idle while it finishes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from codeit_jax.execution.line_sharing import Faults
@@ -35,6 +42,21 @@ class Job(NamedTuple):
     # (item, timed out, progress at death) -> True if the item's culprit was set aside and the
     # item should run again; None: an item in progress at a death is always lost.
     blame: Any = None
+
+
+def program_lines(text: str) -> int:
+    """Non-blank lines of a program text: what its runs' time budget is proportional to."""
+    return sum(1 for line in text.splitlines() if line and not line.isspace())
+
+
+def longest_first(texts: Sequence[str]) -> list[int]:
+    """Indices of runs ordered by their program's length, longest first; runs of programs of
+    the same length keep their batch order, so a program's runs stay next to each other."""
+    lines: dict[str, int] = {}
+    for text in texts:
+        if text not in lines:
+            lines[text] = program_lines(text)
+    return sorted(range(len(texts)), key=lambda k: -lines[texts[k]])
 
 
 def chunk_length(n_pending: int, n_workers: int, chunk_size: int | None) -> int:
