@@ -162,17 +162,30 @@ HOOKS: dict[str, Callable[[Any, str], Any]] = {
 
 
 class HookProgram:
-    """A one-line 'program' that runs a hook."""
+    """A 'program' that runs a hook in its first line; text lines after the first are lines
+    that do nothing (so a test can give a slow line fast companions)."""
 
-    def __init__(self, name: str, arg: str) -> None:
+    def __init__(self, name: str, arg: str, lines: int = 1) -> None:
         self.hook = HOOKS[name]
         self.arg = arg
+        self.lines = lines
 
     def __len__(self) -> int:
-        return 1
+        return self.lines
 
-    def run(self, grid: Any, max_state_size: int | None = None) -> Any:
-        return self.hook(grid, self.arg)
+    def run(
+        self,
+        grid: Any,
+        max_state_size: int | None = None,
+        line_started: Callable[[], object] | None = None,
+    ) -> Any:
+        if line_started is not None:
+            line_started()
+        value = self.hook(grid, self.arg)
+        for _ in range(self.lines - 1):
+            if line_started is not None:
+                line_started()
+        return value
 
 
 def compile_with_hooks(text: str) -> Program | HookProgram:
@@ -185,8 +198,9 @@ def compile_with_hooks(text: str) -> Program | HookProgram:
         _stall(float(text.rsplit(":", 1)[1]))
         return HookProgram("identity", "")
     if text.startswith("hook:"):
-        _, name, arg = (text.split(":", 2) + [""])[:3]
+        first, *rest = text.split("\n")
+        _, name, arg = (first.split(":", 2) + [""])[:3]
         if name not in HOOKS:
             raise ProgramError(f"unknown hook {name!r}")
-        return HookProgram(name, arg)
+        return HookProgram(name, arg, 1 + len(rest))
     return parse(text)

@@ -305,6 +305,24 @@ def test_run_returns_the_value_of_o() -> None:
     assert program.run(((7,),)) == ((7,),)  # compiled once, runs on any input
 
 
+@pytest.mark.parametrize("max_state_size", [None, 1000])
+def test_line_started_is_called_before_each_line_runs(max_state_size: int | None) -> None:
+    """The sandbox restarts a line's time budget in this hook, so every line, the failing one
+    included, is announced before it runs, and nothing after a failure."""
+    started: list[int] = []
+
+    def note() -> None:
+        started.append(len(started))
+
+    program = parse("x1 = vmirror(I)\nx2 = size(x1)\nO = add(x2, ONE)")
+    assert program.run(GRID, max_state_size, note) == 3  # size counts the 2 rows
+    assert started == [0, 1, 2]
+    failing = parse("x1 = size(I)\nx2 = x1(I)\nO = add(x1, x2)")  # line 2 calls an int
+    with pytest.raises(TypeError):
+        failing.run(GRID, max_state_size, note)
+    assert len(started) == 5  # lines 1 and 2 of the second program, not line 3
+
+
 def test_primitive_names_are_function_values() -> None:
     program = parse("x1 = fork(combine, identity, vmirror)\nO = x1(I)")
     assert program.run(GRID) == GRID + ((3, 2, 1), (6, 5, 4))

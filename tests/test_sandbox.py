@@ -183,6 +183,19 @@ def test_time_budget_is_per_line_and_survives_swallowed_signals(sandbox):
     assert swallow.error == TIMEOUT
 
 
+def test_a_line_over_its_budget_fails_the_run_however_fast_the_others_are(sandbox):
+    """CodeIt times each line on its own: a slow line cannot borrow from nine fast ones."""
+    padding = "\n#" * 9  # nine lines that do nothing: ten lines, ten budgets in all
+    (slow,), (quick,) = sandbox.run(
+        [
+            (f"hook:spin:{TIMEOUT_S * 2}{padding}", [GRID]),
+            (f"hook:spin:{TIMEOUT_S * 0.5}{padding}", [GRID]),
+        ]
+    )
+    assert slow.error == TIMEOUT and f"{TIMEOUT_S:.3g} s of cpu time" in slow.detail
+    assert quick == Outcome(True, GRID)
+
+
 def test_wall_clock_timer_interrupts_sleep():
     with Sandbox(workers=1, timeout_s=0.1, clock="wall", _compiler=HOOKS) as sb:
         start = time.monotonic()

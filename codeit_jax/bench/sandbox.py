@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -113,8 +114,10 @@ def parse_fail_fraction(batch: Batch) -> float:
 
 
 def bare_run(batch: Batch) -> None:
-    """Execution alone: parse each text once, run under the CPU budget, drop the value."""
+    """Execution alone: parse each text once, run under the per-line CPU budget, drop the
+    value."""
     timer = RunTimer("cpu")
+    next_line = functools.partial(timer.restart, TIMEOUT_S)  # CodeIt's budget is per line
     try:
         for text, grids in batch:
             try:
@@ -125,9 +128,9 @@ def bare_run(batch: Batch) -> None:
                 if program is None:
                     continue
                 try:
-                    timer.start(TIMEOUT_S * len(program))
+                    timer.start(TIMEOUT_S)
                     try:
-                        program.run(grid, STATE_LIMIT)
+                        program.run(grid, STATE_LIMIT, next_line)
                     finally:
                         timer.stop()
                 except (Exception, RunTimeout):

@@ -13,8 +13,7 @@ a program stops at its first line that raises, and with ``max_state_size`` a lin
 output) that needs a value that was too long to keep fails with ``state_size``. DSL values are
 immutable, so sharing them between programs changes nothing. Time is CodeIt's rule: every line
 gets ``timeout_s`` of CPU (or wall) time; a node that runs out fails every program that reaches
-it. (The sandbox's plain runs give a whole program ``timeout_s * lines`` instead; the two differ
-only for a program with one line slower than ``timeout_s`` and a total under its budget.)
+it, as a plain run (:meth:`Sandbox.run`) stops at such a line.
 
 The result of a group on an input is which programs returned exactly the expected output; that
 is all the baseline's scoring needs, and it keeps outputs inside the worker.

@@ -16,14 +16,16 @@ objects of its own. So the value of ``O`` is measured before it is pickled, by
 :func:`value_size`, an estimate of the memory its unpickled copy takes in the parent, and refused
 (``output_size``) past ``max_output_bytes``; the default leaves room for any valid ARC grid.
 
-Time budget: one budget per run of ``timeout_s * len(program)`` seconds (CodeIt allows 0.25 s per
-line; a per-run budget of the same total needs one timer per run instead of one per line, and
-``Program.run`` has no per-line hook). It is enforced by an interval timer whose signal raises
-:class:`RunTimeout` between bytecodes. By default the timer counts the worker's CPU time
-(``ITIMER_PROF``), not wall-clock time as CodeIt does, so that a busy shared machine does not turn
-slow-but-valid runs into timeouts and outcomes stay reproducible; ``clock="wall"`` gives
-CodeIt's behaviour. A C call that never returns to the interpreter cannot be interrupted this
-way: that is what the parent's hard watchdog is for (see :mod:`codeit_jax.execution.sandbox`).
+Time budget: ``timeout_s`` seconds for each line, as CodeIt times each line on its own (0.25 s): a
+line that runs longer fails the run, whatever the others took. It is enforced by one interval
+timer, restarted before every line (``Program.run``'s ``line_started``; one ``setitimer`` call a
+line), whose signal raises :class:`RunTimeout` between bytecodes. A run therefore takes at most
+``timeout_s * len(program)`` (`ProgramRunner.budget`, what the parent's watchdog allows for). By
+default the timer counts the worker's CPU time (``ITIMER_PROF``), not wall-clock time as CodeIt
+does, so that a busy shared machine does not turn slow-but-valid runs into timeouts and outcomes
+stay reproducible; ``clock="wall"`` gives CodeIt's behaviour. A C call that never returns to the
+interpreter cannot be interrupted this way: that is what the parent's hard watchdog is for (see
+:mod:`codeit_jax.execution.sandbox`).
 """
 
 from __future__ import annotations
@@ -207,7 +209,12 @@ class Compiled(Protocol):
 
     def __len__(self) -> int: ...
 
-    def run(self, grid: Any, max_state_size: int | None = None) -> Any: ...
+    def run(
+        self,
+        grid: Any,
+        max_state_size: int | None = None,
+        line_started: Callable[[], object] | None = None,
+    ) -> Any: ...
 
 
 Compiler = Callable[[str], Compiled]
@@ -242,7 +249,8 @@ _CLOCKS = {
 
 
 class RunTimer:
-    """A per-run budget enforced by an interval timer that raises :class:`RunTimeout`.
+    """A time budget enforced by an interval timer that raises :class:`RunTimeout`; `restart`
+    gives it a new budget from now (the next line's).
 
     The timer re-fires every ``repeat_s`` after the budget in case a handler-raised exception is
     caught somewhere inside the run. The handler raises only while a run is armed, so a signal
@@ -269,6 +277,11 @@ class RunTimer:
     def start(self, seconds: float) -> None:
         if self.enabled:
             self.armed = True
+            signal.setitimer(self.which, seconds, self.repeat_s)
+
+    def restart(self, seconds: float) -> None:
+        """A new budget of ``seconds`` from now, the timer staying armed."""
+        if self.enabled:
             signal.setitimer(self.which, seconds, self.repeat_s)
 
     def stop(self) -> None:
@@ -325,7 +338,7 @@ class ProgramRunner:
         return cached
 
     def budget(self, program: Compiled) -> float:
-        """Seconds allowed for one run: ``timeout_s`` per line."""
+        """The most a run can take: ``timeout_s`` for each of its lines."""
         return self.timeout_s * max(1, len(program))
 
     def execute(self, program: Compiled | Record, grid: Any) -> Record:
@@ -337,16 +350,17 @@ class ProgramRunner:
         if isinstance(program, tuple):
             return program
         timer = self.timer
-        budget = self.budget(program)
+        per_line = self.timeout_s
+        next_line = functools.partial(timer.restart, per_line) if timer.enabled else None
         try:
-            timer.start(budget)
+            timer.start(per_line)
             try:
-                value = program.run(grid, self.max_state_size)
+                value = program.run(grid, self.max_state_size, next_line)
             finally:
                 timer.stop()
         except RunTimeout:
             timer.stop()
-            return (TIMEOUT, f"over the {budget:.3g} s budget of {timer.clock} time")
+            return (TIMEOUT, f"a line over its {per_line:.3g} s of {timer.clock} time")
         except StateSizeError as error:
             return (STATE_SIZE, str(error))
         except MemoryError:

@@ -30,8 +30,9 @@ Design, and why:
   function replaced by :data:`FUNCTION`, and refused (``output_size``) when its estimated size
   in the parent's memory or its pickled size passes ``max_output_bytes`` (default 32 KiB, room
   for any valid ARC grid), so a pathological value cannot flood the parent.
-* Time: a per-run budget of ``timeout_s * len(program)`` (CodeIt's 0.25 s per line, summed),
-  enforced inside the worker by an interval timer on its CPU time by default (``clock="wall"``
+* Time: ``timeout_s`` for each line (CodeIt's 0.25 s per line), so a run takes at most
+  ``timeout_s * len(program)`` (its budget); enforced inside the worker by an interval timer,
+  restarted at every line, on its CPU time by default (``clock="wall"``
   for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.execution.run`). A run stuck in C code
   never sees the timer signal, so the parent also runs a wall-clock watchdog: past
   ``hard_factor * budget + hard_grace_s`` after the run started the worker is SIGKILLed, that
@@ -134,7 +135,8 @@ class Sandbox:
 
     Args:
         workers: number of worker processes; None for one per available core.
-        timeout_s: time budget per program line; a run may use ``timeout_s * len(program)``.
+        timeout_s: time budget of each program line; a run takes at most
+            ``timeout_s * len(program)`` (its budget).
         memory_mb: address-space limit per worker in MiB (None: unlimited).
         max_state_size: CodeIt's rule: values of this length or more are not kept (None: off).
         chunk_size: runs per message to a worker; None picks sizes that balance the load.

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -321,18 +321,25 @@ class Program:
             compiled = self._compiled = _compile(self.lines)
         return compiled
 
-    def run(self, grid: Any, max_state_size: int | None = None) -> Any:
+    def run(
+        self,
+        grid: Any,
+        max_state_size: int | None = None,
+        line_started: Callable[[], object] | None = None,
+    ) -> Any:
         """Run on input ``grid`` and return the value of ``O``; DSL exceptions propagate.
 
         With an integer ``max_state_size``, a value with a length of at least ``max_state_size``
         is not stored (CodeIt's executor rule, which CodeIt runs with 1000), and a later line, or
         the output, that needs it raises :class:`StateSizeError`. (CodeIt's executor treats 0
         as "no limit"; here it must be None for that, and 0 or less raises ``ValueError``.)
+        ``line_started`` is called before each line runs: the sandbox restarts a line's time
+        budget there, as CodeIt times each line on its own.
         """
         compiled = self._compiled or self.bind()
         values = compiled.template.copy()
         values[0] = grid
-        if max_state_size is None:
+        if max_state_size is None and line_started is None:
             for function, callee_slot, single, getter, target, _ in compiled.steps:
                 if function is None:
                     function = values[callee_slot]
@@ -341,21 +348,30 @@ class Program:
                 else:
                     values[target] = function(*getter(values))
             return values[compiled.output]
-        if isinstance(max_state_size, bool) or not isinstance(max_state_size, int):
-            raise TypeError(f"max_state_size must be an int or None, got {max_state_size!r}")
-        if max_state_size < 1:
-            raise ValueError(f"max_state_size must be positive, got {max_state_size}")
-        return self._run_limited(compiled, values, max_state_size)
+        if max_state_size is not None:
+            if isinstance(max_state_size, bool) or not isinstance(max_state_size, int):
+                raise TypeError(f"max_state_size must be an int or None, got {max_state_size!r}")
+            if max_state_size < 1:
+                raise ValueError(f"max_state_size must be positive, got {max_state_size}")
+        return self._run_checked(compiled, values, max_state_size, line_started)
 
     @staticmethod
-    def _run_limited(compiled: _Compiled, values: list[Any], max_state_size: int) -> Any:
-        """The run loop with CodeIt's state-size rule; kept apart so the plain loop stays lean.
+    def _run_checked(
+        compiled: _Compiled,
+        values: list[Any],
+        max_state_size: int | None,
+        line_started: Callable[[], object] | None,
+    ) -> Any:
+        """The run loop with CodeIt's state-size rule and the per-line hook (either optional);
+        kept apart so the plain loop stays lean.
 
         A too-long value stays in its slot but is recorded as dropped; the names a line reads
         are checked against the dropped ones only once something has been dropped (rare).
         """
         dropped: dict[int, int] = {}  # slot -> length of the value that was not stored
         for function, callee_slot, single, getter, target, reads in compiled.steps:
+            if line_started is not None:
+                line_started()
             if dropped:
                 for slot in reads:
                     if slot in dropped:
@@ -364,7 +380,7 @@ class Program:
                 function = values[callee_slot]
             value = function(values[single]) if single >= 0 else function(*getter(values))
             values[target] = value
-            if hasattr(value, "__len__"):
+            if max_state_size is not None and hasattr(value, "__len__"):
                 length = len(value)
                 if length >= max_state_size:
                     dropped[target] = length
@@ -373,7 +389,9 @@ class Program:
         return values[compiled.output]
 
 
-def _not_stored(compiled: _Compiled, slot: int, length: int, max_state_size: int) -> StateSizeError:
+def _not_stored(
+    compiled: _Compiled, slot: int, length: int, max_state_size: int | None
+) -> StateSizeError:
     """The error for a line (or the output) that needs a value the state-size rule dropped."""
     return StateSizeError(
         f"{compiled.names[slot]} was not stored: its length {length} is at least "
