@@ -20,20 +20,19 @@ Design, and why:
   the workers evenly busy), one chunk in flight per worker so that the parent never blocks
   writing to a busy worker; an idle worker with nothing queued takes the unstarted half of a
   busy worker's chunk, so a slow program does not hold up the runs queued behind it (see
-  :mod:`codeit_jax.execution.schedule`). The runs of the longest programs, whose budgets are
-  the largest, are queued first. Identical (text, input) pairs in a batch run once.
-  Each worker parses and compiles each distinct text once (bounded cache).
-* Statistics: :attr:`Sandbox.last_stats` tells where the latest batch's time went (per-item
-  times, busy and idle time per worker, chunk sizes, steals, restarts with their causes; see
-  :mod:`codeit_jax.execution.stats`).
+  :mod:`codeit_jax.execution.schedule`). The longest programs' runs, with the largest
+  budgets, are queued first. Identical (text, input) pairs in a batch run once. Each worker
+  parses and compiles each distinct text once (bounded cache).
+* Statistics: :attr:`Sandbox.last_stats` tells where the latest batch's time went
+  (:mod:`codeit_jax.execution.stats`).
 * Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
   function replaced by :data:`FUNCTION`, and refused (``output_size``) when its estimated size
   in the parent's memory or its pickled size passes ``max_output_bytes`` (default 32 KiB, room
   for any valid ARC grid), so a pathological value cannot flood the parent.
-* Time: ``timeout_s`` for each line (CodeIt's 0.25 s per line), so a run takes at most
-  ``timeout_s * len(program)`` (its budget); enforced inside the worker by an interval timer,
-  restarted at every line, on its CPU time by default (``clock="wall"``
-  for CodeIt's wall-clock behaviour; see :mod:`codeit_jax.execution.run`). A run stuck in C code
+* Time: ``timeout_s`` for each line (CodeIt's 0.25 s), so a run takes at most its budget of
+  ``timeout_s * len(program)``; enforced in the worker by an interval timer restarted at every
+  line, on CPU time by default (``clock="wall"``: CodeIt's clock; see
+  :mod:`codeit_jax.execution.run`). A run stuck in C code
   never sees the timer signal, so the parent also runs a wall-clock watchdog: past
   ``hard_factor * budget + hard_grace_s`` after the run started the worker is SIGKILLed, that
   run reports ``timeout``, and the rest of its chunk goes to other workers. With the CPU clock
@@ -47,10 +46,9 @@ Design, and why:
 * Memory: ``RLIMIT_AS`` of ``memory_mb`` per worker, so a huge allocation raises MemoryError
   (``memory``) in the worker instead of exhausting the machine. A worker that dies (segfault,
   abort) reports ``crash`` for the run it was in and is replaced.
-* No leftovers: ``close()`` (also the context manager, a finaliser at garbage collection or
-  interpreter exit, and any exception escaping :meth:`Sandbox.run`, e.g. KeyboardInterrupt)
-  kills and reaps its workers; a worker whose parent is killed outright exits by itself
-  (see :mod:`codeit_jax.execution.worker`).
+* No leftovers: ``close()`` (also the context manager, a finaliser, and any exception escaping
+  :meth:`Sandbox.run`) kills and reaps its workers; a worker whose parent is killed outright
+  exits by itself (see :mod:`codeit_jax.execution.worker`).
 * Determinism: outcomes do not depend on the number of workers or the chunking, except for runs
   that finish close to their time limit, and for programs that put function values inside
   sets or grids (``replace(I, x1, centerofmass)``): Python hashes functions by address, so the
@@ -107,13 +105,7 @@ from codeit_jax.execution.schedule import (
     match_message,
     steal_limit,
 )
-from codeit_jax.execution.stats import (
-    BETWEEN_ITEMS,
-    CRASH_IN_RUN,
-    START,
-    WATCHDOG,
-    BatchStats,
-)
+from codeit_jax.execution.stats import BETWEEN_ITEMS, CRASH_IN_RUN, START, WATCHDOG, BatchStats
 from codeit_jax.execution.worker import (
     HOUSEKEEPING_S,
     IDLE,
@@ -242,7 +234,7 @@ class Sandbox:
             lost=lambda kind, detail: None,
             blame=lambda unit, timed_out, at: blame_unit(faults, unit, timed_out, at),
         )
-        found = self._locked_execute(len(checked), job)
+        found = self._locked_execute(len(checked), job, None)
         return [
             GroupMatches((), 0, len(checked[k][0])) if result is None else result
             for k, result in enumerate(found)
@@ -269,17 +261,15 @@ class Sandbox:
 
     # ------------------------------------------------------------------ the scheduling loop
 
-    def _locked_execute(
-        self, count: int, job: Job, order: Sequence[int] | None = None
-    ) -> list[Any]:
+    def _locked_execute(self, count: int, job: Job, order: Sequence[int] | None) -> list[Any]:
         with self._lock:
             if not self._finalizer.alive:
                 raise SandboxError("the sandbox is closed")
             return self._execute(count, job, order)
 
-    def _execute(self, count: int, job: Job, order: Sequence[int] | None = None) -> list[Any]:
+    def _execute(self, count: int, job: Job, order: Sequence[int] | None) -> list[Any]:
         """Run work items ``0..count-1`` (what they are is the job's business), queued in
-        ``order`` (a permutation of them; default: index order)."""
+        ``order`` (a permutation of them; None: index order)."""
         outcomes: list[Any] = [None] * count
         pending = deque(range(count) if order is None else order)
         self._unblamed.clear()
