@@ -316,6 +316,10 @@ class ProgramRunner:
         self.max_state_size = max_state_size
         self.max_output_bytes = max_output_bytes
         self.timer = RunTimer(clock)
+        # Called before every line of a run: the line's own budget (None: no timer here).
+        self._next_line = (
+            functools.partial(self.timer.restart, timeout_s) if self.timer.enabled else None
+        )
         self.compiler = compiler
         self._cache: dict[str, Compiled | Record] = {}
 
@@ -351,11 +355,10 @@ class ProgramRunner:
             return program
         timer = self.timer
         per_line = self.timeout_s
-        next_line = functools.partial(timer.restart, per_line) if timer.enabled else None
         try:
             timer.start(per_line)
             try:
-                value = program.run(grid, self.max_state_size, next_line)
+                value = program.run(grid, self.max_state_size, self._next_line)
             finally:
                 timer.stop()
         except RunTimeout:
