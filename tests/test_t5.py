@@ -269,7 +269,7 @@ def test_relative_position_buckets_match_transformers():
 
 
 def test_dropout_mask_is_bernoulli_keep_and_deterministic():
-    """Byte-lane masks: right keep rate, lanes of one 32-bit word independent."""
+    """Byte-lane masks: right keep rate; lanes, words, rows and keys independent."""
     mask, keep = dropout_mask(jax.random.key(3), 0.9, (64, 4097))
     assert keep == 230 / 256
     m = np.asarray(mask, dtype=np.float64)
@@ -282,9 +282,15 @@ def test_dropout_mask_is_bernoulli_keep_and_deterministic():
     assert abs(pairs.mean() - expected) < 5 * np.sqrt(expected * (1 - expected) / pairs.size)
     rows = m[:-1] == m[1:]
     assert abs(rows.mean() - expected) < 5 * np.sqrt(expected * (1 - expected) / rows.size)
+    # Neighbouring words (hash inputs i and i + 1) are independent too.
+    words = m[:, 0:4092:4] == m[:, 4:4096:4]
+    assert abs(words.mean() - expected) < 5 * np.sqrt(expected * (1 - expected) / words.size)
     np.testing.assert_array_equal(mask, dropout_mask(jax.random.key(3), 0.9, (64, 4097))[0])
-    other = np.asarray(dropout_mask(jax.random.key(4), 0.9, (64, 4097))[0])
-    assert (other != np.asarray(mask)).mean() > 0.1
+    # Another key gives an independent mask, not a shifted copy of this one.
+    other = np.asarray(dropout_mask(jax.random.key(4), 0.9, (64, 4097))[0], dtype=np.float64)
+    for shift in (0, 1, 4, 4097):
+        same = other.ravel()[shift:] == m.ravel()[: n - shift]
+        assert abs(same.mean() - expected) < 5 * np.sqrt(expected * (1 - expected) / same.size)
     # Raw uint32[2] keys (what the trainer folds) work too; a 0-d shape gives a 0-d mask.
     assert dropout_mask(jax.random.PRNGKey(3), 0.5, (7,))[0].shape == (7,)
     assert dropout_mask(jax.random.key(3), 0.5, ())[0].shape == ()

@@ -1,9 +1,9 @@
 """The layers of the Flax T5 (`codeit_jax.policy.t5`): attention with T5's relative position
 buckets, the feed-forward blocks, RMS norm and a cheap dropout.
 
-Dropout draws one byte per element (`dropout_mask`), not one 32-bit word: the masks of a
-training step are a large share of its random bits, and a keep rate in steps of 1/256 is as
-good for regularisation.
+Dropout draws one byte per element from a cheap counter-based hash (`dropout_mask`), not one
+threefry word: the masks of a training step are most of its random bits, and a keep rate in
+steps of 1/256 is as good for regularisation.
 """
 
 from __future__ import annotations
@@ -76,11 +76,30 @@ def padding_bias(mask: jax.Array) -> jax.Array:
     return jnp.where(mask.astype(bool), 0.0, MASK_BIAS).astype(jnp.float32)[:, None, None, :]
 
 
-#: Bits of randomness per dropout-mask element: one 32-bit draw serves four elements. JAX's
-#: threefry costs ~20-25 ns per 32-bit draw on CPU (~5 s of a codet5-small train step, whose
-#: masks have ~230M elements); byte lanes cut that ~3x. (Philox is cheaper per draw, but its
-#: ``mulhi`` does not lower under a sharded ``jit`` in jax 0.10.)
+#: Bits of randomness per dropout-mask element: one 32-bit word serves four elements.
 _DROPOUT_BITS = 8
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+    """A bijection of ``uint32`` with full avalanche (two xor-shift-multiply rounds and a final
+    xor-shift; constants from Chris Wellons' hash search, "lowbias32")."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _word_index(shape: Sequence[int]) -> jax.Array:
+    """Row-major index of every element of ``shape`` as ``uint32``, built from per-axis iotas
+    so that a sharded ``jit`` computes each device's slice with its own offsets."""
+    index = jnp.zeros(shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(len(shape))):
+        iota = jax.lax.broadcasted_iota(jnp.uint32, tuple(shape), axis)
+        index = index + iota * jnp.uint32(stride)
+        stride *= shape[axis]
+    return index
 
 
 def dropout_mask(key: jax.Array, keep: float, shape: Sequence[int]) -> tuple[jax.Array, float]:
@@ -88,17 +107,26 @@ def dropout_mask(key: jax.Array, keep: float, shape: Sequence[int]) -> tuple[jax
 
     Each element compares its own uniform byte with ``round(keep * 256)``, so the keep
     probability is quantised to 1/256 (0.9 -> 230 / 256 = 0.8984, i.e. dropout rate 0.1016);
-    callers scale by 1 / the returned probability, which keeps the expectation exact. Bytes
-    come from a ``uint32`` draw (``jax.random.bits``, any key implementation) whose last axis is
-    a quarter as long, reinterpreted as four bytes: the counters follow the logical index, so
-    the mask is the same however the batch is sharded.
+    callers scale by 1 / the returned probability, which keeps the expectation exact.
+
+    The bytes are a counter-based hash, not ``jax.random.bits``: the key gives two 32-bit
+    seeds (one threefry draw per call), and the 32-bit word at row-major position ``i`` of a
+    last axis a quarter as long is ``mix(mix(i + seed0) ^ seed1)``, read as four bytes.
+    Threefry spends ~20 rounds per word on CPU, and a train step's masks hold hundreds of
+    millions of elements; two rounds of a good integer mixer are plenty for dropout and an
+    order of magnitude cheaper. The word depends on its logical position only, so the mask is
+    the same however the batch is sharded.
     """
     if not shape:
         mask, kept = dropout_mask(key, keep, (1,))
         return mask[0], kept
     *lead, last = shape
     per_word = 32 // _DROPOUT_BITS
-    words = jax.random.bits(key, (*lead, -(-last // per_word)), jnp.uint32)
+    words_shape = (*lead, -(-last // per_word))
+    if math.prod(words_shape) > 2**32:
+        raise ValueError(f"dropout mask of shape {tuple(shape)} is too large for 32-bit counters")
+    seeds = jax.random.bits(key, (2,), jnp.uint32)
+    words = _mix32(_mix32(_word_index(words_shape) + seeds[0]) ^ seeds[1])
     lanes = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(*lead, -1)[..., :last]
     threshold = min(max(round(keep * 2**_DROPOUT_BITS), 1), 2**_DROPOUT_BITS - 1)
     return lanes < jnp.uint8(threshold), threshold / 2**_DROPOUT_BITS
