@@ -7,10 +7,10 @@ import json
 import jax
 import numpy as np
 import pytest
-from jax.sharding import Mesh
 
 from codeit_jax.bench import matmul_shapes
 from codeit_jax.policy import flops
+from codeit_jax.policy.mesh import make_mesh
 from codeit_jax.policy.t5 import named_config
 
 CONFIGS = ["tiny", "codet5_small", "codet5p_220m"]
@@ -42,9 +42,9 @@ def test_trainer_shapes_are_the_steps_weight_matmuls(name):
 @pytest.mark.parametrize("form", matmul_shapes.FORMS)
 def test_each_form_multiplies_the_operands_it_names(form):
     """The timed products compute what their names say, on every device."""
-    mesh = Mesh(np.array(jax.devices()), ("data",))
+    mesh = make_mesh()
     shape = matmul_shapes.Shape("x", rows=3, k=4, n=5, count=1)
-    left, right, whole = matmul_shapes._operands(shape, form)
+    left, right, whole, product = matmul_shapes._form(shape, form)
     x = np.arange(np.prod(left), dtype=np.float32).reshape(left) / 7
     w = np.arange(np.prod(right), dtype=np.float32).reshape(right) / 11
     products = {
@@ -53,9 +53,7 @@ def test_each_form_multiplies_the_operands_it_names(form):
         "weight_gradient": lambda: x.T @ w,
     }
     expected = products[form]()
-    np.testing.assert_allclose(
-        matmul_shapes._product(form)(x, w).reshape(expected.shape), expected, rtol=1e-5
-    )
+    np.testing.assert_allclose(product(x, w).reshape(expected.shape), expected, rtol=1e-5)
     assert whole == (form != "weight_gradient")
     assert len(matmul_shapes.time_matmul(mesh, shape, form, 2, np.float32)) == 2
 

@@ -28,18 +28,18 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 
-from codeit_jax.bench.timing import MatmulPeak, finish, load_average, spread
+from codeit_jax.bench.timing import MatmulPeak, Timings, finish, load_average, repeat
 from codeit_jax.host_process import prepare_process
+from codeit_jax.policy.mesh import batch_sharding, batch_spec, make_mesh, replicated_sharding
 from codeit_jax.policy.t5 import T5Config, named_config
 
 #: Seconds of back-to-back calls per timing, so short matmuls are not lost in dispatch.
@@ -109,54 +109,44 @@ def trainer_shapes(
     return [s._replace(forms=FORMS) for s in shapes]
 
 
-def _operands(shape: Shape, form: str) -> tuple[tuple[int, int], tuple[int, int], bool]:
+def _form(shape: Shape, form: str) -> tuple[tuple[int, int], tuple[int, int], bool, Callable]:
     """(per-device left operand shape, right operand shape, whether the right one is whole on
-    every device) of ``form``; the left operand is always split by rows over the devices."""
+    every device, the product) of ``form``; the left operand is always split by rows over the
+    devices."""
     if form == "forward":
-        return (shape.rows, shape.k), (shape.k, shape.n), True
-    if form == "input_gradient":
-        return (shape.rows, shape.n), (shape.k, shape.n), True  # dy @ W^T
-    if form == "weight_gradient":
-        return (shape.rows, shape.k), (shape.rows, shape.n), False  # x^T @ dy
+        return (shape.rows, shape.k), (shape.k, shape.n), True, jnp.matmul
+    if form == "input_gradient":  # dy @ W^T
+        return (shape.rows, shape.n), (shape.k, shape.n), True, lambda dy, w: dy @ w.T
+    if form == "weight_gradient":  # x^T @ dy, one [k, n] per device, stacked
+        return (shape.rows, shape.k), (shape.rows, shape.n), False, lambda x, dy: (x.T @ dy)[None]
     raise ValueError(f"unknown matmul form {form!r}; known: {FORMS}")
 
 
-def _product(form: str):
-    if form == "forward":
-        return jnp.matmul
-    if form == "input_gradient":
-        return lambda dy, w: dy @ w.T
-    return lambda x, dy: (x.T @ dy)[None]  # one [k, n] per device, stacked
-
-
-def time_matmul(mesh: Mesh, shape: Shape, form: str, repeats: int, dtype: Any) -> list[float]:
+def time_matmul(mesh: Mesh, shape: Shape, form: str, repeats: int, dtype: Any) -> Timings:
     """Seconds per call of ``shape`` in ``form`` and ``dtype`` on every device of ``mesh`` at
     once, one per timing."""
-    devices = mesh.devices.size
-    left, right, right_whole = _operands(shape, form)
-    split = PartitionSpec("data")
+    left, right, right_whole, product = _form(shape, form)
     rng = np.random.default_rng(0)
 
     def array(local: tuple[int, int], whole: bool) -> jax.Array:
-        rows = local[0] if whole else local[0] * devices
+        rows = local[0] if whole else local[0] * mesh.devices.size
         value = rng.standard_normal((rows, local[1])).astype(dtype)
-        return jax.device_put(value, NamedSharding(mesh, PartitionSpec() if whole else split))
+        return jax.device_put(value, replicated_sharding(mesh) if whole else batch_sharding(mesh))
 
     x, w = array(left, False), array(right, right_whole)
-    specs = (split, PartitionSpec() if right_whole else split)
-    product = jax.jit(jax.shard_map(_product(form), mesh=mesh, in_specs=specs, out_specs=split))
-    product(x, w).block_until_ready()
+    specs = (batch_spec(), PartitionSpec() if right_whole else batch_spec())
+    run = jax.jit(jax.shard_map(product, mesh=mesh, in_specs=specs, out_specs=batch_spec()))
+    run(x, w).block_until_ready()
     start = time.perf_counter()
-    product(x, w).block_until_ready()
+    run(x, w).block_until_ready()
     calls = max(1, int(MIN_TIMING_S / max(time.perf_counter() - start, 1e-6)))
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def back_to_back() -> None:
         for _ in range(calls):
-            out = product(x, w)
+            out = run(x, w)
         out.block_until_ready()
-        seconds.append((time.perf_counter() - start) / calls)
-    return seconds
+
+    return repeat(back_to_back, repeats, units=calls)
 
 
 def benchmark(
@@ -172,7 +162,7 @@ def benchmark(
     step) on all devices, print the table and the JSON line; return the figures.
     ``workload_flops``: the model FLOPs of ``steps`` steps on all devices; ``peak_size``: the
     peak's matmul side (None: the backend's, 2048 on CPU)."""
-    mesh = Mesh(np.array(jax.devices()), ("data",))
+    mesh = make_mesh()
     devices = mesh.devices.size
     load_before = load_average()
     peak = MatmulPeak(size=peak_size, dtype=config.compute_dtype)
@@ -183,10 +173,9 @@ def benchmark(
     peak.measure()
     rows, step_s, step_flops, spreads = [], 0.0, 0.0, {}
     for (shape, form, apart), times in zip(cases, timings, strict=True):
-        seconds = statistics.median(times)
+        seconds = times.median
         rate = devices * shape.flops / seconds
-        label = f"{shape.name}, {form}"
-        spreads[label] = spread(times)
+        spreads[f"{shape.name}, {form}"] = times.spread
         rows.append(
             {
                 "name": shape.name,
@@ -218,8 +207,7 @@ def benchmark(
         f"weight matmuls of a step: {step_s * 1e3:.1f} ms, {matmul_fraction:.1%} of peak; "
         f"ceiling (other FLOPs at peak, other ops free): {ceiling:.1%} of peak"
     )
-    figures: dict[str, Any] = {
-        "devices": devices,
+    figures: dict[str, Any] = {  # `finish` adds the device count
         "repeats": repeats,
         "matmuls": rows,
         "weight_matmul_ms_per_step": round(step_s * 1e3, 3),
