@@ -20,7 +20,12 @@ from codeit_jax.policy.t5 import (
     lm_head_matrix,
     named_config,
 )
-from codeit_jax.policy.t5_layers import dropout_mask, relative_position_bucket_table
+from codeit_jax.policy.t5_layers import (
+    attention_mix,
+    attention_scores,
+    dropout_mask,
+    relative_position_bucket_table,
+)
 
 VARIANTS = {
     "v1.0": named_config("tiny", dtype="float32"),
@@ -305,3 +310,26 @@ def test_dropout_scales_kept_elements_by_inverse_keep():
     assert set(np.unique(out)) <= {0.0, np.float32(1.0 / keep)}
     assert abs(out.mean() - 1.0) < 0.05
     np.testing.assert_array_equal(Dropout(0.25).apply({}, x, deterministic=True), x)
+
+
+def test_attention_matmuls_have_the_gradients_of_plain_einsums():
+    """The custom VJPs only reorder the gradient matmuls: same values as autodiff's."""
+    rng = np.random.default_rng(0)
+    q, d_mixed = (jnp.asarray(rng.standard_normal((2, 3, 5, 4)), jnp.float32) for _ in range(2))
+    k, v = (jnp.asarray(rng.standard_normal((2, 3, 7, 4)), jnp.float32) for _ in range(2))
+    weights, d_scores = (
+        jnp.asarray(rng.standard_normal((2, 3, 5, 7)), jnp.float32) for _ in range(2)
+    )
+    cases = (
+        (attention_scores, "bhqd,bhkd->bhqk", (q, k), d_scores),
+        (attention_mix, "bhqk,bhkd->bhqd", (weights, v), d_mixed),
+    )
+    for ours, equation, operands, cotangent in cases:
+        np.testing.assert_allclose(
+            ours(*operands), jnp.einsum(equation, *operands), rtol=1e-6, atol=1e-6
+        )
+        _, ours_vjp = jax.vjp(ours, *operands)
+        _, plain_vjp = jax.vjp(lambda a, b, e=equation: jnp.einsum(e, a, b), *operands)
+        for got, want in zip(ours_vjp(cotangent), plain_vjp(cotangent), strict=True):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

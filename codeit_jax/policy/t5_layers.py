@@ -194,6 +194,54 @@ class RelativePositionBias(nn.Module):
         return jnp.take(table.astype(jnp.float32), buckets, axis=0).transpose(2, 0, 1)[None]
 
 
+# The two matmuls of attention, with custom VJPs only to choose the layout of their second
+# gradients. Autodiff writes the key gradient as dS^T q and the value gradient as W^T dO: each
+# contracts over the rows of its left operand ([Tq, Tk] scores read down their columns), a form
+# XLA's CPU matmuls run several times slower (docs/benchmarks.md). q^T dS and dO^T W contract over
+# the same axis with both operands read along their rows, and give the [d_kv, Tk] transpose of
+# the gradient, small to transpose back. The arithmetic is the same; only the order differs.
+
+
+@jax.custom_vjp
+def attention_scores(q: jax.Array, k: jax.Array) -> jax.Array:
+    """[B, H, Tq, d] queries x [B, H, Tk, d] keys -> [B, H, Tq, Tk] logits."""
+    return jnp.einsum("bhqd,bhkd->bhqk", q, k)
+
+
+def _attention_scores_forward(q: jax.Array, k: jax.Array):
+    return attention_scores(q, k), (q, k)
+
+
+def _attention_scores_backward(saved, d_scores: jax.Array):
+    q, k = saved
+    d_q = jnp.einsum("bhqk,bhkd->bhqd", d_scores, k)
+    d_k = jnp.einsum("bhqd,bhqk->bhdk", q, d_scores).swapaxes(2, 3)
+    return d_q, d_k
+
+
+attention_scores.defvjp(_attention_scores_forward, _attention_scores_backward)
+
+
+@jax.custom_vjp
+def attention_mix(weights: jax.Array, v: jax.Array) -> jax.Array:
+    """[B, H, Tq, Tk] weights x [B, H, Tk, d] values -> [B, H, Tq, d]."""
+    return jnp.einsum("bhqk,bhkd->bhqd", weights, v)
+
+
+def _attention_mix_forward(weights: jax.Array, v: jax.Array):
+    return attention_mix(weights, v), (weights, v)
+
+
+def _attention_mix_backward(saved, d_out: jax.Array):
+    weights, v = saved
+    d_weights = jnp.einsum("bhqd,bhkd->bhqk", d_out, v)
+    d_v = jnp.einsum("bhqd,bhqk->bhdk", d_out, weights).swapaxes(2, 3)
+    return d_weights, d_v
+
+
+attention_mix.defvjp(_attention_mix_forward, _attention_mix_backward)
+
+
 class Attention(nn.Module):
     """Multi-head attention without biases or logit scaling.
 
@@ -241,14 +289,14 @@ class Attention(nn.Module):
             raise ValueError(f"{n} query rows cannot be grouped onto {b} key/value rows")
         g = n // b
         q = self.q(x).reshape(b, g, tq, h, -1).transpose(0, 3, 1, 2, 4).reshape(b, h, g * tq, -1)
-        scores = [jnp.einsum("bhqd,bhkd->bhqk", q, k.astype(q.dtype)) for k in key_chunks]
+        scores = [attention_scores(q, k.astype(q.dtype)) for k in key_chunks]
         scores = jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0]
         weights = jax.nn.softmax(scores.astype(jnp.float32) + bias, axis=-1).astype(q.dtype)
         weights = self.dropout(weights, deterministic=deterministic)
         out, start = None, 0
         for v in value_chunks:
             part = weights[..., start : start + v.shape[2]] if len(value_chunks) > 1 else weights
-            mixed = jnp.einsum("bhqk,bhkd->bhqd", part, v.astype(q.dtype))
+            mixed = attention_mix(part, v.astype(q.dtype))
             out, start = mixed if out is None else out + mixed, start + v.shape[2]
         out = out.reshape(b, h, g, tq, -1).transpose(0, 2, 3, 1, 4)
         return self.o(out.reshape(n, tq, self.config.inner_dim))
