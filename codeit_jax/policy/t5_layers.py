@@ -194,29 +194,41 @@ class RelativePositionBias(nn.Module):
         return jnp.take(table.astype(jnp.float32), buckets, axis=0).transpose(2, 0, 1)[None]
 
 
-# The two matmuls of attention, with custom VJPs only to choose the layout of their second
-# gradients. Autodiff writes the key gradient as dS^T q and the value gradient as W^T dO: each
-# contracts over the rows of its left operand ([Tq, Tk] scores read down their columns), a form
-# XLA's CPU matmuls run several times slower (docs/benchmarks.md). q^T dS and dO^T W contract over
-# the same axis with both operands read along their rows, and give the [d_kv, Tk] transpose of
-# the gradient, small to transpose back. The arithmetic is the same; only the order differs.
+# The two matmuls of attention, with custom VJPs only to choose the layout of their gradients
+# along the key axis. Autodiff writes the key gradient as dS^T q and the value gradient as
+# W^T dO: each contracts over the rows of its left operand ([Tq, Tk] scores read down their
+# columns), a form XLA's CPU matmuls run several times slower (docs/benchmarks.md). q^T dS and
+# dO^T W (`_key_axis_gradient`) contract over the same axis with both operands read along their
+# rows, and give the [d_kv, Tk] transpose of the gradient, small to transpose back. The other
+# gradient of each is the other's product. The arithmetic is the same; only the order differs.
+
+
+def _scores(q: jax.Array, k: jax.Array) -> jax.Array:
+    return jnp.einsum("bhqd,bhkd->bhqk", q, k)
+
+
+def _mix(weights: jax.Array, v: jax.Array) -> jax.Array:
+    return jnp.einsum("bhqk,bhkd->bhqd", weights, v)
+
+
+def _key_axis_gradient(by_query: jax.Array, d_by_key: jax.Array) -> jax.Array:
+    """[B, H, Tq, d] x [B, H, Tq, Tk] summed over Tq -> [B, H, Tk, d], computed as [d, Tk]."""
+    return jnp.einsum("bhqd,bhqk->bhdk", by_query, d_by_key).swapaxes(2, 3)
 
 
 @jax.custom_vjp
 def attention_scores(q: jax.Array, k: jax.Array) -> jax.Array:
     """[B, H, Tq, d] queries x [B, H, Tk, d] keys -> [B, H, Tq, Tk] logits."""
-    return jnp.einsum("bhqd,bhkd->bhqk", q, k)
+    return _scores(q, k)
 
 
 def _attention_scores_forward(q: jax.Array, k: jax.Array):
-    return attention_scores(q, k), (q, k)
+    return _scores(q, k), (q, k)
 
 
 def _attention_scores_backward(saved, d_scores: jax.Array):
     q, k = saved
-    d_q = jnp.einsum("bhqk,bhkd->bhqd", d_scores, k)
-    d_k = jnp.einsum("bhqd,bhqk->bhdk", q, d_scores).swapaxes(2, 3)
-    return d_q, d_k
+    return _mix(d_scores, k), _key_axis_gradient(q, d_scores)
 
 
 attention_scores.defvjp(_attention_scores_forward, _attention_scores_backward)
@@ -225,18 +237,16 @@ attention_scores.defvjp(_attention_scores_forward, _attention_scores_backward)
 @jax.custom_vjp
 def attention_mix(weights: jax.Array, v: jax.Array) -> jax.Array:
     """[B, H, Tq, Tk] weights x [B, H, Tk, d] values -> [B, H, Tq, d]."""
-    return jnp.einsum("bhqk,bhkd->bhqd", weights, v)
+    return _mix(weights, v)
 
 
 def _attention_mix_forward(weights: jax.Array, v: jax.Array):
-    return attention_mix(weights, v), (weights, v)
+    return _mix(weights, v), (weights, v)
 
 
 def _attention_mix_backward(saved, d_out: jax.Array):
     weights, v = saved
-    d_weights = jnp.einsum("bhqd,bhkd->bhqk", d_out, v)
-    d_v = jnp.einsum("bhqd,bhqk->bhdk", d_out, weights).swapaxes(2, 3)
-    return d_weights, d_v
+    return _scores(d_out, v), _key_axis_gradient(d_out, weights)
 
 
 attention_mix.defvjp(_attention_mix_forward, _attention_mix_backward)
