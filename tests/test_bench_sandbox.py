@@ -5,6 +5,7 @@ reasons, the load average and a noise flag."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ def test_benchmark_prints_figures_and_a_final_json_line(
     assert json.loads(last_line) == figures
     assert figures["scaling"] > 0 and figures["overhead"] < 1 and "overhead_cpu" in figures
     assert 1 <= figures["scaling_bound"] <= 2 and figures["scaling_quiet_estimate"] > 0
+    assert len(figures["scaling_per_batch"]) == 4 == len(figures["overhead_per_batch"])
+    assert figures["scaling"] == pytest.approx(
+        statistics.median(figures["scaling_per_batch"]), 1e-2
+    )
+    assert figures["scaling_unpaired"] > 0 and set(figures["ratio_spreads"]) == {
+        "scaling",
+        "overhead",
+    }
     assert isinstance(figures["noisy"], bool)
     assert figures["load_average_before"] >= 0 and figures["load_average_after"] >= 0
     for name in ("a", "b"):
@@ -73,3 +82,17 @@ def test_longest_first_schedule_bounds_the_scaling() -> None:
     assert diagnosis.lpt_makespan([9.0, 9.0, 9.0, 1.0, 1.0], 2) == 18.0
     assert diagnosis.lpt_makespan([1.0] * 4, 2) == 2.0
     assert diagnosis.lpt_makespan([], 2) == 0.0
+
+
+def test_paired_ratios_divide_each_batch_by_the_same_batch_of_the_other_mode() -> None:
+    workload = {
+        "seconds_per_batch": {
+            "sandbox_1": [[4.0, 3.0], [8.0, 6.0]],  # the second repeat ran under load
+            "sandbox_2": [[2.0, 2.0], [4.0, 3.0]],
+        }
+    }
+    ratios = bench_sandbox.paired_ratios(workload, "sandbox_1", "sandbox_2")
+    assert ratios == [2.0, 1.5, 2.0, 2.0]
+    with pytest.raises(ValueError):  # a batch missing on one side is an error, not a skip
+        workload["seconds_per_batch"]["sandbox_2"][1].pop()
+        bench_sandbox.paired_ratios(workload, "sandbox_1", "sandbox_2")

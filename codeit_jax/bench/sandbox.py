@@ -24,12 +24,18 @@ a spread over 15%.
 
 Figures on (b): ``scaling`` = sandbox_N / sandbox_1 runs/s; ``overhead`` = 1 - sandbox_1 / bare
 (``overhead_vs_inprocess`` likewise, ``overhead_cpu`` the same in CPU seconds, workers and parent
-together). Why scaling falls short is split three ways: ``scaling_bound`` is what a perfect
-scheduler could reach with these run times (the runs of a batch cannot be split; longest-first
-schedule of the 1-worker run's per-run CPU times, batch by batch); ``busy_fraction_<n>`` is the
-share of the workers' time they had work (the scheduler's part); ``cores_<mode>`` is the CPU
-seconds the mode got per second of wall-clock time (the machine's part: on a loaded machine a
-pool of N gets fewer than N cores). ``scaling_quiet_estimate`` = N x busy fraction x sandbox_1
+together). Both are paired: the median over every batch of every repeat of the two modes' ratio
+on that batch (``scaling_per_batch``, ``overhead_per_batch``, their spreads in
+``ratio_spreads``), since the modes run a batch one after the other and so share its background
+load; the ratio of the two modes' medians over the whole run, which a burst of load on one side
+moves, is kept as ``scaling_unpaired`` and ``overhead_unpaired``.
+
+Why scaling falls short is split three ways: ``scaling_bound`` is what a perfect scheduler
+could reach with these run times (the runs of a batch cannot be split; longest-first schedule
+of the 1-worker run's per-run CPU times, batch by batch); ``busy_fraction_<n>`` is the share
+of the workers' time they had work (the scheduler's part); ``cores_<mode>`` is the CPU seconds
+the mode got per second of wall-clock time (the machine's part: on a loaded machine a pool of
+N gets fewer than N cores). ``scaling_quiet_estimate`` = N x busy fraction x sandbox_1
 CPU / sandbox_N CPU, what the same scheduling would give with a whole core per worker.
 
 Diagnosis per sandbox mode: the distribution of per-run wall-clock seconds and the tail
@@ -168,6 +174,7 @@ class _Mode:
 
     def __init__(self) -> None:
         self.seconds: list[float] = []  # per repeat, all batches
+        self.batch_seconds: list[list[float]] = []  # per repeat, per batch
         self.cpu: list[float] = []  # per repeat: parent + workers
         self.parent_cpu: list[float] = []
         self.stats: list[tuple[int, int, Any]] = []  # (repeat, batch, BatchStats)
@@ -175,9 +182,11 @@ class _Mode:
     def add(self, repeat: int, seconds: float, cpu: float, parent_cpu: float) -> None:
         if len(self.seconds) == repeat:
             self.seconds.append(0.0)
+            self.batch_seconds.append([])
             self.cpu.append(0.0)
             self.parent_cpu.append(0.0)
         self.seconds[repeat] += seconds
+        self.batch_seconds[repeat].append(seconds)
         self.cpu[repeat] += cpu
         self.parent_cpu[repeat] += parent_cpu
 
@@ -260,7 +269,22 @@ def measure(
     figures["seconds_per_repeat"] = {
         mode: [round(x, 3) for x in measured[mode].seconds] for mode in modes
     }
+    figures["seconds_per_batch"] = {
+        mode: [[round(x, 4) for x in row] for row in measured[mode].batch_seconds] for mode in modes
+    }
     return figures
+
+
+def paired_ratios(workload: dict[str, Any], numerator: str, denominator: str) -> list[float]:
+    """``numerator`` / ``denominator`` seconds for each batch of each repeat: the two modes
+    ran that batch seconds apart, under nearly the same background load, so these ratios
+    vary far less on a shared machine than a ratio of two medians taken over the whole run."""
+    rows = zip(
+        workload["seconds_per_batch"][numerator],
+        workload["seconds_per_batch"][denominator],
+        strict=True,
+    )
+    return [a / b for top, bottom in rows for a, b in zip(top, bottom, strict=True)]
 
 
 def _diagnose(
@@ -400,7 +424,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures["workers"] = n
     figures["steal"] = steal
     figures["in_process_gc"] = args.in_process_gc
-    figures["scaling"] = round(b[f"sandbox_{n}_runs_per_s"] / b["sandbox_1_runs_per_s"], 3)
+    scaling = paired_ratios(b, "sandbox_1", f"sandbox_{n}")
+    bare_share = paired_ratios(b, "bare", "sandbox_1")
+    inprocess_share = paired_ratios(b, "inprocess", "sandbox_1")
+    figures["scaling"] = round(statistics.median(scaling), 3)
+    figures["scaling_per_batch"] = [round(x, 3) for x in scaling]
+    figures["scaling_unpaired"] = round(b[f"sandbox_{n}_runs_per_s"] / b["sandbox_1_runs_per_s"], 3)
     figures["scaling_bound"] = b["scaling_bound"]
     figures["scaling_quiet_estimate"] = round(
         n
@@ -410,10 +439,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         / b[f"sandbox_{n}_cpu_ms_per_run"],
         3,
     )
-    figures["overhead"] = round(1 - b["sandbox_1_runs_per_s"] / b["bare_runs_per_s"], 4)
-    figures["overhead_vs_inprocess"] = round(
-        1 - b["sandbox_1_runs_per_s"] / b["inprocess_runs_per_s"], 4
-    )
+    figures["overhead"] = round(1 - statistics.median(bare_share), 4)
+    figures["overhead_per_batch"] = [round(1 - x, 4) for x in bare_share]
+    figures["overhead_unpaired"] = round(1 - b["sandbox_1_runs_per_s"] / b["bare_runs_per_s"], 4)
+    figures["overhead_vs_inprocess"] = round(1 - statistics.median(inprocess_share), 4)
+    figures["ratio_spreads"] = {
+        "scaling": round(spread(scaling), 4),
+        "overhead": round(spread(bare_share), 4),
+    }
     figures["overhead_cpu"] = round(1 - b["bare_cpu_ms_per_run"] / b["sandbox_1_cpu_ms_per_run"], 4)
     figures["noisy"] = figures["a"]["noisy"] or b["noisy"]
     figures["load_average_before"] = load_before
@@ -439,6 +472,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{figures['scaling_quiet_estimate']:.2f}); overhead {figures['overhead']:.3f} vs bare, "
         f"{figures['overhead_vs_inprocess']:.3f} vs run_in_process, "
         f"{figures['overhead_cpu']:.3f} in CPU time"
+    )
+    print(
+        f"per batch: scaling {figures['scaling_per_batch']} (spread "
+        f"{figures['ratio_spreads']['scaling']:.0%}; unpaired {figures['scaling_unpaired']:.2f}), "
+        f"overhead {figures['overhead_per_batch']} (unpaired {figures['overhead_unpaired']:.3f})"
     )
     print(
         f"load average {load_triple} -> {figures['conditions']['load_avg_after']}"
