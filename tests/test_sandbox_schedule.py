@@ -8,10 +8,16 @@ import math
 
 import pytest
 
-from codeit_jax.execution.batch import run_in_process
+from codeit_jax.execution.batch import _flatten, run_in_process
 from codeit_jax.execution.run import CRASH, TIMEOUT
 from codeit_jax.execution.sandbox import Outcome, Sandbox
-from codeit_jax.execution.schedule import chunk_length, longest_first, program_lines, steal_limit
+from codeit_jax.execution.schedule import (
+    chunk_length,
+    longest_first,
+    program_lines,
+    runs_message,
+    steal_limit,
+)
 from codeit_jax.execution.stats import CRASH_IN_RUN, WATCHDOG, BatchStats
 from codeit_jax.execution.worker import IDLE, STARVED_FACTOR, _Progress, starved
 
@@ -39,6 +45,29 @@ def test_steal_limit_keeps_the_run_in_progress_and_half_of_the_rest():
     assert steal_limit(5, IDLE) is None  # not started or finished: leave it alone
     assert chunk_length(1000, 2, None) == 128 and chunk_length(10, 2, None) == 3
     assert chunk_length(1000, 2, 7) == 7
+
+
+def test_a_worker_is_sent_each_grid_of_a_batch_once():
+    flat = _flatten([("O = I", GRIDS[:2]), ("O = vmirror(I)", [GRIDS[1], GRIDS[2]])])
+    assert flat.grids == GRIDS[:3] and flat.grid_of == [0, 1, 1, 2]
+    first, second = set(), set()
+    runs = [("O = I", 0), ("O = I", 1), ("O = vmirror(I)", 1)]
+    assert runs_message(flat, [0, 1, 2], first) == ("runs", True, {0: GRIDS[0], 1: GRIDS[1]}, runs)
+    assert runs_message(flat, [3], first) == ("runs", False, {2: GRIDS[2]}, [("O = vmirror(I)", 2)])
+    assert runs_message(flat, [1], first)[1:3] == (False, {})  # it has them all now
+    # Another worker (or a replacement) starts from nothing, whatever the first one has.
+    assert runs_message(flat, [2, 3], second)[1:3] == (True, {1: GRIDS[1], 2: GRIDS[2]})
+
+
+def test_consecutive_batches_use_their_own_grids_whatever_their_indices():
+    """The second batch's grid 0 is another grid than the first's: what a worker was sent
+    for one batch is never taken for the next (one run per chunk, so both workers serve
+    every batch)."""
+    texts = ["O = I", "O = vmirror(I)", "x1 = rot90(I)\nO = hconcat(x1, x1)"]
+    batches = [[(t, GRIDS[k : k + 2]) for t in texts] for k in range(3)]
+    with Sandbox(workers=2, chunk_size=1) as sb:
+        for batch in batches:
+            assert sb.run(batch) == run_in_process(batch)
 
 
 def test_runs_are_queued_longest_program_first_and_stable():

@@ -75,6 +75,8 @@ class _Runs(NamedTuple):
 
     runs: list[tuple[str, Any]]  # distinct (text, grid) pairs
     shape: list[list[int]]  # shape[i][j]: index into runs of program i on input j
+    grids: list[Any]  # the distinct grid objects
+    grid_of: list[int]  # grid_of[k]: index into grids of run k's grid
 
 
 def _flatten(batch: Batch) -> _Runs:
@@ -85,8 +87,9 @@ def _flatten(batch: Batch) -> _Runs:
         )
     runs: list[tuple[str, Any]] = []
     index_of: dict[tuple[str, int], int] = {}
-    checked: set[int] = set()
-    keep_alive: list[Any] = []  # ids are only unique while the objects live
+    grid_index: dict[int, int] = {}  # id of a checked grid -> its index in grids
+    grids: list[Any] = []  # also keeps the grids alive: ids are only unique while they live
+    grid_of: list[int] = []
     shape: list[list[int]] = []
     for i, item in enumerate(batch):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -101,22 +104,23 @@ def _flatten(batch: Batch) -> _Runs:
         row = []
         for j, grid in enumerate(inputs):
             key = id(grid)
-            if key not in checked:
+            if key not in grid_index:
                 if not is_grid(grid):
                     raise ValueError(
                         f"batch[{i}] input {j} is not a valid grid (a tuple of 1..30 equal-length "
                         f"tuples of 1..30 ints in 0..9): {grid!r:.80}"
                     )
-                checked.add(key)
-                keep_alive.append(grid)
+                grid_index[key] = len(grids)
+                grids.append(grid)
             run_key = (text, key)
             index = index_of.get(run_key)
             if index is None:
                 index = index_of[run_key] = len(runs)
                 runs.append((text, grid))
+                grid_of.append(grid_index[key])
             row.append(index)
         shape.append(row)
-    return _Runs(runs, shape)
+    return _Runs(runs, shape, grids, grid_of)
 
 
 def _check_units(units: MatchUnits) -> list[tuple[tuple[str, ...], Any, Any]]:

@@ -103,6 +103,7 @@ from codeit_jax.execution.schedule import (
     chunk_length,
     longest_first,
     match_message,
+    runs_message,
     steal_limit,
 )
 from codeit_jax.execution.stats import BETWEEN_ITEMS, CRASH_IN_RUN, START, WATCHDOG, BatchStats
@@ -205,8 +206,9 @@ class Sandbox:
         """Run every program on each of its inputs; ``result[i][j]`` is program i on input j."""
         flat = _flatten(batch)
         runs = flat.runs
+        sent: dict[_Worker, set[int]] = {}  # the grids each worker has of this batch
         job = Job(
-            message=lambda chunk: [runs[k] for k in chunk],
+            message=lambda chunk, worker: runs_message(flat, chunk, sent.setdefault(worker, set())),
             decode=_outcome,
             lost=lambda kind, detail: Outcome(False, None, kind, detail),
         )
@@ -229,7 +231,7 @@ class Sandbox:
         checked = _check_units(units)
         faults: dict[int, Faults] = {}
         job = Job(
-            message=lambda chunk: match_message(checked, chunk, faults),
+            message=lambda chunk, worker: match_message(checked, chunk, faults),
             decode=lambda record: GroupMatches(*record),
             lost=lambda kind, detail: None,
             blame=lambda unit, timed_out, at: blame_unit(faults, unit, timed_out, at),
@@ -316,7 +318,7 @@ class Sandbox:
         worker.sent_at = time.monotonic()
         if self._stats is not None:
             self._stats.chunk_sizes.append(len(chunk))
-        message = pickle.dumps(job.message(chunk), protocol=pickle.HIGHEST_PROTOCOL)
+        message = pickle.dumps(job.message(chunk, worker), protocol=pickle.HIGHEST_PROTOCOL)
         # If it died since its last reply, the send fails and _step handles the death.
         with contextlib.suppress(OSError):
             worker.commands.send_bytes(message)

@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from codeit_jax.execution.batch import _Runs
 from codeit_jax.execution.line_sharing import Faults
 from codeit_jax.execution.worker import IDLE, _Progress
 
@@ -36,7 +37,7 @@ MAX_CHUNK = 128  # items per chunk at most: bounds the work redone when a worker
 class Job(NamedTuple):
     """How the scheduler handles one kind of work item."""
 
-    message: Any  # chunk (item indices) -> the picklable message for a worker
+    message: Any  # (chunk (item indices), worker handle) -> the picklable message for it
     decode: Any  # a worker's record -> the item's result
     lost: Any  # (error kind, detail) -> the result of an item lost with its worker
     # (item, timed out, progress at death) -> True if the item's culprit was set aside and the
@@ -74,6 +75,29 @@ def steal_limit(chunk_length: int, index: int) -> int | None:
     if index == IDLE or rest < 1:
         return None
     return chunk_length - (rest + 1) // 2
+
+
+def runs_message(flat: _Runs, chunk: list[int], sent: set[int]) -> tuple:
+    """``("runs", fresh, {grid index: grid}, [(text, grid index)])`` for a chunk of
+    :meth:`Sandbox.run`: each grid of a batch goes to a worker once, with the first chunk that
+    needs it there (``sent``: the grid indices this worker already has, updated here). With
+    none yet, this is its first chunk of the batch, and ``fresh`` tells it to drop the previous
+    batch's grids.
+
+    A batch's runs reuse few grids (every program of a task on the same demonstration inputs),
+    so this sends most of the grids once per worker instead of once per run, which is most of
+    what the parent pickles and the worker unpickles otherwise.
+    """
+    fresh = not sent
+    grids: dict[int, Any] = {}
+    work = []
+    for k in chunk:
+        index = flat.grid_of[k]
+        if index not in sent:
+            sent.add(index)
+            grids[index] = flat.grids[index]
+        work.append((flat.runs[k][0], index))
+    return ("runs", fresh, grids, work)
 
 
 def match_message(

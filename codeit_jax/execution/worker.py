@@ -7,8 +7,10 @@ the program parser and the DSL starts quickly (docs/benchmarks.md).
 
 Channels, all inherited file descriptors:
 
-* commands (parent -> worker): pickled lists of ``(text, grid)`` runs, or
-  ``("match", {group id: texts}, [(group id, grid, expected)])`` for
+* commands (parent -> worker): pickled ``("runs", fresh, {grid index: grid}, [(text, grid
+  index)])`` chunks (each grid of a batch is sent once, with the first chunk that needs it;
+  ``fresh`` starts a new batch's table, see :func:`~codeit_jax.execution.schedule.runs_message`),
+  or ``("match", {group id: texts}, [(group id, grid, expected)])`` for
   :meth:`~codeit_jax.execution.sandbox.Sandbox.match`, or ``None`` to stop;
 * replies (worker -> parent): ``("ready", pid, cpu)`` once, then per chunk one pickled
   ``(records, times, cpu)``: the records of the items it ran (see
@@ -185,6 +187,7 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
     limits = _Limits(config["hard_factor"], config["hard_grace_s"], config["housekeeping_s"])
     _limit_memory(config["memory_mb"])
     groups: dict[tuple[str, ...], ProgramGroup] = {}
+    grids: dict[int, Any] = {}  # the current batch's grids that this worker has been sent
     collector.tune()
     replies.send_bytes(pickle.dumps(("ready", os.getpid(), time.process_time())))
     chunks = 0
@@ -193,24 +196,23 @@ def _serve(config: dict[str, Any], commands: Connection, replies: Connection, sl
             message = commands.recv_bytes()
         except (EOFError, OSError):
             return  # parent gone
-        runs = pickle.loads(message)
-        if runs is None:
+        work = pickle.loads(message)
+        if work is None:
             return
         times: list[float] = []
-        if isinstance(runs, tuple):
-            records = _match(executor, groups, runs, slot, limits, times)
+        if work[0] == "match":
+            records = _match(executor, groups, work, slot, limits, times)
         else:
-            records = []
-            for index, (text, grid) in enumerate(runs):
-                if _stopped(slot, index):
-                    break
-                wall, cpu = time.perf_counter(), time.process_time()
-                records.append(_run(executor, index, text, grid, slot, limits, cpu))
-                times += (time.perf_counter() - wall, time.process_time() - cpu)
+            _, fresh, new_grids, runs = work
+            if fresh:
+                grids = {}
+            grids.update(new_grids)
+            records = _runs(executor, runs, grids, slot, limits, times)
+            del new_grids, runs  # not survivors (the table is)
         _publish(slot, IDLE, (math.inf, math.inf))
         reply = (records, times, time.process_time())
         replies.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
-        del runs, records, times, reply  # not survivors
+        del work, records, times, reply  # not survivors
         chunks += 1
         collector.freeze_survivors(chunks)
 
@@ -229,6 +231,25 @@ class _Limits(NamedTuple):
 
     def housekeeping_deadline(self, cpu: float) -> tuple[float, float]:
         return time.monotonic() + self.housekeeping, cpu + self.housekeeping
+
+
+def _runs(
+    executor: ProgramRunner,
+    runs: list[tuple[str, int]],
+    grids: dict[int, Any],
+    slot: Any,
+    limits: _Limits,
+    times: list[float],
+) -> list[tuple]:
+    """Records of a chunk of ``(text, grid index)`` runs, up to the limit the parent set."""
+    records = []
+    for index, (text, grid) in enumerate(runs):
+        if _stopped(slot, index):
+            break
+        wall, cpu = time.perf_counter(), time.process_time()
+        records.append(_run(executor, index, text, grids[grid], slot, limits, cpu))
+        times += (time.perf_counter() - wall, time.process_time() - cpu)
+    return records
 
 
 def _run(
