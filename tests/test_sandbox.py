@@ -3,6 +3,7 @@ processes behind."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -347,7 +348,28 @@ def test_exception_during_run_drops_the_busy_worker(sandbox):
         timer.cancel()
         signal.signal(signal.SIGUSR1, previous)
     assert len(wait_gone(pids, 0)) == 1  # the idle one is kept, the busy one is gone
+    assert gc.isenabled()  # the collector, paused for the batch, is back on
     assert sandbox.run([("O = vmirror(I)", [GRID])]) == [[Outcome(True, vmirror_of(GRID))]]
+
+
+def test_the_parent_collects_no_garbage_while_it_schedules_a_batch(sandbox, monkeypatch):
+    seen = []
+    step = Sandbox._step
+
+    def watched_step(self, *args):
+        seen.append(gc.isenabled())
+        return step(self, *args)
+
+    monkeypatch.setattr(Sandbox, "_step", watched_step)
+    batch = [(text, [GRID, SQUARE]) for text in VALID]
+    assert sandbox.run(batch) == run_in_process(batch)
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()  # a caller that keeps it off finds it off afterwards
+    try:
+        sandbox.run(batch)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 CHILD = """

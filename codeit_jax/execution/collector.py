@@ -14,11 +14,19 @@ that garbage frozen before it was collected does not pile up.
 
 The sandbox benchmark runs its in-process modes under the same thresholds, so that its
 comparison with the sandbox measures isolation and not the collector.
+
+The parent, while it schedules a batch, allocates tens of thousands of records (the unpickled
+replies, an `Outcome` per run), all of them acyclic; with the interpreter's thresholds they set
+off a hundred young collections and one or two full ones per batch, each full one walking the
+caller's whole heap (a training process's, or a benchmark's) while the workers wait for the
+core it takes. So the scheduling loop runs with automatic collection paused (`paused`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 #: Collector thresholds (the interpreter's defaults are 700, 10, 10): container allocations
 #: between young collections, and collections between older ones.
@@ -43,3 +51,16 @@ def freeze_survivors(chunks: int) -> None:
         gc.unfreeze()
         gc.collect()
     gc.freeze()
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No automatic collection inside; the collector is switched back on after if it was on
+    (nested or concurrent uses leave it on once the last that found it on has finished)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

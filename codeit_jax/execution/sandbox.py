@@ -23,6 +23,9 @@ Design, and why:
   :mod:`codeit_jax.execution.schedule`). The longest programs' runs, with the largest
   budgets, are queued first. Identical (text, input) pairs in a batch run once. Each worker
   parses and compiles each distinct text once (bounded cache).
+* The parent's garbage collector is paused while it schedules a batch: the records it makes
+  are acyclic, and a full collection of a large caller's heap takes a core from the workers
+  (:mod:`codeit_jax.execution.collector`).
 * Statistics: :attr:`Sandbox.last_stats` tells where the latest batch's time went
   (:mod:`codeit_jax.execution.stats`).
 * Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
@@ -76,6 +79,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
+from codeit_jax.execution import collector
 from codeit_jax.execution.batch import (
     Batch,
     MatchUnits,
@@ -264,7 +268,7 @@ class Sandbox:
     # ------------------------------------------------------------------ the scheduling loop
 
     def _locked_execute(self, count: int, job: Job, order: Sequence[int] | None) -> list[Any]:
-        with self._lock:
+        with self._lock, collector.paused():  # see codeit_jax.execution.collector
             if not self._finalizer.alive:
                 raise SandboxError("the sandbox is closed")
             return self._execute(count, job, order)
