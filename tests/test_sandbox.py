@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import codeit_jax.execution.sandbox as sandbox_module
 import codeit_jax.execution.worker as worker_module
 from codeit_jax.execution.batch import run_in_process
 from codeit_jax.execution.run import (
@@ -352,15 +353,20 @@ def test_exception_during_run_drops_the_busy_worker(sandbox):
     assert sandbox.run([("O = vmirror(I)", [GRID])]) == [[Outcome(True, vmirror_of(GRID))]]
 
 
-def test_the_parent_collects_no_garbage_while_it_schedules_a_batch(sandbox, monkeypatch):
+def test_the_parent_collects_no_garbage_while_it_runs_a_batch(sandbox, monkeypatch):
     seen = []
-    step = Sandbox._step
+    step, flatten = Sandbox._step, sandbox_module._flatten
 
     def watched_step(self, *args):
         seen.append(gc.isenabled())
         return step(self, *args)
 
+    def watched_flatten(batch):
+        seen.append(gc.isenabled())
+        return flatten(batch)
+
     monkeypatch.setattr(Sandbox, "_step", watched_step)
+    monkeypatch.setattr(sandbox_module, "_flatten", watched_flatten)
     batch = [(text, [GRID, SQUARE]) for text in VALID]
     assert sandbox.run(batch) == run_in_process(batch)
     assert seen and not any(seen) and gc.isenabled()

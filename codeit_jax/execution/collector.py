@@ -15,11 +15,12 @@ that garbage frozen before it was collected does not pile up.
 The sandbox benchmark runs its in-process modes under the same thresholds, so that its
 comparison with the sandbox measures isolation and not the collector.
 
-The parent, while it schedules a batch, allocates tens of thousands of records (the unpickled
-replies, an `Outcome` per run), all of them acyclic; with the interpreter's thresholds they set
-off a hundred young collections and one or two full ones per batch, each full one walking the
-caller's whole heap (a training process's, or a benchmark's) while the workers wait for the
-core it takes. So the scheduling loop runs with automatic collection paused (`paused`).
+The parent, while it runs a batch, allocates tens of thousands of records (the flattened
+runs, the unpickled replies, an `Outcome` per run), all of them acyclic; with the
+interpreter's thresholds they set off dozens of young collections and now and then a full one,
+which walks the caller's whole heap (a training process's, or a benchmark's) while the workers
+wait for the core it takes. So `Sandbox.run` and `Sandbox.match` run with automatic collection
+paused (`paused`).
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ Design, and why:
   :mod:`codeit_jax.execution.schedule`). The longest programs' runs, with the largest
   budgets, are queued first. Identical (text, input) pairs in a batch run once. Each worker
   parses and compiles each distinct text once (bounded cache).
-* The parent's garbage collector is paused while it schedules a batch: the records it makes
-  are acyclic, and a full collection of a large caller's heap takes a core from the workers
-  (:mod:`codeit_jax.execution.collector`).
+* The parent's garbage collector is paused while it prepares, schedules and collects a batch:
+  the records it makes are acyclic, and a full collection of a large caller's heap takes a
+  core from the workers (:mod:`codeit_jax.execution.collector`).
 * Statistics: :attr:`Sandbox.last_stats` tells where the latest batch's time went
   (:mod:`codeit_jax.execution.stats`).
 * Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
@@ -206,6 +206,7 @@ class Sandbox:
 
     # ------------------------------------------------------------------ public interface
 
+    @collector.paused()  # see codeit_jax.execution.collector
     def run(self, batch: Batch) -> list[list[Outcome]]:
         """Run every program on each of its inputs; ``result[i][j]`` is program i on input j."""
         flat = _flatten(batch)
@@ -222,6 +223,7 @@ class Sandbox:
             self.last_stats.set_sources(flat.shape)
         return [[outcomes[k] for k in row] for row in flat.shape]
 
+    @collector.paused()
     def match(self, units: MatchUnits) -> list[GroupMatches]:
         """For each ``(program texts, input grid, expected grid)`` unit, which programs return
         exactly the expected grid (see :mod:`codeit_jax.execution.line_sharing`: each distinct
@@ -268,7 +270,7 @@ class Sandbox:
     # ------------------------------------------------------------------ the scheduling loop
 
     def _locked_execute(self, count: int, job: Job, order: Sequence[int] | None) -> list[Any]:
-        with self._lock, collector.paused():  # see codeit_jax.execution.collector
+        with self._lock:
             if not self._finalizer.alive:
                 raise SandboxError("the sandbox is closed")
             return self._execute(count, job, order)
