@@ -23,11 +23,9 @@ Design, and why:
   :mod:`codeit_jax.execution.schedule`). The longest programs' runs, with the largest
   budgets, are queued first. Identical (text, input) pairs in a batch run once. Each worker
   parses and compiles each distinct text once (bounded cache).
-* The parent's garbage collector is paused while it prepares, schedules and collects a batch:
-  the records it makes are acyclic, and a full collection of a large caller's heap takes a
-  core from the workers (:mod:`codeit_jax.execution.collector`).
 * Statistics: :attr:`Sandbox.last_stats` tells where the latest batch's time went
-  (:mod:`codeit_jax.execution.stats`).
+  (:mod:`codeit_jax.execution.stats`). The parent pauses its garbage collector for a batch
+  (:mod:`codeit_jax.execution.collector`).
 * Outcomes come back as small records; the value of ``O`` is pickled in the worker with every
   function replaced by :data:`FUNCTION`, and refused (``output_size``) when its estimated size
   in the parent's memory or its pickled size passes ``max_output_bytes`` (default 32 KiB, room
@@ -210,15 +208,14 @@ class Sandbox:
     def run(self, batch: Batch) -> list[list[Outcome]]:
         """Run every program on each of its inputs; ``result[i][j]`` is program i on input j."""
         flat = _flatten(batch)
-        runs = flat.runs
         sent: dict[_Worker, set[int]] = {}  # the grids each worker has of this batch
         job = Job(
             message=lambda chunk, worker: runs_message(flat, chunk, sent.setdefault(worker, set())),
             decode=_outcome,
             lost=lambda kind, detail: Outcome(False, None, kind, detail),
         )
-        order = longest_first([text for text, _ in runs])
-        outcomes = self._locked_execute(len(runs), job, order)
+        order = longest_first([text for text, _ in flat.runs])
+        outcomes = self._locked_execute(len(flat.runs), job, order)
         if self.last_stats is not None:
             self.last_stats.set_sources(flat.shape)
         return [[outcomes[k] for k in row] for row in flat.shape]
@@ -455,12 +452,7 @@ class Sandbox:
         pending.extendleft(reversed(requeue))
 
     def _record_death(
-        self,
-        worker: _Worker,
-        state: str,
-        chunk: list[int],
-        at: _Progress,
-        by_watchdog: bool,
+        self, worker: _Worker, state: str, chunk: list[int], at: _Progress, by_watchdog: bool
     ) -> None:
         """Add a restart, with its cause, to the batch statistics."""
         if self._stats is None:
