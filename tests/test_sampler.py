@@ -9,12 +9,8 @@ import pytest
 
 from codeit_jax.policy.batching import bucket_length, pad_inputs
 from codeit_jax.policy.mesh import make_mesh
-from codeit_jax.policy.sampler import (
-    DEFAULT_LENGTH_BUCKETS,
-    Sampler,
-    cache_segments,
-    sample_from_logits,
-)
+from codeit_jax.policy.sampler import DEFAULT_LENGTH_BUCKETS, Sampler, cache_segments
+from codeit_jax.policy.sampling import sample_from_logits
 from codeit_jax.policy.t5 import T5, init_params, named_config
 
 CONFIG = named_config("tiny", dtype="float32")

@@ -2,13 +2,14 @@
 
 Workload (CodeIt's sampling step at codet5-small size): random codet5-small weights (60M
 parameters, vocabulary 32,100), 4 tasks x 24 samples, 512 input tokens each, up to 128 new
-tokens, temperature 0.95 over the full vocabulary. With random weights EOS is rare, so nearly
+tokens, temperature 0.95 over the full vocabulary (``--top-k 50``: CodeIt's top-k, on both
+sides). With random weights EOS is rare, so nearly
 every row runs the full 128 steps; tokens/s counts the tokens actually produced (EOS included,
 padding after it not). ``--input-length 1024`` gives the paper config's inputs (512 tokens per
 side, ``encoding.input_state_max``).
 
 Reference: the same weights written with ``save_hf_checkpoint`` and loaded by
-``T5ForConditionalGeneration``; ``generate(do_sample=True, temperature=0.95, top_k=0,
+``T5ForConditionalGeneration``; ``generate(do_sample=True, temperature=0.95, top_k=--top-k,
 num_return_sequences=24)`` (as generate does, it repeats each input 24 times and runs the
 encoder on all 96 copies). It runs on ``--reference-device`` (default: ``cuda`` when torch sees
 a GPU, else the CPU) in our compute dtype (``--reference-dtype auto``: bfloat16 on a GPU, the
@@ -82,6 +83,7 @@ def time_sampler(
     new_tokens: int,
     repeats: int,
     allowed_tokens: np.ndarray | None = None,
+    top_k: int = 0,
 ) -> tuple[float, Timings, int, int]:
     """(compile seconds, timings of the runs, tokens produced, decoder steps run).
 
@@ -93,6 +95,7 @@ def time_sampler(
         max_new_tokens=new_tokens,
         temperature=TEMPERATURE,
         allowed_tokens=allowed_tokens,
+        top_k=top_k,
     )
     params = jax.device_put(params, replicated_sharding(sampler.mesh))
     start = time.perf_counter()
@@ -117,6 +120,7 @@ def time_reference(
     device: str = "cpu",
     dtype: str = "float32",
     repeats: int = 1,
+    top_k: int = 0,
 ) -> list[tuple[Timings, int, int]]:
     """[(timings, tokens produced, longest row)] of transformers' ``generate`` for each number
     of new tokens, after a warm-up call (the first call pays one-time set-up costs): a small
@@ -131,7 +135,7 @@ def time_reference(
     model = transformers.T5ForConditionalGeneration.from_pretrained(directory).eval()
     model = model.to(device, getattr(torch, dtype))
     ids = torch.tensor(inputs, device=device)
-    settings = dict(do_sample=True, temperature=TEMPERATURE, top_k=0, top_p=1.0)
+    settings = dict(do_sample=True, temperature=TEMPERATURE, top_k=top_k, top_p=1.0)
 
     def generate(input_ids, new_tokens: int, num_return_sequences: int = 1):
         return model.generate(
@@ -187,6 +191,7 @@ def main() -> None:
         "--input-length", type=int, default=512, help="tokens per task input (paper: 1024)"
     )
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--top-k", type=int, default=0, help="0: off; CodeIt samples with 50")
     parser.add_argument(
         "--repeats", type=int, default=None, help="timed runs per side: 3 on the CPU, else 5"
     )
@@ -199,6 +204,8 @@ def main() -> None:
     reference.add_arguments(parser)
     parser.add_argument("--program-vocab", type=int, default=0, help="also time a masked run")
     args = parser.parse_args()
+    if args.top_k < 0:
+        parser.error(f"--top-k must be >= 0 (0: off), got {args.top_k}")
     if not args.no_reference:
         reference.limit_jax_memory()
 
@@ -224,7 +231,7 @@ def main() -> None:
     peak.measure()
     sampler = Sampler(config)
     compile_s, ours, tokens, steps = time_sampler(
-        sampler, params, inputs, args.samples, args.new_tokens, args.repeats
+        sampler, params, inputs, args.samples, args.new_tokens, args.repeats, top_k=args.top_k
     )
     peak.measure()
     flops = sampling_flops(config, args.tasks, args.samples, args.input_length, steps)
@@ -245,6 +252,7 @@ def main() -> None:
         "samples": args.samples,
         "input_length": args.input_length,
         "new_tokens": args.new_tokens,
+        "top_k": args.top_k,
         "repeats": args.repeats,
         "tokens": tokens,
         "run_s": round(ours.median, 4),
@@ -260,7 +268,14 @@ def main() -> None:
         rng = np.random.default_rng(1)
         allowed[rng.choice(np.arange(2, config.vocab_size), args.program_vocab, replace=False)] = 1
         _, masked, masked_tokens, masked_steps = time_sampler(
-            sampler, params, inputs, args.samples, args.new_tokens, args.repeats, allowed
+            sampler,
+            params,
+            inputs,
+            args.samples,
+            args.new_tokens,
+            args.repeats,
+            allowed,
+            args.top_k,
         )
         masked_flops = sampling_flops(
             config.replace(vocab_size=args.program_vocab + 1),
@@ -294,7 +309,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as directory:
             save_hf_checkpoint(config.replace(dropout_rate=0.0), params, directory)
             timings = time_reference(
-                directory, inputs, args.samples, lengths, ref_device, ref_dtype, args.repeats
+                directory,
+                inputs,
+                args.samples,
+                lengths,
+                ref_device,
+                ref_dtype,
+                args.repeats,
+                args.top_k,
             )
         peak.measure()
         where = f"{reference.device_name(ref_device)}, {ref_dtype}"

@@ -52,9 +52,8 @@ Randomness and what is guaranteed:
   model).
 * Greedy mode ignores the key and picks the first maximal allowed logit.
 
-Sampling is by inverse CDF with one uniform number per row and step (two-level: 128-token blocks,
-then within the block), which costs about as much as a softmax; Gumbel-max would need one random
-number per vocabulary entry per row and step (docs/benchmarks.md has how much slower it was).
+Sampling is by inverse CDF and top-k finds its threshold without sorting
+(`codeit_jax.policy.sampling`).
 """
 
 from __future__ import annotations
@@ -80,6 +79,7 @@ from codeit_jax.policy.mesh import (
     padded_batch_size,
     replicated_sharding,
 )
+from codeit_jax.policy.sampling import kth_largest, sample_from_logits
 from codeit_jax.policy.t5 import T5, T5Config, init_cache, lm_head_matrix
 
 #: Default input length buckets: powers of two from 32.
@@ -96,9 +96,6 @@ DEFAULT_CACHE_CHUNK = 32
 #: so XLA's defaults stay the default (docs/benchmarks.md). Per program: the trainer is not
 #: affected either way.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
-
-#: Vocabulary block size of the two-level inverse-CDF sampler.
-_BLOCK = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,30 +133,6 @@ class Constraint(Protocol):
                 ) -> jax.Array: ...  # fmt: skip
 
     def advance(self, tables: dict, state: Any, token: jax.Array) -> Any: ...
-
-
-def sample_from_logits(keys: jax.Array, logits: jax.Array) -> jax.Array:
-    """One token per row from ``softmax(logits)`` (float32 [N, V]; -inf = never), by inverse CDF.
-
-    ``keys``: one PRNG key per row. Exact up to float32 rounding of the cumulative sums; a token
-    with zero probability is never returned.
-    """
-    n, vocab = logits.shape
-    blocks = -(-vocab // _BLOCK)
-    padded = jnp.pad(logits, ((0, 0), (0, blocks * _BLOCK - vocab)), constant_values=-jnp.inf)
-    weights = jnp.exp(padded - jnp.max(padded, axis=-1, keepdims=True))
-    weights = weights.reshape(n, blocks, _BLOCK)
-    block_cdf = jnp.cumsum(jnp.sum(weights, axis=-1), axis=-1)  # [n, blocks]
-    uniform = 1.0 - jax.vmap(jax.random.uniform)(keys)  # (0, 1]: never picks a zero-mass head
-    target = uniform * block_cdf[:, -1]
-    block = jnp.minimum(jnp.sum(block_cdf < target[:, None], axis=-1), blocks - 1)
-    before = jnp.take_along_axis(block_cdf, jnp.maximum(block - 1, 0)[:, None], axis=1)[:, 0]
-    before = jnp.where(block > 0, before, 0.0)
-    inner = jnp.take_along_axis(weights, block[:, None, None], axis=1)[:, 0]  # [n, BLOCK]
-    inner_cdf = jnp.cumsum(inner, axis=-1)
-    rest = jnp.clip(target - before, jnp.finfo(jnp.float32).tiny, inner_cdf[:, -1])
-    offset = jnp.minimum(jnp.sum(inner_cdf < rest[:, None], axis=-1), _BLOCK - 1)
-    return (block * _BLOCK + offset).astype(jnp.int32)
 
 
 def _sample_shard(
@@ -209,8 +182,7 @@ def _sample_shard(
         if greedy:
             return candidates[jnp.argmax(logits, axis=-1)]
         if 0 < top_k < logits.shape[-1]:
-            kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
-            logits = jnp.where(logits < kth, -jnp.inf, logits)
+            logits = jnp.where(logits < kth_largest(logits, top_k)[:, None], -jnp.inf, logits)
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(task_keys, step)
         row_keys = jax.vmap(lambda k: jax.random.split(k, num_samples))(step_keys).reshape(n)
         return candidates[sample_from_logits(row_keys, logits / temperature)]
