@@ -49,7 +49,7 @@ def test_steal_limit_keeps_the_run_in_progress_and_half_of_the_rest():
 
 def test_a_worker_is_sent_each_grid_of_a_batch_once():
     flat = _flatten([("O = I", GRIDS[:2]), ("O = vmirror(I)", [GRIDS[1], GRIDS[2]])])
-    assert flat.grids == GRIDS[:3] and flat.grid_of == [0, 1, 1, 2]
+    assert flat.grids == GRIDS[:3] and [g for _, g in flat.runs] == [0, 1, 1, 2]
     first, second = set(), set()
     runs = [("O = I", 0), ("O = I", 1), ("O = vmirror(I)", 1)]
     assert runs_message(flat, [0, 1, 2], first) == ("runs", True, {0: GRIDS[0], 1: GRIDS[1]}, runs)

@@ -73,10 +73,9 @@ def _outcome(record: Record) -> Outcome:
 class _Runs(NamedTuple):
     """A validated batch flattened to distinct runs, and where each run's outcome goes."""
 
-    runs: list[tuple[str, Any]]  # distinct (text, grid) pairs
+    runs: list[tuple[str, int]]  # distinct (text, index into grids) pairs
     shape: list[list[int]]  # shape[i][j]: index into runs of program i on input j
     grids: list[Any]  # the distinct grid objects
-    grid_of: list[int]  # grid_of[k]: index into grids of run k's grid
 
 
 def _flatten(batch: Batch) -> _Runs:
@@ -85,11 +84,10 @@ def _flatten(batch: Batch) -> _Runs:
         raise TypeError(
             f"batch must be a list of (program_text, inputs) pairs, got {type(batch).__name__}"
         )
-    runs: list[tuple[str, Any]] = []
+    runs: list[tuple[str, int]] = []
     index_of: dict[tuple[str, int], int] = {}
     grid_index: dict[int, int] = {}  # id of a checked grid -> its index in grids
     grids: list[Any] = []  # also keeps the grids alive: ids are only unique while they live
-    grid_of: list[int] = []
     shape: list[list[int]] = []
     for i, item in enumerate(batch):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -103,24 +101,23 @@ def _flatten(batch: Batch) -> _Runs:
             )
         row = []
         for j, grid in enumerate(inputs):
-            key = id(grid)
-            if key not in grid_index:
+            number = grid_index.get(id(grid))
+            if number is None:
                 if not is_grid(grid):
                     raise ValueError(
                         f"batch[{i}] input {j} is not a valid grid (a tuple of 1..30 equal-length "
                         f"tuples of 1..30 ints in 0..9): {grid!r:.80}"
                     )
-                grid_index[key] = len(grids)
+                number = grid_index[id(grid)] = len(grids)
                 grids.append(grid)
-            run_key = (text, key)
-            index = index_of.get(run_key)
+            run = (text, number)
+            index = index_of.get(run)
             if index is None:
-                index = index_of[run_key] = len(runs)
-                runs.append((text, grid))
-                grid_of.append(grid_index[key])
+                index = index_of[run] = len(runs)
+                runs.append(run)
             row.append(index)
         shape.append(row)
-    return _Runs(runs, shape, grids, grid_of)
+    return _Runs(runs, shape, grids)
 
 
 def _check_units(units: MatchUnits) -> list[tuple[tuple[str, ...], Any, Any]]:
@@ -235,7 +232,10 @@ def run_in_process(
         clock=clock,
     )
     try:
-        outcomes = [_outcome(executor.execute(executor.compile(t), g)) for t, g in flat.runs]
+        outcomes = [
+            _outcome(executor.execute(executor.compile(text), flat.grids[number]))
+            for text, number in flat.runs
+        ]
     finally:
         executor.close()
     return [[outcomes[k] for k in row] for row in flat.shape]

@@ -92,11 +92,11 @@ def runs_message(flat: _Runs, chunk: list[int], sent: set[int]) -> tuple:
     grids: dict[int, Any] = {}
     work = []
     for k in chunk:
-        index = flat.grid_of[k]
-        if index not in sent:
-            sent.add(index)
-            grids[index] = flat.grids[index]
-        work.append((flat.runs[k][0], index))
+        run = flat.runs[k]
+        if run[1] not in sent:
+            sent.add(run[1])
+            grids[run[1]] = flat.grids[run[1]]
+        work.append(run)
     return ("runs", fresh, grids, work)
 
 
