@@ -1,5 +1,5 @@
-"""How an entry point's process is set up before JAX starts: one XLA CPU device per core and
-huge pages for XLA's large host buffers.
+"""How an entry point's process is set up before JAX starts: one XLA CPU device per core, huge
+pages for XLA's large host buffers, and a cache that keeps those buffers mapped between runs.
 
 **CPU devices.** On a CPU, XLA runs one program per device; inside it only the large matmuls
 use every core, while the many small operations of a decoder step or a train step (attention
@@ -21,7 +21,12 @@ counts). glibc's ``glibc.malloc.hugetlb=1`` tunable makes ``malloc`` ask for tra
 pages (2 MiB) on those blocks, which turns hundreds of thousands of faults into a few thousand.
 ``CODEIT_HUGE_PAGES=0`` leaves the tunable out.
 
-Both are read when a process starts, so `prepare_process` restarts the interpreter with them,
+**Large-block cache.** Huge pages make the faults fewer, not the zeroing: every run of a
+program still maps its temporaries fresh and the kernel zeroes them, gigabytes a train step.
+`codeit_jax.block_cache` preloads a small allocator that keeps freed large blocks mapped and
+hands them to the next run (``CODEIT_BLOCK_CACHE=0`` turns it off).
+
+All three are read when a process starts, so `prepare_process` restarts the interpreter with them,
 once, before anything else happens; entry points call it under ``if __name__ ==
 "__main__"``, so library use and in-process tests keep the environment they were given.
 """
@@ -33,6 +38,8 @@ import platform
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from codeit_jax import block_cache
 
 CPU_DEVICES = "CODEIT_CPU_DEVICES"
 HUGE_PAGES = "CODEIT_HUGE_PAGES"
@@ -88,12 +95,18 @@ def _with_huge_pages(
 
 
 def process_environment(
-    environ: Mapping[str, str], libc: tuple[str, str], thp_setting: str | None, cores: int
+    environ: Mapping[str, str],
+    libc: tuple[str, str],
+    thp_setting: str | None,
+    cores: int,
+    block_cache_library: Path | None = None,
 ) -> dict[str, str] | None:
-    """The environment to restart with, or None where a restart would change nothing."""
+    """The environment to restart with, or None where a restart would change nothing.
+    ``block_cache_library``: the built large-block cache, None where there is none."""
     changes = {
         **(_with_device_count(environ, cpu_device_count(environ, cores)) or {}),
         **(_with_huge_pages(environ, libc, thp_setting) or {}),
+        **(block_cache.preload(environ, block_cache_library) or {}),
     }
     return {**environ, **changes} if changes else None
 
@@ -106,17 +119,31 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def wants_block_cache(environ: Mapping[str, str], libc: tuple[str, str]) -> bool:
+    """Whether to build and preload the large-block cache: Linux with glibc, not turned off,
+    nothing preloaded yet (a ValueError names a bad setting)."""
+    wanted = block_cache.check_settings(environ)
+    preloaded = environ.get("LD_PRELOAD", "").strip()
+    return wanted and not preloaded and sys.platform.startswith("linux") and libc[0] == "glibc"
+
+
 def prepare_process() -> None:
-    """Restart this interpreter, same arguments, with the CPU device count and the huge-page
-    tunable (no restart where `process_environment` says nothing would change). Call it first
-    thing in an entry point: the restarted process runs the entry point again from the start.
-    A bad ``CODEIT_CPU_DEVICES`` ends the process with one line and exit status 2."""
+    """Restart this interpreter, same arguments, with the CPU device count, the huge-page
+    tunable and the large-block cache (no restart where `process_environment` says nothing
+    would change). Call it first thing in an entry point: the restarted process runs the entry
+    point again from the start. A bad ``CODEIT_CPU_DEVICES``, ``CODEIT_BLOCK_CACHE`` or
+    ``CODEIT_BLOCK_CACHE_BYTES`` ends the process with one line and exit status 2."""
     try:
         thp = THP_SETTING.read_text()
     except OSError:
         thp = None
+    libc, cores = platform.libc_ver(), usable_cores()
     try:
-        environ = process_environment(os.environ, platform.libc_ver(), thp, usable_cores())
+        cpu_device_count(os.environ, cores)  # every setting checked before anything is built
+        library = None
+        if wants_block_cache(os.environ, libc):
+            library = block_cache.build(block_cache.cache_directory(os.environ))
+        environ = process_environment(os.environ, libc, thp, cores, library)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

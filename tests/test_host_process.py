@@ -69,7 +69,7 @@ def test_no_restart_where_it_would_change_nothing():
     assert process_environment(single, GLIBC, None, 2) is None
 
 
-def test_an_entry_point_restarts_once_with_its_settings():
+def test_an_entry_point_restarts_once_with_its_settings(tmp_path):
     script = (
         "import os\n"
         "from codeit_jax.host_process import prepare_process\n"
@@ -85,6 +85,7 @@ def test_an_entry_point_restarts_once_with_its_settings():
         if k not in ("GLIBC_TUNABLES", "XLA_FLAGS", HUGE_PAGES, CPU_DEVICES)
     }
     env[CPU_DEVICES] = "3"
+    env["XDG_CACHE_HOME"] = str(tmp_path)  # where the large-block cache is built
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()

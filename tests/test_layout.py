@@ -3,8 +3,8 @@
 Order, bottom to top: the DSL, programs, execution, the policy, replay, the typed run config
 (``codeit_jax/config/``), the loop, the report (it reads a run's files; jobs write it when they
 end), the jobs, the benchmarks. A module may import its own stage, any stage below it and the
-base modules (tasks, errors, files, schema, progress, host_process); never a stage above it.
-``main.py`` sits on top, over ``config_table.py`` (every job's fields as text).
+base modules (tasks, errors, files, schema, progress, host_process, block_cache); never a
+stage above it. ``main.py`` sits on top, over ``config_table.py`` (every job's fields as text).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "codeit_jax"
 LAYERS = ["dsl", "programs", "execution", "policy", "replay", "config", "loop", "report", "jobs",
           "bench", "config_table", "main"]  # fmt: skip
-BASE = {"tasks", "errors", "files", "schema", "progress", "host_process"}
+BASE = {"tasks", "errors", "files", "schema", "progress", "host_process", "block_cache"}
 
 
 def layer_of(module: str) -> str | None:

@@ -141,13 +141,15 @@ def finish(
 
 
 def host_fields() -> dict[str, Any]:
-    """How the process was set up (`codeit_jax.host_process`): its device count and whether
-    malloc uses huge pages, since both change the CPU figures."""
+    """How the process was set up (`codeit_jax.host_process`): its device count, whether
+    malloc uses huge pages and whether the large-block cache is loaded, since all three change
+    the CPU figures."""
     import jax
 
     return {
         "devices": jax.device_count(),
         "huge_pages": "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", ""),
+        "block_cache": "block_cache-" in os.environ.get("LD_PRELOAD", ""),
     }
 
 

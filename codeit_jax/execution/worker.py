@@ -75,6 +75,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from codeit_jax import block_cache
 from codeit_jax.execution import collector
 from codeit_jax.execution.line_sharing import ProgramGroup, match_group
 from codeit_jax.execution.run import ProgramRunner, load_compiler
@@ -383,11 +384,11 @@ class _Worker:
                 pdeathsig=pdeathsig,
                 parent_pid=os.getpid(),
             )
+            environ = block_cache.without_preload(os.environ)  # RLIMIT_AS would count its blocks
             self.process = subprocess.Popen(
                 [sys.executable, "-c", BOOTSTRAP, json.dumps(config)],
-                pass_fds=child_fds,
-                stdin=subprocess.DEVNULL,
-            )
+                pass_fds=child_fds, stdin=subprocess.DEVNULL, env=environ,
+            )  # fmt: skip
         except BaseException:
             for fd in (command_w, reply_r, lifeline_w):
                 os.close(fd)
