@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import pytest
 
+from codeit_jax import block_cache
 from codeit_jax.config import prepare_config, prepare_run_config
 from codeit_jax.config.ablations import ABLATIONS
 from codeit_jax.errors import ConfigError
@@ -309,6 +310,15 @@ def test_meta_iteration_relabels_scores_and_trains(codeit_data, policy, sandbox,
     assert row["num_policy_tasks"] == 4
     assert set(log["tasks"]) == set(SCRIPTED)
     assert all(len(t["samples"]) == 2 for t in log["tasks"].values())
+
+
+def test_a_meta_iteration_gives_the_kept_blocks_back_after_training_and_sampling(
+    codeit_data, policy, sandbox, training_tasks, monkeypatch
+):
+    stages = []
+    monkeypatch.setattr(block_cache, "release", lambda: stages.append(len(stages)))
+    scripted_iteration(tiny_config(codeit_data), policy, sandbox, training_tasks)
+    assert stages == [0, 1]  # once after training, once after sampling (before the sandbox)
 
 
 def test_a1_no_exit_adds_each_search_file_before_training(

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from codeit_jax import block_cache
 from codeit_jax.execution.batch import Executor
 from codeit_jax.policy.sampler import Constraint, Sampler, SamplingConfig
 from codeit_jax.policy.tokenizer import Tokenizer
@@ -227,6 +228,7 @@ def infer(
         sampler, params, tokenizer, inputs, key, settings, allowed_tokens, progress, constraint
     )
     sampled = time.perf_counter()
+    block_cache.release()  # the sampler's kept temporaries: the sandbox's workers need memory
     result = execute_and_relabel(tasks, samples, executor, meta_iteration, progress, shown)
     result.sample_seconds = sampled - begin
     result.execute_seconds = time.perf_counter() - sampled

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 from absl import logging
 
+from codeit_jax import block_cache
 from codeit_jax.config import ModelConfig, RunConfig
 from codeit_jax.errors import RunError
 from codeit_jax.loop.inference import Executor, InferenceResult, infer
@@ -265,6 +266,7 @@ def meta_iteration(
     train_state, losses = train_on_buffer(loop, state, i)
     ensure_finite(train_state, losses, i)
     train_seconds = time.perf_counter() - begin
+    block_cache.release()  # the train step's kept temporaries: the sampler needs other sizes
     result = infer(
         loop.policy.sampler,
         train_state.params,
