@@ -91,8 +91,10 @@ static void release_until(size_t limit) {
   }
 }
 
-/* A block of at least size bytes, or NULL (then glibc serves the request). */
-static void *take_block(size_t size) {
+/* A block of at least size bytes, or NULL (then glibc serves the request); *fresh says whether
+ * it was just mapped (and so holds zeros). */
+static void *take_block(size_t size, int *fresh) {
+  *fresh = 0;
   if (size > SIZE_MAX - 2 * ALIGNMENT) return NULL;
   size_t wanted = (size + ALIGNMENT - 1) & ~(ALIGNMENT - 1);
   lock_cache();
@@ -133,6 +135,7 @@ static void *take_block(size_t size) {
   madvise(start, wanted, MADV_HUGEPAGE);
   blocks[empty] = (Block){start, wanted, 1, 0};
   mappings++;
+  *fresh = 1;
   unlock_cache();
   return start;
 }
@@ -176,7 +179,8 @@ static size_t block_size(const void *ptr) {
 }
 
 void *malloc(size_t size) {
-  void *ptr = size >= MIN_BLOCK ? take_block(size) : NULL;
+  int fresh;
+  void *ptr = size >= MIN_BLOCK ? take_block(size, &fresh) : NULL;
   return ptr != NULL ? ptr : __libc_malloc(size);
 }
 
@@ -190,9 +194,12 @@ void *calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  void *ptr = total >= MIN_BLOCK ? take_block(total) : NULL;
+  int fresh;
+  void *ptr = total >= MIN_BLOCK ? take_block(total, &fresh) : NULL;
   if (ptr == NULL) return __libc_calloc(count, size);
-  return memset(ptr, 0, total); /* a kept block holds its last user's data */
+  /* A new mapping is zeros already (untouched until used); a kept block holds its last
+   * user's data. */
+  return fresh ? ptr : memset(ptr, 0, total);
 }
 
 void *realloc(void *ptr, size_t size) {
@@ -223,7 +230,8 @@ void *reallocarray(void *ptr, size_t count, size_t size) {
 }
 
 static void *aligned(size_t alignment, size_t size) {
-  void *ptr = size >= MIN_BLOCK && alignment <= ALIGNMENT ? take_block(size) : NULL;
+  int fresh;
+  void *ptr = size >= MIN_BLOCK && alignment <= ALIGNMENT ? take_block(size, &fresh) : NULL;
   return ptr != NULL ? ptr : __libc_memalign(alignment, size);
 }
 

@@ -85,6 +85,9 @@ z = libc.calloc(100, MIB)  # reuses c's block, which holds data: must come back 
 r["calloc_reused"] = z == c
 r["calloc_zero"] = ctypes.string_at(z, 100 * MIB).count(0) == 100 * MIB
 libc.free(z)
+fresh = libc.calloc(200, MIB)  # no kept block fits: a new mapping, zeros without a memset
+r["calloc_fresh_zero"] = ctypes.string_at(fresh, 200 * MIB).count(0) == 200 * MIB
+libc.free(fresh)
 small = libc.malloc(1000)  # glibc's
 r["small_not_ours"] = small % (2 * MIB) != 0 or stats()["in_use"] == 1
 ctypes.memmove(small, b"abc", 3)
@@ -114,7 +117,7 @@ def test_blocks_are_kept_reused_zeroed_and_resized(library):
     assert r["after_malloc"] == {"mapped": 1, "in_use": 1, "free_bytes": 0}
     assert r["after_free"] == {"mapped": 1, "in_use": 0, "free_bytes": 100 * MIB}
     assert r["reused"] and r["second_is_new"]
-    assert r["calloc_reused"] and r["calloc_zero"]
+    assert r["calloc_reused"] and r["calloc_zero"] and r["calloc_fresh_zero"]
     assert r["small_not_ours"] and r["grown_keeps"]
     assert r["moved_keeps"] and r["shrunk_keeps"] and r["aligned_alloc"]
     assert r["before_release"]["in_use"] == 0 and r["before_release"]["free_bytes"] > 0
