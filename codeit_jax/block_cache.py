@@ -30,6 +30,8 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("block_cache.c")
 SWITCH = "CODEIT_BLOCK_CACHE"
 CAP = "CODEIT_BLOCK_CACHE_BYTES"
+#: The compiled library's file name: this prefix, then the source's hash.
+PREFIX = "block_cache-"
 
 
 def check_settings(environ: Mapping[str, str]) -> bool:
@@ -43,6 +45,21 @@ def check_settings(environ: Mapping[str, str]) -> bool:
     return switch == "1"
 
 
+def wanted(environ: Mapping[str, str]) -> bool:
+    """Whether to preload the cache: it is on (a ValueError names a bad setting) and nothing is
+    preloaded yet (two allocators must not share a process)."""
+    return check_settings(environ) and not environ.get("LD_PRELOAD", "").strip()
+
+
+def _preloaded(environ: Mapping[str, str]) -> list[str]:
+    return environ.get("LD_PRELOAD", "").replace(":", " ").split()
+
+
+def is_loaded(environ: Mapping[str, str]) -> bool:
+    """Whether ``environ``'s LD_PRELOAD names this cache's library."""
+    return any(Path(entry).name.startswith(PREFIX) for entry in _preloaded(environ))
+
+
 def cache_directory(environ: Mapping[str, str]) -> Path:
     """Where the compiled library is kept: $XDG_CACHE_HOME/codeit_jax or ~/.cache/codeit_jax."""
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -54,7 +71,7 @@ def build(directory: Path, compiler: str | None = None) -> Path | None:
     (and one line on stderr) where it cannot be built. Safe when processes race: each compiles
     to its own file and renames it into place."""
     source = SOURCE.read_bytes()
-    target = directory / f"block_cache-{hashlib.sha256(source).hexdigest()[:16]}.so"
+    target = directory / f"{PREFIX}{hashlib.sha256(source).hexdigest()[:16]}.so"
     if target.exists():
         return target
     compiler = compiler or os.environ.get("CC") or "cc"
@@ -84,8 +101,7 @@ def without_preload(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` with this cache taken out of LD_PRELOAD, for child processes that must not
     keep freed memory: the sandbox's workers, whose address-space limit would count the kept
     blocks, so that one program's allocations could make a later one fail."""
-    entries = environ.get("LD_PRELOAD", "").replace(":", " ").split()
-    kept = [e for e in entries if not Path(e).name.startswith("block_cache-")]
+    kept = [e for e in _preloaded(environ) if not Path(e).name.startswith(PREFIX)]
     child = {k: v for k, v in environ.items() if k != "LD_PRELOAD"}
     if kept:
         child["LD_PRELOAD"] = " ".join(kept)
@@ -95,7 +111,7 @@ def without_preload(environ: Mapping[str, str]) -> dict[str, str]:
 def preload(environ: Mapping[str, str], library: Path | None) -> dict[str, str] | None:
     """LD_PRELOAD with the library, or None where it is off, missing or another library is
     already preloaded (two allocators must not share a process)."""
-    if library is None or not check_settings(environ) or environ.get("LD_PRELOAD", "").strip():
+    if library is None or not wanted(environ):
         return None
     return {"LD_PRELOAD": str(library)}
 

@@ -122,9 +122,7 @@ def usable_cores() -> int:
 def wants_block_cache(environ: Mapping[str, str], libc: tuple[str, str]) -> bool:
     """Whether to build and preload the large-block cache: Linux with glibc, not turned off,
     nothing preloaded yet (a ValueError names a bad setting)."""
-    wanted = block_cache.check_settings(environ)
-    preloaded = environ.get("LD_PRELOAD", "").strip()
-    return wanted and not preloaded and sys.platform.startswith("linux") and libc[0] == "glibc"
+    return block_cache.wanted(environ) and sys.platform.startswith("linux") and libc[0] == "glibc"
 
 
 def prepare_process() -> None:

@@ -212,6 +212,7 @@ def test_children_that_must_not_keep_memory_get_no_cache():
     mixed = {"LD_PRELOAD": "/x/libfoo.so:/c/block_cache-ab12.so /y/libbar.so"}
     assert block_cache.without_preload(mixed) == {"LD_PRELOAD": "/x/libfoo.so /y/libbar.so"}
     assert block_cache.without_preload({"B": "2"}) == {"B": "2"}
+    assert block_cache.is_loaded(mixed) and not block_cache.is_loaded({"LD_PRELOAD": "/x/a.so"})
 
 
 def test_sandbox_workers_start_without_the_cache(library, monkeypatch):

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from codeit_jax import block_cache
+
 #: A side whose spread exceeds this makes the run ``noisy``.
 NOISY_SPREAD = 0.15
 
@@ -149,7 +151,7 @@ def host_fields() -> dict[str, Any]:
     return {
         "devices": jax.device_count(),
         "huge_pages": "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", ""),
-        "block_cache": "block_cache-" in os.environ.get("LD_PRELOAD", ""),
+        "block_cache": block_cache.is_loaded(os.environ),
     }
 
 

@@ -92,10 +92,10 @@ def runs_message(flat: _Runs, chunk: list[int], sent: set[int]) -> tuple:
     grids: dict[int, Any] = {}
     work = []
     for k in chunk:
-        run = flat.runs[k]
-        if run[1] not in sent:
-            sent.add(run[1])
-            grids[run[1]] = flat.grids[run[1]]
+        _, number = run = flat.runs[k]
+        if number not in sent:
+            sent.add(number)
+            grids[number] = flat.grids[number]
         work.append(run)
     return ("runs", fresh, grids, work)
 
