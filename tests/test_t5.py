@@ -5,6 +5,7 @@ Parity with transformers lives in test_convert.py; these tests need only JAX.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,9 +22,11 @@ from codeit_jax.policy.t5 import (
     named_config,
 )
 from codeit_jax.policy.t5_layers import (
+    Dense,
     attention_mix,
     attention_scores,
     dropout_mask,
+    position_gradient_tap,
     relative_position_bucket_table,
 )
 
@@ -333,3 +336,41 @@ def test_attention_matmuls_have_the_gradients_of_plain_einsums():
         for got, want in zip(ours_vjp(cotangent), plain_vjp(cotangent), strict=True):
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_on_rows_is_flax_dense():
+    """Same parameters, values and gradients as ``nn.Dense`` on [batch, length, features]."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, 4)), jnp.float32)
+    ours, plain = Dense(3, use_bias=False), nn.Dense(3, use_bias=False)
+    params = plain.init(jax.random.key(0), x)
+    assert jax.tree.structure(ours.init(jax.random.key(0), x)) == jax.tree.structure(params)
+    np.testing.assert_allclose(ours.apply(params, x), plain.apply(params, x), rtol=1e-6)
+    loss = lambda module: lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))  # noqa: E731
+    for got, want in zip(
+        jax.tree.leaves(jax.grad(loss(ours), argnums=(0, 1))(params, x)),
+        jax.tree.leaves(jax.grad(loss(plain), argnums=(0, 1))(params, x)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_position_gradient_tap_gives_autodiffs_gradient():
+    """Layers adding the same position + padding bias: the tap changes no value and no
+    gradient, it only sums each layer's over the batch first."""
+    rng = np.random.default_rng(1)
+    position = jnp.asarray(rng.standard_normal((1, 2, 3, 3)), jnp.float32)
+    padding = jnp.asarray(np.where(rng.random((4, 1, 1, 3)) < 0.7, 0.0, -5.0), jnp.float32)
+    scores = jnp.asarray(rng.standard_normal((3, 4, 2, 3, 3)), jnp.float32)
+
+    def loss(position, tapped):
+        bias = position + padding
+        total = 0.0
+        for layer in range(3):
+            used = position_gradient_tap(bias, position) if tapped else bias
+            total += jnp.sum(jax.nn.softmax(scores[layer] + used, axis=-1) ** 2)
+        return total
+
+    np.testing.assert_allclose(loss(position, True), loss(position, False), rtol=1e-6)
+    got, want = (jax.grad(loss)(position, tapped) for tapped in (True, False))
+    assert float(jnp.abs(want).max()) > 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -40,6 +40,7 @@ from codeit_jax.policy.t5_layers import (
     RMSNorm,
     _normal,
     padding_bias,
+    position_gradient_tap,
 )
 
 #: One decoder layer's self-attention cache: (keys, values), each [batch, heads, max_length, d_kv],
@@ -238,10 +239,11 @@ class Encoder(nn.Module):
         self, embedded: jax.Array, attention_mask: jax.Array, deterministic: bool = True
     ) -> jax.Array:
         positions = jnp.arange(embedded.shape[1])
-        bias = self.relative_position_bias(positions, positions) + padding_bias(attention_mask)
+        position_bias = self.relative_position_bias(positions, positions)
+        bias = position_bias + padding_bias(attention_mask)
         x = self.dropout(embedded, deterministic=deterministic)
         for layer in self.layers:
-            x = layer(x, bias, deterministic)
+            x = layer(x, position_gradient_tap(bias, position_bias), deterministic)
         return self.dropout(self.final_norm(x), deterministic=deterministic)
 
 

@@ -76,6 +76,33 @@ def padding_bias(mask: jax.Array) -> jax.Array:
     return jnp.where(mask.astype(bool), 0.0, MASK_BIAS).astype(jnp.float32)[:, None, None, :]
 
 
+@jax.custom_vjp
+def position_gradient_tap(bias: jax.Array, position_bias: jax.Array) -> jax.Array:
+    """``bias`` ([B, H, Tq, Tk]: ``position_bias`` plus a padding bias) unchanged, with its
+    gradient sent to ``position_bias`` ([1, H, Tq, Tk]) summed over the batch at once.
+
+    Every encoder layer adds the same bias. Left to autodiff, the layers' [B, H, Tq, Tk]
+    cotangents are summed and then reduced over the batch, and XLA does both in one pass at
+    the end of the backward, keeping each layer's cotangent alive until then. A tap per layer
+    reduces that layer's cotangent over the batch where it arises. The padding bias has no
+    gradient, so ``bias`` itself gets none.
+    """
+    return bias
+
+
+def _tap_forward(bias: jax.Array, position_bias: jax.Array) -> tuple[jax.Array, None]:
+    return bias, None
+
+
+def _tap_backward(_: None, d_bias: jax.Array) -> tuple[None, jax.Array]:
+    rows = d_bias.reshape(d_bias.shape[0], -1)
+    summed = jnp.ones((1, rows.shape[0]), rows.dtype) @ rows
+    return None, summed.reshape((1, *d_bias.shape[1:]))
+
+
+position_gradient_tap.defvjp(_tap_forward, _tap_backward)
+
+
 #: Bits of randomness per dropout-mask element: one 32-bit word serves four elements.
 _DROPOUT_BITS = 8
 
@@ -191,7 +218,9 @@ class RelativePositionBias(nn.Module):
             c.relative_attention_num_buckets,
             c.relative_attention_max_distance,
         )
-        return jnp.take(table.astype(jnp.float32), buckets, axis=0).transpose(2, 0, 1)[None]
+        # Gathered head-major ([heads, Tq, Tk]), not transposed after the gather: the
+        # gradient then reaches the table without a transposing pass over [Tq, Tk, heads].
+        return jnp.take(table.astype(jnp.float32).T, buckets, axis=1)[None]
 
 
 # The two matmuls of attention, with custom VJPs only to choose the layout of their gradients
@@ -252,6 +281,20 @@ def _attention_mix_backward(saved, d_out: jax.Array):
 attention_mix.defvjp(_attention_mix_forward, _attention_mix_backward)
 
 
+class Dense(nn.Dense):
+    """``nn.Dense`` applied to rows: the leading axes are merged into one before the matmul.
+
+    On [batch, length, features] inputs XLA's CPU compiler writes the gradients' matmul
+    operands transposed, inside the elementwise fusions that make them (ReLU and dropout
+    backward), which then store with a stride of a whole row; on [rows, features] every operand
+    keeps its natural layout (docs/benchmarks.md). Same parameters, same arithmetic.
+    """
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        rows = inputs.reshape(-1, inputs.shape[-1])
+        return super().__call__(rows).reshape(*inputs.shape[:-1], self.features)
+
+
 class Attention(nn.Module):
     """Multi-head attention without biases or logit scaling.
 
@@ -267,10 +310,10 @@ class Attention(nn.Module):
     def setup(self) -> None:
         c = self.config
         dense = dict(use_bias=False, dtype=c.compute_dtype, param_dtype=jnp.dtype(c.param_dtype))
-        self.q = nn.Dense(c.inner_dim, kernel_init=_normal((c.d_model * c.d_kv) ** -0.5), **dense)
-        self.k = nn.Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
-        self.v = nn.Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
-        self.o = nn.Dense(c.d_model, kernel_init=_normal(c.inner_dim**-0.5), **dense)
+        self.q = Dense(c.inner_dim, kernel_init=_normal((c.d_model * c.d_kv) ** -0.5), **dense)
+        self.k = Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
+        self.v = Dense(c.inner_dim, kernel_init=_normal(c.d_model**-0.5), **dense)
+        self.o = Dense(c.d_model, kernel_init=_normal(c.inner_dim**-0.5), **dense)
         self.dropout = Dropout(c.dropout_rate)
 
     def _heads(self, x: jax.Array) -> jax.Array:
@@ -323,10 +366,10 @@ class FeedForward(nn.Module):
         dense = dict(use_bias=False, dtype=c.compute_dtype, param_dtype=jnp.dtype(c.param_dtype))
         wi_init = _normal(c.d_model**-0.5)
         if c.gated:
-            gate = nn.Dense(c.d_ff, kernel_init=wi_init, name="wi_0", **dense)(x)
-            linear = nn.Dense(c.d_ff, kernel_init=wi_init, name="wi_1", **dense)(x)
+            gate = Dense(c.d_ff, kernel_init=wi_init, name="wi_0", **dense)(x)
+            linear = Dense(c.d_ff, kernel_init=wi_init, name="wi_1", **dense)(x)
             hidden = jax.nn.gelu(gate, approximate=True) * linear
         else:
-            hidden = jax.nn.relu(nn.Dense(c.d_ff, kernel_init=wi_init, name="wi", **dense)(x))
+            hidden = jax.nn.relu(Dense(c.d_ff, kernel_init=wi_init, name="wi", **dense)(x))
         hidden = Dropout(c.dropout_rate)(hidden, deterministic=deterministic)
-        return nn.Dense(c.d_model, kernel_init=_normal(c.d_ff**-0.5), name="wo", **dense)(hidden)
+        return Dense(c.d_model, kernel_init=_normal(c.d_ff**-0.5), name="wo", **dense)(hidden)
