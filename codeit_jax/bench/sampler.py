@@ -22,9 +22,10 @@ much quicker on a CPU, but the extrapolation multiplies the timing noise (by abo
 
 Trust (`codeit_jax.bench.timing`): each side runs ``--repeats`` times on the same inputs and
 key (default 3 on the CPU, 5 on an accelerator) and is reported as its median with its spread,
-(max - min) / median; ``speedup`` and ``peak_fraction`` come from the medians. A side that
-spreads more than 15% (the matmul peak included) makes the JSON say ``"noisy": true`` and names
-it in ``noisy_sides``. The 1-minute load average before and after is in the text and the JSON.
+(max - min) / median; ``speedup`` and ``peak_fraction`` come from the medians. A side (ours,
+the reference) that spreads more than 15% makes the JSON say ``"noisy": true`` and names it in
+``noisy_sides``; the matmul peak's own spread is ``peak_spread`` and does not count. The 1-minute
+load average before and after is in the text and the JSON.
 
 Peak fraction: model FLOPs (``codeit_jax.policy.flops.sampling_flops``, useful work only) per
 second over the FLOP rate of a large jitted matmul in our compute dtype measured in the same run

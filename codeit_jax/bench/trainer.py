@@ -22,8 +22,9 @@ float32 on the CPU (see `codeit_jax.bench.reference`).
 
 Trust (`codeit_jax.bench.timing`): each side is reported as the median of its timings with
 their spread, (max - min) / median; `speedup` and `peak_fraction` come from the medians. A side
-that spreads more than 15% (the matmul peak included) makes the JSON say `"noisy": true` and
-names it in `noisy_sides`. The 1-minute load average before and after is in the text and JSON.
+(ours, the reference) that spreads more than 15% makes the JSON say `"noisy": true` and names it
+in `noisy_sides`; the matmul peak's own spread is `peak_spread` and does not count. The 1-minute
+load average before and after is in the text and JSON.
 
 Peak fraction: model FLOPs per second over the FLOP rate of a large jitted matmul in our compute
 dtype (float32 2048^3 on the CPU, bfloat16 8192^3 on a GPU), measured in the same run (the best
