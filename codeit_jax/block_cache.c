@@ -91,10 +91,10 @@ static void release_until(size_t limit) {
   }
 }
 
-/* A block of at least size bytes, or NULL (then glibc serves the request); *fresh says whether
- * it was just mapped (and so holds zeros). */
+/* A block of at least size bytes, or NULL (then glibc serves the request); *fresh (where fresh
+ * is not NULL) says whether it was just mapped (and so holds zeros). */
 static void *take_block(size_t size, int *fresh) {
-  *fresh = 0;
+  if (fresh != NULL) *fresh = 0;
   if (size > SIZE_MAX - 2 * ALIGNMENT) return NULL;
   size_t wanted = (size + ALIGNMENT - 1) & ~(ALIGNMENT - 1);
   lock_cache();
@@ -135,7 +135,7 @@ static void *take_block(size_t size, int *fresh) {
   madvise(start, wanted, MADV_HUGEPAGE);
   blocks[empty] = (Block){start, wanted, 1, 0};
   mappings++;
-  *fresh = 1;
+  if (fresh != NULL) *fresh = 1;
   unlock_cache();
   return start;
 }
@@ -179,8 +179,7 @@ static size_t block_size(const void *ptr) {
 }
 
 void *malloc(size_t size) {
-  int fresh;
-  void *ptr = size >= MIN_BLOCK ? take_block(size, &fresh) : NULL;
+  void *ptr = size >= MIN_BLOCK ? take_block(size, NULL) : NULL;
   return ptr != NULL ? ptr : __libc_malloc(size);
 }
 
@@ -230,8 +229,7 @@ void *reallocarray(void *ptr, size_t count, size_t size) {
 }
 
 static void *aligned(size_t alignment, size_t size) {
-  int fresh;
-  void *ptr = size >= MIN_BLOCK && alignment <= ALIGNMENT ? take_block(size, &fresh) : NULL;
+  void *ptr = size >= MIN_BLOCK && alignment <= ALIGNMENT ? take_block(size, NULL) : NULL;
   return ptr != NULL ? ptr : __libc_memalign(alignment, size);
 }
 

@@ -55,9 +55,13 @@ def _preloaded(environ: Mapping[str, str]) -> list[str]:
     return environ.get("LD_PRELOAD", "").replace(":", " ").split()
 
 
+def _is_ours(entry: str) -> bool:
+    return Path(entry).name.startswith(PREFIX)
+
+
 def is_loaded(environ: Mapping[str, str]) -> bool:
     """Whether ``environ``'s LD_PRELOAD names this cache's library."""
-    return any(Path(entry).name.startswith(PREFIX) for entry in _preloaded(environ))
+    return any(_is_ours(entry) for entry in _preloaded(environ))
 
 
 def cache_directory(environ: Mapping[str, str]) -> Path:
@@ -101,7 +105,7 @@ def without_preload(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` with this cache taken out of LD_PRELOAD, for child processes that must not
     keep freed memory: the sandbox's workers, whose address-space limit would count the kept
     blocks, so that one program's allocations could make a later one fail."""
-    kept = [e for e in _preloaded(environ) if not Path(e).name.startswith(PREFIX)]
+    kept = [e for e in _preloaded(environ) if not _is_ours(e)]
     child = {k: v for k, v in environ.items() if k != "LD_PRELOAD"}
     if kept:
         child["LD_PRELOAD"] = " ".join(kept)
