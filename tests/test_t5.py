@@ -345,12 +345,14 @@ def test_dense_on_rows_is_flax_dense():
     params = plain.init(jax.random.key(0), x)
     assert jax.tree.structure(ours.init(jax.random.key(0), x)) == jax.tree.structure(params)
     np.testing.assert_allclose(ours.apply(params, x), plain.apply(params, x), rtol=1e-6)
-    loss = lambda module: lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))  # noqa: E731
-    for got, want in zip(
-        jax.tree.leaves(jax.grad(loss(ours), argnums=(0, 1))(params, x)),
-        jax.tree.leaves(jax.grad(loss(plain), argnums=(0, 1))(params, x)),
-        strict=True,
-    ):
+
+    def gradients(module: nn.Module) -> list[jax.Array]:
+        def loss(p, x):
+            return jnp.sum(jnp.sin(module.apply(p, x)))
+
+        return jax.tree.leaves(jax.grad(loss, argnums=(0, 1))(params, x))
+
+    for got, want in zip(gradients(ours), gradients(plain), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 

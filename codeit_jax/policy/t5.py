@@ -33,6 +33,7 @@ from codeit_jax.policy.t5_layers import (
     MASK_BIAS,
     Attention,
     ChunkedKV,
+    Dense,
     Dropout,
     FeedForward,
     LayerKV,
@@ -314,7 +315,7 @@ class T5(nn.Module):
         self.encoder = Encoder(c)
         self.decoder = Decoder(c)
         if not c.tie_word_embeddings:
-            self.lm_head = nn.Dense(
+            self.lm_head = Dense(
                 c.vocab_size,
                 use_bias=False,
                 kernel_init=_normal(c.d_model**-0.5),

@@ -95,6 +95,8 @@ def _tap_forward(bias: jax.Array, position_bias: jax.Array) -> tuple[jax.Array, 
 
 
 def _tap_backward(_: None, d_bias: jax.Array) -> tuple[None, jax.Array]:
+    # The batch sum as a product with a row of ones, not ``sum``: XLA rewrites the layers'
+    # sums back into one late pass (``add(reduce(a), reduce(b))`` -> ``reduce(add(a, b))``).
     rows = d_bias.reshape(d_bias.shape[0], -1)
     summed = jnp.ones((1, rows.shape[0]), rows.dtype) @ rows
     return None, summed.reshape((1, *d_bias.shape[1:]))
